@@ -1,0 +1,261 @@
+"""The mechanism contract: one call shape for every attention variant.
+
+Every registered variant is an ``nn.Module`` whose forward is::
+
+    forward(query, key=None, value=None, *, mask=None, state=None, need_weights=None)
+        query  [B, Tq, Dq]
+        key    [B, Tk, Dk]   (None: self-attention, key = query)
+        value  [B, Tk, Dv]   (None: value = key)
+        mask   bool [B, Tk] or [B, Tq, Tk]; True = may attend (as SDPA's boolean mask)
+        state  variant-owned (NTM memory, ...), None when stateless
+    -> AttentionOutput(context [B, Tq, Dv], weights [B, Tq, Tk] | None, state, aux)
+
+A fully masked query row gets a zero context and zero weights, never NaN.
+
+:class:`Attention` does the argument checking and mask normalisation once, so a
+variant only writes :meth:`Attention.attend` on clean tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "AttentionOutput",
+    "Attention",
+    "normalize_mask",
+    "masked_softmax",
+    "masked_log_softmax",
+    "sdpa",
+    "causal_mask",
+    "ScoreAttention",
+    "default_scale",
+]
+
+
+@dataclass
+class AttentionOutput:
+    """What every variant returns.
+
+    :ivar context: ``[B, Tq, Dv]`` the attended values.
+    :ivar weights: ``[B, Tq, Tk]`` the attention distribution, or None when the
+        variant took a fused path and weights were not requested.
+    :ivar state: the variant's next state (stateful variants), else None.
+    :ivar aux: extra tensors, e.g. ``log_prob``/``entropy`` (hard attention) or
+        ``logits`` (pointer networks), as declared in the spec's ``aux_keys``.
+    """
+
+    context: Tensor
+    weights: Tensor | None = None
+    state: Any = None
+    aux: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _shape(t: Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def normalize_mask(mask: Tensor | None, batch: int, tq: int, tk: int, *, name: str = "mask") -> Tensor | None:
+    """Validate a boolean attention mask and view it as ``[B, Tq, Tk]``.
+
+    :param mask: bool ``[B, Tk]`` (the same keys for every query) or ``[B, Tq, Tk]``;
+        True means the query may attend to that key. ``None`` passes through.
+    :returns: bool ``[B, Tq, Tk]`` (a broadcast view, no copy) or None.
+    :raises ValueError: wrong dtype or shape, naming the argument, the expected
+        shape and what came.
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise ValueError(f"{name}: expected a bool tensor [B, Tk] or [B, Tq, Tk], got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"{name}: expected dtype torch.bool (True = may attend) with shape [{batch}, {tk}] or "
+            f"[{batch}, {tq}, {tk}], got dtype {mask.dtype} shape {_shape(mask)}"
+        )
+    if mask.dim() == 2 and tuple(mask.shape) == (batch, tk):
+        return mask[:, None, :].expand(batch, tq, tk)
+    if mask.dim() == 3 and tuple(mask.shape) == (batch, tq, tk):
+        return mask
+    raise ValueError(
+        f"{name}: expected shape [B, Tk] = [{batch}, {tk}] or [B, Tq, Tk] = [{batch}, {tq}, {tk}], "
+        f"got {_shape(mask)}"
+    )
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Softmax of ``scores`` over allowed positions; masked entries are exactly 0.
+
+    A row with no allowed position returns all zeros (not NaN), so a padded
+    query contributes a zero context and no gradient.
+
+    :param scores: ``[..., Tk]`` real scores.
+    :param mask: bool, broadcastable to ``scores``; True = allowed. None: plain softmax.
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=dim)
+    # finfo.min instead of -inf keeps a fully masked row finite (uniform), and
+    # multiplying by the mask afterwards turns that row into zeros.
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(filled, dim=dim) * mask
+
+
+def masked_log_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Log-softmax over allowed positions; masked entries get ``finfo.min`` (not -inf, not NaN)."""
+    if mask is None:
+        return torch.log_softmax(scores, dim=dim)
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    out = torch.log_softmax(filled, dim=dim)
+    return out.masked_fill(~mask, torch.finfo(scores.dtype).min)
+
+
+def causal_mask(tq: int, tk: int | None = None, *, device: torch.device | str | None = None) -> Tensor:
+    """Bool ``[Tq, Tk]`` lower-triangular mask: query t may attend to keys <= t.
+
+    When ``Tk > Tq`` the queries are aligned to the *last* Tq keys (as in
+    decoding with a cache), so query t sees keys ``<= t + Tk - Tq``.
+    """
+    tk = tq if tk is None else tk
+    return torch.ones(tq, tk, dtype=torch.bool, device=device).tril(diagonal=tk - tq)
+
+
+def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
+    """``F.scaled_dot_product_attention`` with the zoo's fully-masked-row rule.
+
+    SDPA turns a row with no allowed key into NaN; here such a row gives zeros.
+
+    :param query: ``[B, Tq, D]``; key ``[B, Tk, D]``; value ``[B, Tk, Dv]``.
+    :param mask: bool ``[B, Tq, Tk]`` or None.
+    :param scale: factor on ``q . k``; None means ``1 / sqrt(D)`` as in SDPA.
+    :returns: ``[B, Tq, Dv]``.
+    """
+    if mask is None:
+        return F.scaled_dot_product_attention(query, key, value, scale=scale)
+    has_key = mask.any(dim=-1, keepdim=True)  # (B, Tq, 1)
+    # Let empty rows attend everywhere so SDPA stays finite, then zero them.
+    safe = mask | ~has_key
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scale)
+    return out * has_key
+
+
+class Attention(nn.Module):
+    """Base class for variants: checks arguments once, then calls :meth:`attend`.
+
+    Subclasses set ``query_dim``/``key_dim``/``value_dim`` through ``__init__``
+    and implement :meth:`attend` on validated tensors. ``need_weights`` (a
+    module attribute, overridable per call) asks fast paths to return weights.
+
+    :param query_dim: Dq, feature size of the query.
+    :param key_dim: Dk, feature size of the key (default Dq).
+    :param value_dim: Dv, feature size of the value (default Dk).
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int | None = None,
+        value_dim: int | None = None,
+        *,
+        need_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        key_dim = query_dim if key_dim is None else key_dim
+        value_dim = key_dim if value_dim is None else value_dim
+        for arg, val in (("query_dim", query_dim), ("key_dim", key_dim), ("value_dim", value_dim)):
+            if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
+                raise ValueError(f"{arg}: expected a positive int, got {val!r}")
+        self.query_dim = query_dim
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.need_weights = need_weights
+
+    def extra_repr(self) -> str:
+        return f"query_dim={self.query_dim}, key_dim={self.key_dim}, value_dim={self.value_dim}"
+
+    def check_inputs(
+        self, query: Tensor, key: Tensor | None, value: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Fill in self-attention defaults, validate shapes, normalise the mask.
+
+        :returns: ``(query [B,Tq,Dq], key [B,Tk,Dk], value [B,Tk,Dv], mask [B,Tq,Tk] | None)``.
+        :raises ValueError: naming the argument, the expected shape and what came.
+        """
+        if not isinstance(query, Tensor) or query.dim() != 3:
+            got = _shape(query) if isinstance(query, Tensor) else type(query).__name__
+            raise ValueError(f"query: expected a 3-D tensor [B, Tq, {self.query_dim}], got {got}")
+        if key is None:
+            key = query
+        if value is None:
+            value = key
+        b, tq, dq = query.shape
+        if dq != self.query_dim:
+            raise ValueError(f"query: expected last dim {self.query_dim} ([B, Tq, {self.query_dim}]), got {_shape(query)}")
+        for arg, t, d in (("key", key, self.key_dim), ("value", value, self.value_dim)):
+            if not isinstance(t, Tensor) or t.dim() != 3:
+                got = _shape(t) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{arg}: expected a 3-D tensor [B, Tk, {d}], got {got}")
+            if t.shape[0] != b:
+                raise ValueError(f"{arg}: expected batch size {b} (query's), shape [{b}, Tk, {d}], got {_shape(t)}")
+            if t.shape[-1] != d:
+                raise ValueError(f"{arg}: expected last dim {d} ([{b}, Tk, {d}]), got {_shape(t)}")
+        tk = key.shape[1]
+        if value.shape[1] != tk:
+            raise ValueError(f"value: expected {tk} positions like key ([{b}, {tk}, {self.value_dim}]), got {_shape(value)}")
+        if tk == 0:
+            raise ValueError(f"key: expected at least one position, got {_shape(key)}")
+        return query, key, value, normalize_mask(mask, b, tq, tk)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        state: Any = None,
+        need_weights: bool | None = None,
+    ) -> AttentionOutput:
+        query, key, value, mask = self.check_inputs(query, key, value, mask)
+        want = self.need_weights if need_weights is None else need_weights
+        return self.attend(query, key, value, mask, state=state, need_weights=want)
+
+    def attend(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None,
+        *,
+        state: Any = None,
+        need_weights: bool = True,
+    ) -> AttentionOutput:
+        """Compute attention on validated inputs (mask already ``[B, Tq, Tk]``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement attend()")
+
+
+class ScoreAttention(Attention):
+    """A variant defined by a score function: weights = softmax(score(q, k)), context = weights @ v.
+
+    Subclasses implement :meth:`score` returning ``[B, Tq, Tk]``. This covers
+    Luong's dot/general, Bahdanau's additive, Graves' content addressing and
+    Vaswani's scaled dot product; hard and local attention reuse ``score``.
+    """
+
+    def score(self, query: Tensor, key: Tensor) -> Tensor:
+        """Unnormalised scores ``[B, Tq, Tk]`` from query ``[B, Tq, Dq]`` and key ``[B, Tk, Dk]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score()")
+
+    def attend(self, query, key, value, mask, *, state=None, need_weights=True):
+        weights = masked_softmax(self.score(query, key), mask)  # (B, Tq, Tk)
+        return AttentionOutput(torch.bmm(weights, value), weights)
+
+
+def default_scale(dim: int) -> float:
+    """Vaswani et al. 2017, Eq. (1): the 1/sqrt(d_k) factor."""
+    return 1.0 / math.sqrt(dim)

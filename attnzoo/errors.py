@@ -1,0 +1,85 @@
+"""Error types raised by attnzoo.
+
+Every error attnzoo raises on purpose derives from :class:`AttnzooError`, so a
+caller can catch the library's failures without catching everything else.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AttnzooError",
+    "UnknownAttentionError",
+    "UnknownNameError",
+    "DuplicateRegistrationError",
+    "PluginError",
+    "SpecError",
+]
+
+
+class AttnzooError(Exception):
+    """Base class of every error attnzoo raises on purpose."""
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Names among ``candidates`` that look like ``name`` (for "did you mean" hints)."""
+    candidates = list(candidates)
+    found = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    # Substring hits catch short prefixes such as "scaled" -> "scaled-dot" that
+    # difflib's ratio ranks too low.
+    for c in candidates:
+        if len(found) >= n:
+            break
+        if (name in c or c in name) and c not in found:
+            found.append(c)
+    return found
+
+
+class UnknownNameError(AttnzooError, KeyError):
+    """A name that is not in a registry (attention variant, task or backbone)."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        self.suggestions = close_matches(name, self.known)
+        msg = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            msg += f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+        msg += f" (known: {', '.join(self.known) if self.known else 'none'})"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.args[0]
+
+
+class UnknownAttentionError(UnknownNameError):
+    """An attention variant name that is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str]):
+        super().__init__("attention variant", name, known)
+
+
+class DuplicateRegistrationError(AttnzooError, ValueError):
+    """Two sources registered the same name; the message names both."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str):
+        self.kind, self.name, self.first, self.second = kind, name, first, second
+        super().__init__(
+            f"{kind} {name!r} is registered twice: first by {first}, again by {second}; "
+            f"rename one of them or disable a plugin (--disable-plugin / ATTNZOO_PLUGINS)"
+        )
+
+
+class SpecError(AttnzooError, ValueError):
+    """A spec or factory handed to ``register`` is malformed."""
+
+
+class PluginError(AttnzooError):
+    """A plugin failed to load or its hook raised. Carries the plugin's name."""
+
+    def __init__(self, plugin: str, message: str):
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin}: {message}")

@@ -1,0 +1,143 @@
+"""The task contract: a seeded generator of (source, target) batches.
+
+Tasks are plain Python + torch (no Lightning), so they can be listed, tested and
+solved without the harness; :class:`attnzoo.harness.data.TaskDataModule` wraps
+any task as a LightningDataModule.
+
+Every task produces batches as a dict of tensors::
+
+    src       long [N, S]   input token ids in [0, vocab_size)
+    tgt       long [N, T]   target ids in [0, num_classes) (tokens, or positions into src
+                            for pointer tasks)
+    tgt_mask  bool [N, T]   (optional) which target positions are scored; default all
+    slice     long [N]      (optional) per-example slice id, names in spec.slices
+
+Token id 0 is padding and never a target; tasks choose the rest of their vocab.
+Training batches are drawn fresh every step from a seeded ``torch.Generator``
+(the task is infinite); validation/test sets are fixed by their own seeds.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from attnzoo.errors import SpecError
+from attnzoo.spec import validate_name
+
+__all__ = ["TaskSpec", "Task", "PAD"]
+
+PAD = 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the zoo knows about a task without building it.
+
+    :param name: registry name (public API), e.g. ``"copy"``.
+    :param summary: one line.
+    :param paper: where the task comes from.
+    :param metric: the leaderboard's main metric: ``"exact_acc"`` (whole target
+        right) or ``"token_acc"`` (per scored position).
+    :param output: ``"tokens"`` (classes are vocabulary ids) or ``"pointers"``
+        (classes are positions in ``src``).
+    :param length_generalization: has a ``test_long`` split longer than training.
+    :param content_addressed: the answer needs lookup by content (recall, induction);
+        a fixed-window MLP is expected to fail here.
+    :param slices: names of per-example slices (``batch["slice"]`` indexes them).
+    """
+
+    name: str
+    summary: str
+    paper: str = ""
+    url: str = ""
+    metric: str = "exact_acc"
+    output: str = "tokens"
+    length_generalization: bool = False
+    content_addressed: bool = False
+    slices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_name(self.name, "TaskSpec.name")
+        if self.metric not in ("exact_acc", "token_acc"):
+            raise SpecError(f"TaskSpec.metric must be 'exact_acc' or 'token_acc', got {self.metric!r}")
+        if self.output not in ("tokens", "pointers"):
+            raise SpecError(f"TaskSpec.output must be 'tokens' or 'pointers', got {self.output!r}")
+        object.__setattr__(self, "slices", tuple(self.slices))
+
+
+class Task:
+    """Base class of every task. Subclasses set ``spec`` and implement :meth:`generate`.
+
+    Subclass ``__init__`` takes the task's knobs as typed keyword arguments with
+    defaults that train in seconds to a minute on a CPU, calls
+    ``super().__init__()``, and sets:
+
+    - ``vocab_size``: ids in ``src`` lie in ``[0, vocab_size)``;
+    - ``num_classes``: ids in ``tgt`` lie in ``[0, num_classes)``;
+    - ``src_len`` / ``tgt_len``: S and T of training batches;
+    - ``long_src_len`` / ``long_tgt_len``: S and T of the ``test_long`` split
+      (tasks with ``spec.length_generalization``).
+    """
+
+    spec: ClassVar[TaskSpec]
+
+    vocab_size: int
+    num_classes: int
+    src_len: int
+    tgt_len: int
+    long_src_len: int | None = None
+    long_tgt_len: int | None = None
+
+    #: sizes of the fixed evaluation splits
+    val_size: int = 512
+    test_size: int = 1024
+
+    def __init__(self) -> None:
+        pass
+
+    # -- to implement ------------------------------------------------------
+    def generate(self, n: int, generator: torch.Generator, *, long: bool = False) -> dict[str, Tensor]:
+        """Draw ``n`` examples. ``long=True`` draws the length-generalization split.
+
+        Must be vectorised (no Python loop per example where avoidable): it
+        runs every training step.
+        """
+        raise NotImplementedError
+
+    def solve(self, src: list[int]) -> list[int]:
+        """Plain-Python reference answer for one example's ``src`` (tests check ``generate`` with it)."""
+        raise NotImplementedError
+
+    def chance(self) -> float:
+        """Expected main metric of a model that cannot look anything up in the input
+        (e.g. 1/num_kv_pairs for recall, not 1/vocab). Reported beside the metric."""
+        raise NotImplementedError
+
+    # -- provided ----------------------------------------------------------
+    def knobs(self) -> dict[str, Any]:
+        """The constructor's keyword arguments and their current values."""
+        out = {}
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name != "self" and hasattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+    def fixed_split(self, split: str, seed: int) -> dict[str, Tensor]:
+        """A fixed evaluation set: ``"val"``, ``"test"`` or ``"test_long"``, from its own seed."""
+        offsets = {"val": 1_000_003, "test": 2_000_003, "test_long": 3_000_017}
+        if split not in offsets:
+            raise ValueError(f"split: expected one of {', '.join(offsets)}, got {split!r}")
+        if split == "test_long" and not self.spec.length_generalization:
+            raise ValueError(f"split: task {self.spec.name!r} has no 'test_long' split")
+        g = torch.Generator().manual_seed(seed + offsets[split])
+        n = self.val_size if split == "val" else self.test_size
+        return self.generate(n, g, long=split == "test_long")
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v!r}" for k, v in self.knobs().items())
+        return f"{type(self).__name__}({knobs})"

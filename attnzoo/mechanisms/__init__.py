@@ -1,0 +1,40 @@
+"""The attention variants, one module per family; importable without Lightning.
+
+Classes load lazily on first access (``from attnzoo.mechanisms import AdditiveAttention``),
+so importing this package costs nothing beyond torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# class name -> module under attnzoo.mechanisms
+_EXPORTS = {
+    "DotAttention": "dot",
+    "ScaledDotAttention": "dot",
+    "GeneralAttention": "dot",
+    "AdditiveAttention": "additive",
+    "ContentAttention": "content",
+    "LocationAttention": "location",
+    "HardAttention": "hard",
+    "LocalAttention": "local",
+    "LocalMonotonicAttention": "local",
+    "LocalPredictiveAttention": "local",
+    "PointerAttention": "pointer",
+    "NTMAttention": "ntm",
+    "MultiHeadAttention": "multihead",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

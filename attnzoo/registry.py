@@ -1,0 +1,266 @@
+"""Names -> specs -> factories, timm style: ``list_attention("*dot*")``, ``create_attention(name, ...)``.
+
+The registry is filled lazily on first use from every plugin's
+``register_attention`` hook (built-ins included), plus whatever a notebook or
+test adds in-process with :func:`add_attention`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from torch import nn
+
+from attnzoo import plugins
+from attnzoo.errors import DuplicateRegistrationError, SpecError, UnknownAttentionError, UnknownNameError
+from attnzoo.spec import CAPABILITIES, AttentionSpec
+
+__all__ = [
+    "AttentionEntry",
+    "Registry",
+    "list_attention",
+    "get_spec",
+    "get_entry",
+    "create_attention",
+    "add_attention",
+    "remove_attention",
+    "attention_registry",
+    "check_kwargs",
+]
+
+E = TypeVar("E")
+
+
+class Registry(Generic[E]):
+    """An ordered name -> entry map with wildcard listing and helpful misses.
+
+    :param kind: what the entries are, for messages ("attention variant").
+    :param load: returns ``{name: (entry, source)}``; called lazily, again after a plugin reset.
+    :param unknown: the error type raised for a missing name.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        load: Callable[[], dict[str, tuple[E, str]]],
+        unknown: Callable[[str, list[str]], Exception] | None = None,
+    ) -> None:
+        self.kind = kind
+        self._load = load
+        self._unknown = unknown or (lambda name, known: UnknownNameError(kind, name, known))
+        self._loaded: dict[str, tuple[E, str]] | None = None
+        self._local: dict[str, tuple[E, str]] = {}
+        self._lock = threading.RLock()
+        plugins.on_reset(self.invalidate)
+
+    def invalidate(self) -> None:
+        """Drop what plugins registered; reload on next access. In-process additions stay."""
+        with self._lock:
+            self._loaded = None
+
+    def _all(self) -> dict[str, tuple[E, str]]:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            merged = dict(self._loaded)
+            merged.update(self._local)
+            return merged
+
+    def add(self, name: str, entry: E, source: str) -> None:
+        """Register in-process; a name already taken raises, naming both sources."""
+        with self._lock:
+            existing = self._all().get(name)
+            if existing is not None:
+                raise DuplicateRegistrationError(self.kind, name, existing[1], source)
+            self._local[name] = (entry, source)
+
+    def remove(self, name: str) -> None:
+        """Forget an in-process registration (plugin entries cannot be removed this way)."""
+        with self._lock:
+            if name not in self._local:
+                raise self._unknown(name, sorted(self._local))
+            del self._local[name]
+
+    def get(self, name: str) -> E:
+        return self.get_with_source(name)[0]
+
+    def get_with_source(self, name: str) -> tuple[E, str]:
+        entries = self._all()
+        if name not in entries:
+            raise self._unknown(name, sorted(entries))
+        return entries[name]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching an fnmatch ``pattern`` (``"*dot*"``, ``"local-?"``)."""
+        return sorted(n for n in self._all() if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+@dataclass(frozen=True)
+class AttentionEntry:
+    """A registered variant: its spec, how to build it, and where it came from."""
+
+    spec: AttentionSpec
+    factory: Callable[..., nn.Module]
+    source: str = "builtin"
+
+
+def _accept_attention(spec: Any, factory: Any = None) -> tuple[str, AttentionSpec]:
+    if not isinstance(spec, AttentionSpec):
+        raise SpecError(f"register(spec, factory): spec must be an attnzoo.AttentionSpec, got {type(spec).__name__}")
+    if not callable(factory):
+        raise SpecError(
+            f"register(spec, factory): factory for {spec.name!r} must be callable "
+            f"(factory(query_dim, key_dim, value_dim, **kwargs) -> nn.Module), got {factory!r}"
+        )
+    return spec.name, (spec, factory)  # type: ignore[return-value]
+
+
+def _load_attention() -> dict[str, tuple[AttentionEntry, str]]:
+    found = plugins.collect("register_attention", "attention variant", _accept_attention)
+    return {
+        name: (AttentionEntry(spec, factory, source), source)
+        for name, ((spec, factory), source) in found.items()
+    }
+
+
+attention_registry: Registry[AttentionEntry] = Registry(
+    "attention variant", _load_attention, lambda name, known: UnknownAttentionError(name, known)
+)
+
+
+def list_attention(
+    pattern: str = "*", *, family: str | None = None, capability: str | None = None
+) -> list[str]:
+    """Registered variant names matching ``pattern`` (fnmatch), sorted.
+
+    :param pattern: wildcard, e.g. ``"*dot*"``.
+    :param family: keep only this family (e.g. ``"multiplicative"``).
+    :param capability: keep only variants with this capability (a key of
+        :data:`attnzoo.spec.CAPABILITIES`, e.g. ``"causal_safe"``).
+    """
+    if capability is not None and capability not in CAPABILITIES:
+        raise ValueError(f"capability must be one of {', '.join(CAPABILITIES)}, got {capability!r}")
+    out = []
+    for name in attention_registry.names(pattern):
+        spec = attention_registry.get(name).spec
+        if family is not None and spec.family != family:
+            continue
+        if capability is not None and not spec.has(capability):
+            continue
+        out.append(name)
+    return out
+
+
+def get_entry(name: str) -> AttentionEntry:
+    """The :class:`AttentionEntry` registered as ``name`` (raises UnknownAttentionError)."""
+    return attention_registry.get(name)
+
+
+def get_spec(name: str) -> AttentionSpec:
+    """The :class:`AttentionSpec` of variant ``name`` (raises UnknownAttentionError with suggestions)."""
+    return get_entry(name).spec
+
+
+def accepted_kwargs(factory: Callable[..., Any]) -> dict[str, Any] | None:
+    """Keyword arguments ``factory`` takes beyond the three dims, with defaults; None if it takes ``**kwargs``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    params = inspect.signature(target).parameters
+    out: dict[str, Any] = {}
+    for p in params.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.name in ("self", "query_dim", "key_dim", "value_dim") or p.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return out
+
+
+def check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Raise TypeError naming every unknown kwarg and listing the accepted ones."""
+    accepted = accepted_kwargs(factory)
+    if accepted is None:
+        return
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
+        raise TypeError(
+            f"create_attention({name!r}): unknown keyword argument(s) {', '.join(unknown)}; "
+            f"accepted: {listing}"
+        )
+
+
+def create_attention(
+    name: str,
+    query_dim: int,
+    key_dim: int | None = None,
+    value_dim: int | None = None,
+    *,
+    num_heads: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build variant ``name``.
+
+    :param query_dim: Dq. ``key_dim`` defaults to Dq and ``value_dim`` to Dk.
+    :param num_heads: wrap in :class:`attnzoo.mechanisms.MultiHeadAttention`
+        with H heads (Q/K/V/output projections); the spec must allow it.
+    :param kwargs: variant options; the spec's ``defaults`` fill what is not given.
+    :raises UnknownAttentionError: unknown name (with close matches).
+    :raises TypeError: unknown kwargs (listing the accepted ones).
+    """
+    entry = get_entry(name)
+    opts = {**entry.spec.defaults, **kwargs}
+    key_dim = query_dim if key_dim is None else key_dim
+    value_dim = key_dim if value_dim is None else value_dim
+    if num_heads is not None:
+        if not entry.spec.multihead:
+            raise ValueError(
+                f"num_heads: {name!r} cannot run per head ({entry.spec.notes or 'its spec says multihead=False'})"
+            )
+        from attnzoo.mechanisms.multihead import MultiHeadAttention
+
+        return MultiHeadAttention(name, query_dim, key_dim, value_dim, num_heads=num_heads, **opts)
+    check_kwargs(name, entry.factory, opts)
+    return entry.factory(query_dim, key_dim, value_dim, **opts)
+
+
+def add_attention(
+    spec: AttentionSpec, factory: Callable[..., nn.Module] | None = None
+) -> Any:
+    """Register a variant in this process (notebooks, tests); not the plugin hook.
+
+    Use directly, ``add_attention(spec, MyAttention)``, or as a class decorator::
+
+        @attnzoo.add_attention(AttentionSpec(name="mine", family="custom", summary="..."))
+        class Mine(attnzoo.Attention): ...
+
+    :raises DuplicateRegistrationError: the name is taken (naming both sources).
+    """
+    if factory is None:
+        def decorator(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+            add_attention(spec, f)
+            return f
+
+        return decorator
+    name, _ = _accept_attention(spec, factory)
+    where = f"in-process ({getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '?')})"
+    attention_registry.add(name, AttentionEntry(spec, factory, where), where)
+    return factory
+
+
+def remove_attention(name: str) -> None:
+    """Undo :func:`add_attention` for ``name``."""
+    attention_registry.remove(name)
