@@ -1,0 +1,337 @@
+"""The ``attnzoo`` command line.
+
+Commands are cheap to list: heavy ones (``fit``, ``bench``, ``speed``, ``check``)
+import their modules only to build their parsers, and those modules import
+Lightning only when they run. Plugins add commands through ``register_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+#: command -> (module with configure_parser/main, one-line help)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("attnzoo.testing.cli", "run the conformance kit on a variant (yours too)"),
+    "fit": ("attnzoo.harness.fit", "train one (task, backbone, attention) triple and print its metrics"),
+    "bench": ("attnzoo.leaderboard.cli", "run the leaderboard grid and write tables and plots (the main job)"),
+    "speed": ("attnzoo.speed", "time forward+backward and peak memory of every variant vs SDPA"),
+}
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _short_caps(caps: Sequence[str]) -> str:
+    abbrev = {
+        "self_attention": "self",
+        "cross_attention": "cross",
+        "causal_safe": "causal",
+        "stateful": "stateful",
+        "differentiable": "diff",
+        "pointer_logits": "pointer",
+        "fused": "fused",
+        "multihead": "mh",
+    }
+    return ",".join(abbrev.get(c, c) for c in caps)
+
+
+# -- list / show / plugins ---------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.tasks:
+        from attnzoo.harness.tasks import get_task_class, list_tasks, task_registry
+
+        names = list_tasks(args.pattern)
+        items = []
+        for n in names:
+            cls, source = task_registry.get_with_source(n)
+            spec = cls.spec
+            items.append({"name": n, "metric": spec.metric, "output": spec.output, "summary": spec.summary,
+                          "paper": spec.paper, "length_generalization": spec.length_generalization,
+                          "source": source})
+        if args.json:
+            print(json.dumps(items, indent=2))
+        else:
+            print(_table([[i["name"], i["metric"], i["output"], i["source"], i["summary"]] for i in items],
+                         ["task", "metric", "output", "source", "summary"]))
+        return 0
+    if args.backbones:
+        from attnzoo.harness.backbones import backbone_registry
+
+        items = []
+        for n in backbone_registry.names(args.pattern):
+            (spec, _factory), source = backbone_registry.get_with_source(n)
+            items.append({"name": n, "attention": spec.attention, "summary": spec.summary,
+                          "requires": list(spec.required_capabilities), "source": source})
+        if args.json:
+            print(json.dumps(items, indent=2))
+        else:
+            print(_table([[i["name"], i["attention"], ",".join(i["requires"]) or "-", i["source"], i["summary"]]
+                          for i in items], ["backbone", "attention", "requires", "source", "summary"]))
+        return 0
+
+    from attnzoo.registry import attention_registry, list_attention
+
+    try:
+        names = list_attention(args.pattern, family=args.family, capability=args.capability)
+    except ValueError as exc:
+        print(f"attnzoo list: {exc}", file=sys.stderr)
+        return 2
+    items = []
+    for n in names:
+        entry = attention_registry.get(n)
+        items.append({**entry.spec.to_dict(), "source": entry.source})
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print(f"no attention variant matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    rows = [[i["name"], i["family"], i["source"], _short_caps(i["capabilities"]), _short_paper(i["paper"])]
+            for i in items]
+    print(_table(rows, ["name", "family", "source", "capabilities", "paper"]))
+    _warn_plugin_errors()
+    return 0
+
+
+def _short_paper(paper: str, width: int = 40) -> str:
+    return paper if len(paper) <= width else paper[: width - 1].rstrip() + "…"
+
+
+def _warn_plugin_errors() -> None:
+    from attnzoo.plugins import get_host
+
+    broken = [p for p in get_host().plugins() if p.errors]
+    if broken:
+        names = ", ".join(p.name if p.source == "builtin" else p.label for p in broken)
+        print(f"\n{len(broken)} plugin(s) failed and were skipped: {names} (see `attnzoo plugins`)", file=sys.stderr)
+
+
+def _describe_kwargs(factory: Any) -> list[str]:
+    from attnzoo.registry import accepted_kwargs
+
+    accepted = accepted_kwargs(factory)
+    if accepted is None:
+        return ["(accepts **kwargs)"]
+    return [f"{k}={v!r}" for k, v in accepted.items()]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from attnzoo.errors import UnknownNameError, close_matches
+    from attnzoo.registry import attention_registry
+
+    name = args.name
+    if name in attention_registry:
+        entry = attention_registry.get(name)
+        spec = entry.spec
+        print(f"{spec.name}  ({spec.family})  from {entry.source}")
+        print(f"  {spec.summary}")
+        if spec.paper:
+            print(f"  paper: {spec.paper}")
+        if spec.url:
+            print(f"  url: {spec.url}")
+        print(f"  complexity: {spec.complexity}")
+        print(f"  capabilities: {', '.join(spec.capabilities) or 'none'}")
+        missing = [c for c in spec.to_dict() if c in _caps() and c not in spec.capabilities]
+        if missing:
+            print(f"  lacks: {', '.join(missing)}")
+        if spec.aux_keys:
+            print(f"  aux: {', '.join(spec.aux_keys)}")
+        if spec.defaults:
+            print(f"  defaults: {dict(spec.defaults)}")
+        if spec.notes:
+            print(f"  notes: {spec.notes}")
+        print(f"  factory: {getattr(entry.factory, '__module__', '?')}.{getattr(entry.factory, '__qualname__', entry.factory)}")
+        print(f"  arguments: query_dim, key_dim=None, value_dim=None, {', '.join(_describe_kwargs(entry.factory))}")
+        doc = inspect.getdoc(entry.factory)
+        if doc:
+            print()
+            print(textwrap.indent(doc, "  "))
+        return 0
+    known: list[str] = list(attention_registry.names())
+    try:
+        from attnzoo.harness.tasks import task_registry
+
+        if name in task_registry:
+            cls, source = task_registry.get_with_source(name)
+            spec = cls.spec
+            print(f"{spec.name}  (task)  from {source}")
+            print(f"  {spec.summary}")
+            if spec.paper:
+                print(f"  paper: {spec.paper}")
+            print(f"  metric: {spec.metric}   output: {spec.output}   "
+                  f"length generalization: {'yes' if spec.length_generalization else 'no'}")
+            if spec.slices:
+                print(f"  slices: {', '.join(spec.slices)}")
+            print(f"  knobs: {', '.join(_describe_kwargs(cls)) or 'none'}")
+            doc = inspect.getdoc(cls)
+            if doc:
+                print()
+                print(textwrap.indent(doc, "  "))
+            return 0
+        known += task_registry.names()
+    except ImportError:
+        pass
+    suggestions = close_matches(name, known)
+    hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    print(f"attnzoo show: unknown attention variant or task {name!r}{hint} "
+          f"(`attnzoo list` and `attnzoo list --tasks` name them)", file=sys.stderr)
+    _ = UnknownNameError  # the same message shape as the Python API's error
+    return 2
+
+
+def _caps() -> Sequence[str]:
+    from attnzoo.spec import CAPABILITIES
+
+    return list(CAPABILITIES)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from attnzoo.plugins import get_host
+
+    infos = get_host().plugins()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    rows = []
+    for i in infos:
+        status = "ok" if i.loaded and not i.errors else ("error" if i.errors else "not loaded")
+        rows.append([i.name, i.source, i.version or "-", status, ",".join(h.removeprefix("register_") for h in i.hooks) or "-"])
+    print(_table(rows, ["plugin", "distribution", "version", "status", "hooks"]))
+    failed = [i for i in infos if i.errors]
+    for i in failed:
+        print(f"\n{i.name} ({i.label}):", file=sys.stderr)
+        for err in i.errors:
+            print(f"  {err}", file=sys.stderr)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=28)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser, plugin commands included."""
+    from attnzoo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="attnzoo",
+        description="A zoo of attention mechanisms: list, inspect, check, train and benchmark them.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              attnzoo list '*dot*'              variants matching a wildcard
+              attnzoo show additive             spec, arguments and equations of one variant
+              attnzoo check my-variant          conformance kit on your own variant
+              attnzoo bench --preset default    the leaderboard (the main job)
+            environment: ATTNZOO_DISABLE_PLUGIN_AUTOLOAD=1, ATTNZOO_PLUGINS=a,b, ATTNZOO_DISABLE_PLUGINS=a,b
+            """
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"attnzoo {__version__}")
+    parser.add_argument("--disable-plugin", metavar="NAME", action="append", default=[],
+                        help="skip this plugin (entry-point, distribution or built-in module name); repeatable")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    p = sub.add_parser("list", help="list attention variants (or --tasks / --backbones)", formatter_class=_HelpFormatter,
+                       description="List registered attention variants with their family, source and capabilities.")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch wildcard, e.g. '*dot*' (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON (every spec field plus source)")
+    p.add_argument("--family", help="only this family, e.g. multiplicative")
+    p.add_argument("--capability", help="only variants with this capability, e.g. causal_safe")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tasks", action="store_true", help="list benchmark tasks instead")
+    g.add_argument("--backbones", action="store_true", help="list backbones instead")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="print one variant's (or task's) spec, arguments and docstring",
+                       description="Print a variant's spec, its constructor arguments with defaults and its docstring.")
+    p.add_argument("name", help="variant or task name")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("plugins", help="list plugins with version, hooks and load errors",
+                       description="Every plugin seen: built-ins and entry points, with load errors if any.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_plugins)
+
+    for name, (modname, help_text) in LAZY_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
+                           formatter_class=_HelpFormatter)
+        try:
+            module = importlib.import_module(modname)
+            module.configure_parser(p)
+            p.set_defaults(func=module.main)
+        except Exception as exc:  # a broken command must not take the CLI down
+            p.set_defaults(func=_unavailable(name, exc))
+
+    _add_plugin_commands(sub)
+    return parser
+
+
+def _unavailable(name: str, exc: Exception):
+    def run(args: argparse.Namespace) -> int:
+        print(f"attnzoo {name}: unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    from attnzoo.plugins import get_host
+
+    host = get_host()
+    for info, impl in host.implementations("register_commands"):
+        try:
+            host.call_impl(impl, cli=sub)
+        except Exception as exc:
+            info.errors.append(f"register_commands raised {type(exc).__name__}: {exc}; its commands were skipped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``attnzoo`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --disable-plugin must act before plugins load (they can add commands),
+    # so read it with a pre-parser first.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--disable-plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    from attnzoo import plugins
+
+    if known.disable_plugin:
+        import os
+
+        # Worker processes (leaderboard cells) inherit the choice through the env.
+        previous = [x for x in os.environ.get("ATTNZOO_DISABLE_PLUGINS", "").split(",") if x]
+        os.environ["ATTNZOO_DISABLE_PLUGINS"] = ",".join(previous + known.disable_plugin)
+        plugins.configure(disabled=known.disable_plugin)
+
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `attnzoo list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
