@@ -1,0 +1,114 @@
+"""Built-in backbones and the backbone registry.
+
+A backbone wraps an attention variant for a setting (plain torch, no Lightning)::
+
+    from attnzoo.harness.backbones import get_backbone, create_backbone
+    spec, factory = get_backbone("seq2seq")
+    spec.fits(task.spec, attnzoo.get_spec("additive"))    # None, or "needs ..." reason
+    model = factory(task, "additive", d_model=64)          # raises ValueError(reason) if it does not fit
+    out = model(src, tgt)                                  # BackboneOutput(logits [N,T,C], aux, attention)
+
+Factories share the signature
+``factory(task, attention, *, d_model=64, num_layers=..., num_heads=..., attention_kwargs=None, **backbone_kwargs)``.
+Built-ins (one module each): ``transformer``, ``seq2seq``, ``pointer``, ``ntm``, ``mlp``.
+Plugins add more through the ``register_backbones(register)`` hook with ``register(spec, factory)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from attnzoo import plugins
+from attnzoo.errors import SpecError
+from attnzoo.harness.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec
+from attnzoo.hookspecs import hookimpl
+from attnzoo.registry import Registry, accepted_kwargs
+
+__all__ = [
+    "AGGREGATED_AUX",
+    "BackboneOutput",
+    "BackboneSpec",
+    "add_backbone",
+    "backbone_registry",
+    "create_backbone",
+    "get_backbone",
+    "list_backbones",
+    "remove_backbone",
+]
+
+#: module (under this package) -> its factory; each module exports ``SPEC``.
+_BUILTIN_MODULES: dict[str, str] = {
+    "transformer": "build_transformer",
+    "mlp": "build_mlp",
+}
+
+Factory = Callable[..., nn.Module]
+
+
+@hookimpl
+def register_backbones(register):
+    for modname, factory_name in _BUILTIN_MODULES.items():
+        module = importlib.import_module(f"{__name__}.{modname}")
+        register(module.SPEC, getattr(module, factory_name))
+
+
+def _accept_backbone(spec: Any, factory: Any = None) -> tuple[str, tuple[BackboneSpec, Factory]]:
+    if not isinstance(spec, BackboneSpec):
+        raise SpecError(f"register(spec, factory): spec must be a BackboneSpec, got {type(spec).__name__}")
+    if not callable(factory):
+        raise SpecError(
+            f"register(spec, factory): factory for backbone {spec.name!r} must be callable "
+            f"(factory(task, attention, **kwargs) -> nn.Module), got {factory!r}"
+        )
+    return spec.name, (spec, factory)
+
+
+def _load_backbones() -> dict[str, tuple[tuple[BackboneSpec, Factory], str]]:
+    return plugins.collect("register_backbones", "backbone", _accept_backbone)
+
+
+backbone_registry: Registry[tuple[BackboneSpec, Factory]] = Registry("backbone", _load_backbones)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Registered backbone names matching the fnmatch ``pattern``, sorted."""
+    return backbone_registry.names(pattern)
+
+
+def get_backbone(name: str) -> tuple[BackboneSpec, Factory]:
+    """``(spec, factory)`` of backbone ``name`` (UnknownNameError with suggestions)."""
+    return backbone_registry.get(name)
+
+
+def create_backbone(name: str, task: Any, attention: str | None, **kwargs: Any) -> nn.Module:
+    """Build backbone ``name`` for ``task`` with variant ``attention``.
+
+    :raises TypeError: unknown keyword arguments, listing the accepted ones.
+    :raises ValueError: the pair does not fit (the message carries ``spec.fits``'s reason).
+    """
+    spec, factory = get_backbone(name)
+    accepted = accepted_kwargs(factory)
+    if accepted is not None:
+        accepted = {k: v for k, v in accepted.items() if k not in ("task", "attention")}
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
+            raise TypeError(f"backbone {name!r}: unknown keyword argument(s) {', '.join(unknown)}; accepted: {listing}")
+    return factory(task, attention, **kwargs)
+
+
+def add_backbone(spec: BackboneSpec, factory: Factory) -> Factory:
+    """Register a backbone in this process (notebooks, tests); not the plugin hook."""
+    name, entry = _accept_backbone(spec, factory)
+    where = f"in-process ({getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '?')})"
+    backbone_registry.add(name, entry, where)
+    return factory
+
+
+def remove_backbone(name: str) -> None:
+    """Undo :func:`add_backbone`."""
+    backbone_registry.remove(name)

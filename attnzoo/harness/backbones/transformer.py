@@ -1,0 +1,180 @@
+"""Decoder-only Transformer: the variant as causal multi-head self-attention.
+
+Vaswani et al. (2017), *Attention Is All You Need*, NeurIPS (arXiv:1706.03762),
+with pre-LayerNorm blocks as in GPT-2 (Radford et al. 2019) and Xiong et al.
+(2020), *On Layer Normalization in the Transformer Architecture*.
+
+The source and the teacher-forced target inputs form one sequence::
+
+    [ src_1 .. src_S | BOS  tgt_1 .. tgt_{T-1} ]      length L = S + T
+      src embedding    target-input embedding (num_classes + 1 ids, BOS = num_classes)
+
+``BOS`` doubles as the separator. Every position gets a learned position
+embedding; each block is ``x + MHA(LN(x))`` then ``x + FFN(LN(x))`` with a
+causal mask (query t sees keys <= t) and padded source positions masked out
+as keys. Logits are read at the last T positions, so position ``S + t``
+(input ``tgt_{t-1}``, or BOS for t = 0) predicts ``tgt_t``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from attnzoo.contract import causal_mask
+from attnzoo.harness.backbones.base import (
+    AuxAccumulator,
+    BackboneOutput,
+    BackboneSpec,
+    check_batch,
+    check_fits,
+    length_kwargs,
+    longest_src,
+    longest_tgt,
+    teacher_inputs,
+)
+from attnzoo.harness.tasks.base import PAD
+
+__all__ = ["SPEC", "Block", "TransformerBackbone", "build_transformer"]
+
+SPEC = BackboneSpec(
+    name="transformer",
+    summary="decoder-only pre-LN Transformer over [src; BOS tgt[:-1]], the variant as causal multi-head self-attention",
+    paper="Vaswani et al. 2017. Attention Is All You Need. NeurIPS (pre-LN: Xiong et al. 2020)",
+    attention="required",
+    required_capabilities=("self_attention", "causal_safe", "multihead"),
+)
+
+
+class Block(nn.Module):
+    """Pre-LN block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))``."""
+
+    def __init__(self, attention: str, d_model: int, num_heads: int, ffn_mult: int, dropout: float, attention_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        from attnzoo.registry import create_attention
+
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = create_attention(attention, d_model, num_heads=num_heads, **attention_kwargs)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model),
+            nn.GELU(),
+            nn.Linear(ffn_mult * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, need_weights: bool) -> tuple[Tensor, Any]:
+        out = self.attn(self.ln1(x), mask=mask, need_weights=need_weights)  # context (N, L, D)
+        x = x + self.drop(out.context)
+        x = x + self.drop(self.ffn(self.ln2(x)))  # (N, L, D)
+        return x, out
+
+
+class TransformerBackbone(nn.Module):
+    """Decoder-only Transformer classifier over ``[src; BOS tgt[:-1]]``.
+
+    :param attention: registered variant name, run as multi-head self-attention.
+    :param vocab_size: source ids.
+    :param num_classes: target ids (the target-input embedding has one more, BOS).
+    :param d_model: width; :param num_layers: blocks; :param num_heads: heads per block.
+    :param max_len: rows of the learned position table (must cover S + T).
+    :param ffn_mult: FFN hidden size = ffn_mult * d_model.
+    :param dropout: on the residual branches and embeddings.
+    :param attention_kwargs: variant options.
+
+    Set ``record_attention = True`` to get the last block's head-averaged
+    weights of the T target queries over all L = S + T keys ([src; BOS; tgt[:-1]]),
+    ``[N, T, S + T]`` (``attention_key_layout = "src+tgt_in"``).
+    """
+
+    attention_key_layout = "src+tgt_in"
+
+    def __init__(
+        self,
+        attention: str,
+        vocab_size: int,
+        num_classes: int,
+        *,
+        d_model: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        max_len: int = 512,
+        ffn_mult: int = 4,
+        dropout: float = 0.0,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.num_classes, self.max_len = vocab_size, num_classes, max_len
+        self.bos = num_classes
+        self.src_embed = nn.Embedding(vocab_size, d_model)
+        self.tgt_embed = nn.Embedding(num_classes + 1, d_model)
+        self.pos_embed = nn.Embedding(max_len, d_model)
+        self.drop = nn.Dropout(dropout)
+        kwargs = length_kwargs(attention, attention_kwargs, max_len)
+        self.blocks = nn.ModuleList(Block(attention, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+        self.record_attention = False
+        self.record_layer = -1
+
+    def forward(self, src: Tensor, tgt: Tensor) -> BackboneOutput:
+        check_batch("transformer", src, tgt)
+        n, s = src.shape
+        t = tgt.shape[1]
+        length = s + t
+        if length > self.max_len:
+            raise ValueError(f"transformer: S + T = {length} exceeds max_len={self.max_len}; build with a larger max_len")
+        tgt_in = teacher_inputs(tgt, self.bos)  # (N, T)
+        x = torch.cat([self.src_embed(src), self.tgt_embed(tgt_in)], dim=1)  # (N, L, D)
+        pos = torch.arange(length, device=src.device)
+        x = self.drop(x + self.pos_embed(pos))  # (N, L, D)
+        keep = torch.cat([src != PAD, torch.ones_like(tgt_in, dtype=torch.bool)], dim=1)  # (N, L)
+        mask = causal_mask(length, device=src.device)[None] & keep[:, None, :]  # (N, L, L)
+        record = self.record_layer % len(self.blocks) if self.record_attention else None
+        acc = AuxAccumulator()
+        attention = None
+        for i, block in enumerate(self.blocks):
+            x, out = block(x, mask, need_weights=i == record)
+            acc.add(out.aux)
+            if i == record:
+                attention = out.weights[:, s:, :]  # (N, T, L)
+        logits = self.head(self.ln_f(x[:, s:]))  # (N, T, C)
+        return BackboneOutput(logits, acc.result(), attention)
+
+
+def build_transformer(
+    task: Any,
+    attention: str | None,
+    *,
+    d_model: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    attention_kwargs: dict[str, Any] | None = None,
+    max_len: int | None = None,
+    ffn_mult: int = 4,
+    dropout: float = 0.0,
+) -> TransformerBackbone:
+    """Build the decoder-only Transformer for ``task`` with variant ``attention``.
+
+    :param max_len: position-table size; default ``max(512, 2 * (S + T))`` over
+        the task's training and test_long lengths (positions past the training
+        length exist but are untrained: learned positions do not extrapolate).
+    """
+    check_fits(SPEC, task, attention)
+    assert attention is not None
+    if max_len is None:
+        max_len = max(512, 2 * (longest_src(task) + longest_tgt(task)))
+    return TransformerBackbone(
+        attention,
+        task.vocab_size,
+        task.num_classes,
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_len=max_len,
+        ffn_mult=ffn_mult,
+        dropout=dropout,
+        attention_kwargs=attention_kwargs,
+    )

@@ -1,0 +1,310 @@
+"""Backbones: every backbone x every fitting registered variant on tiny tasks."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+import attnzoo
+from attnzoo import plugins
+from attnzoo.contract import Attention, AttentionOutput
+from attnzoo.harness.backbones import (
+    BackboneOutput,
+    BackboneSpec,
+    backbone_registry,
+    create_backbone,
+    get_backbone,
+    list_backbones,
+)
+from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
+from attnzoo.spec import AttentionSpec
+
+# --------------------------------------------------------------------------- tiny tasks
+
+
+class TinyCopy(Task):
+    """Copy a random token string (ids 1..V-1); short trailing padding in some rows."""
+
+    spec = TaskSpec(name="tiny-copy", summary="copy", length_generalization=True)
+
+    def __init__(self, src_len: int = 6) -> None:
+        super().__init__()
+        self.vocab_size = 8
+        self.num_classes = 8
+        self.src_len = self.tgt_len = src_len
+        self.long_src_len = self.long_tgt_len = src_len + 3
+
+    def generate(self, n, generator, *, long=False):
+        s = self.long_src_len if long else self.src_len
+        src = torch.randint(1, self.vocab_size, (n, s), generator=generator)
+        src[0, -1] = PAD  # one padded position: pad keys are masked
+        return {"src": src, "tgt": src.clone()}
+
+    def solve(self, src):
+        return list(src)
+
+    def chance(self):
+        return 0.0
+
+
+class TinySort(Task):
+    """Pointer task: positions of src in ascending order (Vinyals et al. 2015's sorting)."""
+
+    spec = TaskSpec(name="tiny-sort", summary="argsort", output="pointers")
+
+    def __init__(self, src_len: int = 5) -> None:
+        super().__init__()
+        self.vocab_size = 16
+        self.num_classes = src_len + 2  # more classes than positions: padded with finfo.min
+        self.src_len = self.tgt_len = src_len
+
+    def generate(self, n, generator, *, long=False):
+        src = torch.randperm(self.vocab_size - 1, generator=generator)[: self.src_len].repeat(n, 1) + 1
+        perm = torch.stack([torch.randperm(self.src_len, generator=generator) for _ in range(n)])
+        src = src.gather(1, perm)
+        return {"src": src, "tgt": src.argsort(dim=1)}
+
+    def solve(self, src):
+        return sorted(range(len(src)), key=lambda i: src[i])
+
+    def chance(self):
+        return 0.0
+
+
+TASKS = {"tokens": TinyCopy(), "pointers": TinySort()}
+
+
+def _batch(task, n=3, long=False, seed=0):
+    return task.generate(n, torch.Generator().manual_seed(seed), long=long)
+
+
+def _variants():
+    return [None, *attnzoo.list_attention()]
+
+
+def _cases():
+    out = []
+    for bname in list_backbones():
+        spec, _ = get_backbone(bname)
+        for kind, task in TASKS.items():
+            for variant in _variants():
+                aspec = None if variant is None else attnzoo.get_spec(variant)
+                if spec.fits(task.spec, aspec) is None:
+                    out.append(pytest.param(bname, kind, variant, id=f"{bname}-{kind}-{variant}"))
+    return out
+
+
+def _build(bname, task, variant, **kw):
+    torch.manual_seed(0)
+    kw.setdefault("d_model", 16)
+    kw.setdefault("num_heads", 2)
+    return create_backbone(bname, task, variant, **kw)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_builtins():
+    names = list_backbones()
+    for name in ("transformer", "mlp"):
+        assert name in names
+    assert list_backbones("trans*") == ["transformer"]
+    spec, factory = get_backbone("mlp")
+    assert isinstance(spec, BackboneSpec) and callable(factory)
+    assert spec.fixed_length and spec.attention == "none"
+
+
+def test_unknown_backbone_suggests():
+    with pytest.raises(attnzoo.UnknownNameError, match="transformer"):
+        get_backbone("transformr")
+
+
+def test_create_backbone_rejects_unknown_kwargs():
+    with pytest.raises(TypeError, match="accepted: .*d_model"):
+        create_backbone("transformer", TASKS["tokens"], "dot", widht=3)
+
+
+def test_fake_plugin_registers_backbone():
+    fake_spec = BackboneSpec(name="fake-bb", summary="a fake backbone", attention="none")
+
+    def build_fake(task, attention=None, **kwargs):
+        return torch.nn.Linear(1, 1)
+
+    plugin = types.ModuleType("fake_backbone_plugin")
+
+    @attnzoo.hookimpl
+    def register_backbones(register):
+        register(fake_spec, build_fake)
+
+    plugin.register_backbones = register_backbones
+    pm = plugins.get_host().pm
+    pm.register(plugin, name="fake_backbone_plugin")
+    backbone_registry.invalidate()
+    try:
+        assert "fake-bb" in list_backbones()
+        spec, factory = get_backbone("fake-bb")
+        assert spec is fake_spec and factory is build_fake
+        assert "transformer" in list_backbones()  # built-ins still there
+    finally:
+        pm.unregister(plugin)
+        backbone_registry.invalidate()
+    assert "fake-bb" not in list_backbones()
+
+
+def test_spec_validation():
+    with pytest.raises(attnzoo.SpecError):
+        BackboneSpec(name="x", summary="s", attention="sometimes")
+    with pytest.raises(attnzoo.SpecError):
+        BackboneSpec(name="x", summary="s", required_capabilities=("telepathy",))
+    with pytest.raises(attnzoo.SpecError):
+        BackboneSpec(name="x", summary="s", outputs=("images",))
+
+
+# --------------------------------------------------------------------------- every backbone x variant
+
+
+@pytest.mark.parametrize("bname,kind,variant", _cases())
+def test_forward_backward(bname, kind, variant):
+    task = TASKS[kind]
+    model = _build(bname, task, variant)
+    model.train()
+    batch = _batch(task)
+    out = model(batch["src"], batch["tgt"])
+    assert isinstance(out, BackboneOutput)
+    n, t = batch["tgt"].shape
+    assert out.logits.shape == (n, t, task.num_classes)
+    assert torch.isfinite(out.logits).all()
+    assert out.attention is None
+    for key, val in out.aux.items():
+        assert val.shape == (n,), key
+        assert torch.isfinite(val).all(), key
+    loss = torch.nn.functional.cross_entropy(out.logits.reshape(n * t, -1), batch["tgt"].reshape(-1))
+    if "log_prob" in out.aux:  # what the harness adds for hard attention (REINFORCE)
+        loss = loss + out.aux["log_prob"].mean()
+    loss.backward()
+    differentiable = variant is None or attnzoo.get_spec(variant).differentiable
+    attn_prefixes = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, Attention) and name)
+    no_grad = {
+        name
+        for name, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0
+    }
+    outside = sorted(n for n in no_grad if not n.startswith(attn_prefixes))
+    assert not outside, f"no (finite, nonzero) gradient for {outside}"
+    inside = [n for n, _ in model.named_parameters() if n.startswith(attn_prefixes)]
+    if differentiable and inside:
+        # a variant may ignore some inputs (location scores ignore the keys), but
+        # gradient must reach the attention module
+        assert set(inside) - no_grad, f"no gradient reaches the attention parameters {inside}"
+
+
+@pytest.mark.parametrize("bname,kind,variant", _cases())
+def test_record_attention(bname, kind, variant):
+    task = TASKS[kind]
+    model = _build(bname, task, variant)
+    model.eval()
+    batch = _batch(task)
+    model.record_attention = True
+    with torch.no_grad():
+        out = model(batch["src"], batch["tgt"])
+    n, t = batch["tgt"].shape
+    if variant is None or get_backbone(bname)[0].attention == "none":
+        assert out.attention is None
+        return
+    att = out.attention
+    assert att is not None and att.dim() == 3 and att.shape[:2] == (n, t)
+    assert (att >= 0).all()
+    sums = att.sum(-1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-4), sums
+    model.record_attention = False
+    with torch.no_grad():
+        again = model(batch["src"], batch["tgt"])
+    assert again.attention is None
+    assert torch.allclose(again.logits, out.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("bname,kind,variant", [c for c in _cases() if not get_backbone(c.values[0])[0].fixed_length])
+def test_any_length(bname, kind, variant):
+    task = TASKS[kind]
+    if not task.spec.length_generalization:
+        pytest.skip("no long split")
+    model = _build(bname, task, variant).eval()
+    batch = _batch(task, long=True)
+    with torch.no_grad():
+        out = model(batch["src"], batch["tgt"])
+    assert out.logits.shape == (*batch["tgt"].shape, task.num_classes)
+    assert torch.isfinite(out.logits).all()
+
+
+# --------------------------------------------------------------------------- transformer
+
+
+@pytest.mark.parametrize("variant", [v for v in attnzoo.list_attention() if get_backbone("transformer")[0].fits(TASKS["tokens"].spec, attnzoo.get_spec(v)) is None])
+def test_transformer_is_causal(variant):
+    task = TASKS["tokens"]
+    model = _build("transformer", task, variant).eval()
+    batch = _batch(task, n=2)
+    src, tgt = batch["src"], batch["tgt"]
+    with torch.no_grad():
+        base = model(src, tgt).logits
+        for t in range(tgt.shape[1] - 1):
+            changed = tgt.clone()
+            changed[:, t] = changed[:, t] % (task.num_classes - 1) + 1  # tgt[t] is the input at t + 1
+            logits = model(src, changed).logits
+            assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5), f"position <= {t} saw tgt[{t}]"
+            assert not torch.allclose(logits[:, t + 1 :], base[:, t + 1 :], atol=1e-6)
+
+
+def test_transformer_attention_keys_cover_src_and_targets():
+    task = TASKS["tokens"]
+    model = _build("transformer", task, "scaled-dot").eval()
+    model.record_attention = True
+    batch = _batch(task)
+    out = model(batch["src"], batch["tgt"])
+    s, t = batch["src"].shape[1], batch["tgt"].shape[1]
+    assert out.attention.shape == (3, t, s + t)
+    assert model.attention_key_layout == "src+tgt_in"
+    # causal: target query t sees no key after S + t; padded source keys get zero weight
+    future = torch.ones(t, s + t, dtype=torch.bool).triu(diagonal=s + 1)
+    assert (out.attention[:, future] == 0).all()
+    assert (out.attention[0, :, s - 1] == 0).all()  # src[0, -1] is PAD
+
+
+# --------------------------------------------------------------------------- fits() reasons
+
+
+def _fake_spec(**caps):
+    return AttentionSpec(name="fake", family="fake", summary="fake", **caps)
+
+
+def test_fits_reasons():
+    tokens, pointers = TASKS["tokens"].spec, TASKS["pointers"].spec
+    transformer = get_backbone("transformer")[0]
+    mlp = get_backbone("mlp")[0]
+    assert transformer.fits(tokens, attnzoo.get_spec("scaled-dot")) is None
+    assert transformer.fits(tokens, None) == "needs an attention variant"
+    ntm_like = _fake_spec(self_attention=False, cross_attention=False, stateful=True, multihead=False)
+    assert transformer.fits(tokens, ntm_like) == "needs a self-attention variant"
+    assert transformer.fits(tokens, _fake_spec(causal_safe=False)) == "needs a causal_safe variant"
+    assert transformer.fits(tokens, _fake_spec(multihead=False)).startswith("needs a variant that runs per head")
+    assert mlp.fits(tokens, None) is None
+    assert mlp.fits(pointers, None) is None
+    assert mlp.fits(tokens, attnzoo.get_spec("dot")) == "no attention: baseline"
+    assert mlp.fits_split("test_long") == "fixed-length input: cannot run test_long"
+    assert mlp.fits_split("test") is None
+    assert transformer.fits_split("test_long") is None
+
+
+def test_factory_raises_reason():
+    with pytest.raises(ValueError, match="no attention: baseline"):
+        create_backbone("mlp", TASKS["tokens"], "dot")
+
+
+def test_mlp_rejects_other_lengths():
+    task = TASKS["tokens"]
+    model = _build("mlp", task, None)
+    batch = _batch(task, long=True)
+    with pytest.raises(ValueError, match="fixed-length"):
+        model(batch["src"], batch["tgt"])
