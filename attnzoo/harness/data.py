@@ -1,0 +1,153 @@
+"""Any :class:`~attnzoo.harness.tasks.Task` as a ``LightningDataModule``.
+
+- **train**: an infinite ``IterableDataset`` that asks the task for a *fresh*
+  batch every step, from a ``torch.Generator`` seeded by ``(seed, rank,
+  worker id)``. Nothing is ever repeated, so a model cannot memorise its way
+  to a good score (see "Measuring honestly" in the design notes); the number of
+  optimizer steps is the budget.
+- **val / test / test_long**: fixed sets from :meth:`Task.fixed_split` with the
+  same ``seed`` (each split has its own offset, so they never overlap with the
+  training stream's seeds), cut into batches once.
+
+The task generates whole vectorised batches, so the loaders use
+``batch_size=None`` (no collation). Under DDP each rank draws its own stream
+(the rank is part of the seed): the effective batch is ``batch_size * world``.
+Evaluation batches are split across ranks by Lightning's distributed sampler
+(which may repeat a batch to even them out) and the metrics are synced by
+torchmetrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from attnzoo.harness.tasks import Task
+
+__all__ = ["TaskDataModule", "FreshBatches", "FixedBatches", "stream_seed", "default_test_splits"]
+
+Batch = dict[str, Tensor]
+
+
+def stream_seed(seed: int, rank: int = 0, worker: int = 0) -> int:
+    """A 63-bit generator seed for one training stream, mixed from ``(seed, rank, worker)``.
+
+    Hashing (rather than ``seed + rank``) keeps the streams of neighbouring
+    seeds from sharing a generator (seed 1 rank 1 vs seed 2 rank 0).
+    """
+    digest = hashlib.blake2b(f"attnzoo-train/{seed}/{rank}/{worker}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def default_test_splits(task: Task) -> tuple[str, ...]:
+    """``("test", "test_long")`` for tasks with a length split, else ``("test",)``."""
+    if task.spec.length_generalization:
+        return ("test", "test_long")
+    return ("test",)
+
+
+class FreshBatches(IterableDataset):
+    """Infinite stream of freshly generated batches of ``batch_size`` examples.
+
+    :param task: the task to draw from.
+    :param batch_size: examples per batch (per rank).
+    :param seed: base seed; the stream's generator is seeded with
+        :func:`stream_seed` ``(seed, rank, worker id)``.
+    :param rank: global rank (set by :class:`TaskDataModule` in ``setup``).
+    """
+
+    def __init__(self, task: Task, batch_size: int, seed: int, rank: int = 0) -> None:
+        super().__init__()
+        self.task = task
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        g = torch.Generator().manual_seed(stream_seed(self.seed, self.rank, worker))
+        while True:
+            yield self.task.generate(self.batch_size, g)
+
+
+class FixedBatches(Dataset):
+    """A fixed evaluation set, pre-cut into batches (item ``i`` is batch ``i``)."""
+
+    def __init__(self, data: Batch, batch_size: int) -> None:
+        n = next(iter(data.values())).shape[0]
+        self.batches = [{k: v[i : i + batch_size] for k, v in data.items()} for i in range(0, n, batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.batches[i]
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Train/val/test loaders for a task.
+
+    :param task: a built task (``create_task(name, **knobs)``).
+    :param batch_size: training examples per step (per rank).
+    :param seed: seeds the training streams and the fixed evaluation splits.
+    :param eval_batch_size: batch size of the evaluation loaders (default: ``max(batch_size, 256)``).
+    :param test_splits: which test loaders to serve, in order (dataloader index
+        = position): default ``("test", "test_long")`` when the task has a
+        length split, else ``("test",)``.
+    :param num_workers: worker processes for the training stream (each has its own seed).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        batch_size: int = 64,
+        seed: int = 0,
+        *,
+        eval_batch_size: int | None = None,
+        test_splits: Sequence[str] | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        self.task = task
+        self.batch_size = batch_size
+        self.seed = seed
+        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.test_splits = tuple(test_splits) if test_splits is not None else default_test_splits(task)
+        self.num_workers = num_workers
+        self._fixed: dict[str, FixedBatches] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ["val"], "validate": ["val"], "test": list(self.test_splits)}.get(
+            stage or "", ["val", *self.test_splits]
+        )
+        for split in needed:
+            if split not in self._fixed:
+                self._fixed[split] = FixedBatches(self.task.fixed_split(split, self.seed), self.eval_batch_size)
+
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_rank) if trainer is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        ds = FreshBatches(self.task, self.batch_size, self.seed, rank=self._rank())
+        return DataLoader(ds, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def _fixed_loader(self, split: str) -> DataLoader:
+        if split not in self._fixed:
+            self.setup(None)
+        return DataLoader(self._fixed[split], batch_size=None, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._fixed_loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._fixed_loader(s) for s in self.test_splits]
