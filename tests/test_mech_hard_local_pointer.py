@@ -1,0 +1,390 @@
+"""Hard (Xu et al. 2015), local-m / local-p (Luong et al. 2015) and pointer (Vinyals et al. 2015) attention.
+
+Every equation test recomputes the paper's formula in plain torch from the
+module's own parameters and compares it with what the module returns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnzoo import create_attention, get_spec
+from attnzoo.mechanisms.pointer import pointed_mask
+
+torch.set_default_dtype(torch.float32)
+
+
+def general_scores(module, q, k):
+    """Luong's general score h_t^T W_a h_s, in plain torch (W_a stored as Linear [Dk, Dq])."""
+    return torch.einsum("bqd,kd,bsk->bqs", q, module.W_a.weight, k)
+
+
+def dense_softmax(scores, allowed):
+    """Reference softmax over allowed positions; rows with none allowed are zeros."""
+    s = scores.masked_fill(~allowed, float("-inf"))
+    out = torch.softmax(s, dim=-1)
+    return torch.nan_to_num(out, nan=0.0) * allowed
+
+
+def rand_qkv(b=2, tq=5, tk=7, d=8, dv=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, tq, d, generator=g), torch.randn(b, tk, d, generator=g), torch.randn(b, tk, dv, generator=g))
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+def test_specs_are_honest():
+    hard = get_spec("hard")
+    assert not hard.differentiable and {"log_prob", "entropy"} <= set(hard.aux_keys)
+    for name in ("local-m", "local-p"):
+        assert get_spec(name).complexity == "O(Tq*window)"
+    pointer = get_spec("pointer")
+    assert pointer.pointer_logits and "logits" in pointer.aux_keys
+
+
+# ----------------------------------------------------------------------------- hard
+
+
+def test_hard_equation_probs_log_prob_and_context():
+    """Eq. (8)-(9): alpha = softmax(score); s ~ alpha; z = a_s; log_prob = log alpha_s."""
+    torch.manual_seed(0)
+    q, k, v = rand_qkv()
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    att = create_attention("hard", 8, 8, 3).train()
+    out = att(q, k, v, mask=mask, need_weights=True)
+    alpha = dense_softmax(general_scores(att.base, q, k), mask[:, None, :].expand(2, 5, 7))
+    torch.testing.assert_close(out.aux["probs"], alpha)
+    idx = out.weights.argmax(-1)  # (B, Tq)
+    assert torch.equal(out.weights, torch.nn.functional.one_hot(idx, 7).float())
+    torch.testing.assert_close(out.aux["log_prob"], alpha.gather(-1, idx[..., None]).squeeze(-1).log())
+    torch.testing.assert_close(out.context, v[torch.arange(2)[:, None], idx])
+    ent = -(alpha * alpha.clamp_min(1e-30).log()).sum(-1)
+    torch.testing.assert_close(out.aux["entropy"], ent)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    tq=st.integers(1, 4),
+    tk=st.integers(1, 6),
+    per_query=st.booleans(),
+    estimator=st.sampled_from(["reinforce", "gumbel"]),
+    data=st.data(),
+)
+def test_hard_samples_only_allowed_keys(b, tq, tk, per_query, estimator, data):
+    shape = (b, tq, tk) if per_query else (b, tk)
+    bits = data.draw(st.lists(st.booleans(), min_size=math.prod(shape), max_size=math.prod(shape)))
+    mask = torch.tensor(bits, dtype=torch.bool).view(shape)
+    full = mask if per_query else mask[:, None, :].expand(b, tq, tk)
+    q, k, v = rand_qkv(b, tq, tk, d=4, dv=2, seed=len(bits))
+    att = create_attention("hard", 4, 4, 2, estimator=estimator).train()
+    for _ in range(3):
+        out = att(q, k, v, mask=mask, need_weights=True)
+        w = out.weights.detach()
+        assert torch.isfinite(out.context).all() and torch.isfinite(out.aux["entropy"]).all()
+        assert not (w.bool() & ~full).any(), "sampled a masked key"
+        has_key = full.any(-1)
+        assert torch.equal(w.sum(-1), has_key.float()), "one-hot on rows with a key, zeros otherwise"
+        assert (out.context[~has_key] == 0).all()
+        assert (out.aux["entropy"][~has_key] == 0).all()
+        if estimator == "reinforce":
+            assert torch.isfinite(out.aux["log_prob"]).all()
+            assert (out.aux["log_prob"][~has_key] == 0).all()
+        else:
+            assert "log_prob" not in out.aux
+
+
+def test_hard_samples_follow_alpha():
+    """s ~ Multinoulli(alpha): empirical frequencies match alpha (not the argmax)."""
+    torch.manual_seed(1)
+    att = create_attention("hard", 4, score="dot").train()
+    k = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]])
+    q = torch.tensor([0.5, 0.0, -0.5, 1.0]).expand(1, 20000, 4)
+    out = att(q, k, need_weights=True)
+    freq = out.weights.mean(dim=1)[0]
+    alpha = torch.softmax(torch.tensor([0.5, 0.0, -0.5, 1.0]), 0)
+    torch.testing.assert_close(freq, alpha, atol=0.015, rtol=0)
+
+
+def test_hard_eval_is_deterministic_argmax():
+    q, k, v = rand_qkv()
+    mask = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(3)) > 0.4
+    for estimator in ("reinforce", "gumbel"):
+        att = create_attention("hard", 8, 8, 3, estimator=estimator).eval()
+        a = att(q, k, v, mask=mask, need_weights=True)
+        b = att(q, k, v, mask=mask, need_weights=True)
+        assert torch.equal(a.weights, b.weights) and torch.equal(a.context, b.context)
+        alpha = a.aux["probs"]
+        has_key = mask.any(-1)
+        expect = torch.nn.functional.one_hot(alpha.argmax(-1), 7).float() * has_key[..., None]
+        assert torch.equal(a.weights, expect)
+
+
+def test_hard_estimator_gradients():
+    q, k, v = rand_qkv()
+    gum = create_attention("hard", 8, 8, 3, estimator="gumbel", temperature=0.5).train()
+    out = gum(q, k, v, need_weights=True)
+    assert set(out.weights.detach().unique().tolist()) <= {0.0, 1.0}
+    out.context.sum().backward()
+    assert gum.base.W_a.weight.grad is not None and gum.base.W_a.weight.grad.abs().sum() > 0
+
+    rf = create_attention("hard", 8, 8, 3, estimator="reinforce").train()
+    out = rf(q, k, v.requires_grad_())
+    (gv,) = torch.autograd.grad(out.context.sum(), v, retain_graph=True)
+    assert gv.abs().sum() > 0  # the sampled values get gradients
+    # the sample blocks the path to the score; only log_prob (the harness's REINFORCE term) reaches it
+    (none,) = torch.autograd.grad(out.context.sum(), rf.base.W_a.weight, allow_unused=True)
+    assert none is None
+    (g,) = torch.autograd.grad(out.aux["log_prob"].sum(), rf.base.W_a.weight)
+    assert g.abs().sum() > 0
+
+
+def test_hard_other_scores_and_errors():
+    q, k, v = rand_qkv()
+    for score in ("dot", "scaled-dot"):
+        out = create_attention("hard", 8, 8, 3, score=score)(q, k, v)
+        assert out.context.shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="score"):
+        create_attention("hard", 8, score="local-m")
+    with pytest.raises(ValueError, match="estimator"):
+        create_attention("hard", 8, estimator="vimco")
+    mh = create_attention("hard", 8, num_heads=2)
+    assert mh(q).aux["log_prob"].shape == (2, 2, 5)
+
+
+# ----------------------------------------------------------------------------- local
+
+
+def local_m_reference(att, q, k, v, mask, d):
+    """Dense masked reference of local-m: softmax of the general score over |s - p_t| <= D."""
+    b, tq, _ = q.shape
+    tk = k.shape[1]
+    t = torch.arange(tq, dtype=torch.float32)
+    p = t if tq == tk else (torch.round(t * (tk - 1) / (tq - 1)) if tq > 1 else torch.zeros(tq))
+    s = torch.arange(tk, dtype=torch.float32)
+    allowed = ((s[None, :] - p[:, None]).abs() <= d)[None].expand(b, tq, tk)
+    if mask is not None:
+        allowed = allowed & (mask if mask.dim() == 3 else mask[:, None, :])
+    w = dense_softmax(general_scores(att.base, q, k), allowed)
+    return w, w @ v
+
+
+@pytest.mark.parametrize("tq,tk", [(9, 9), (5, 13), (12, 6), (1, 6)])
+@pytest.mark.parametrize("d", [0, 1, 3])
+def test_local_m_equals_dense_reference(tq, tk, d):
+    q, k, v = rand_qkv(2, tq, tk, seed=tq * 100 + tk)
+    mask = torch.ones(2, tk, dtype=torch.bool)
+    mask[1, tk // 2 :] = False
+    att = create_attention("local-m", 8, 8, 3, window=d)
+    for m in (None, mask, torch.rand(2, tq, tk, generator=torch.Generator().manual_seed(d)) > 0.3):
+        out = att(q, k, v, mask=m, need_weights=True)
+        w, ctx = local_m_reference(att, q, k, v, m, d)
+        torch.testing.assert_close(out.weights, w)
+        torch.testing.assert_close(out.context, ctx)
+        assert torch.isfinite(out.context).all()
+        without = att(q, k, v, mask=m)
+        assert without.weights is None
+        torch.testing.assert_close(without.context, ctx)
+
+
+def test_local_m_step_by_step_matches_full():
+    q, k, v = rand_qkv(2, 8, 8)
+    att = create_attention("local-m", 8, 8, 3, window=2)
+    full = att(q, k, v).context
+    state = 0
+    steps = []
+    for t in range(8):
+        out = att(q[:, t : t + 1], k, v, state=state)
+        steps.append(out.context)
+        state = out.state
+    torch.testing.assert_close(torch.cat(steps, dim=1), full)
+    assert state.tolist() == [8, 8]
+
+
+def local_p_reference(att, q, k, v, lengths, d, key_mask=None):
+    """Luong Eq. (9)-(10) in plain torch, with S per batch row and an optional [B, Tk] key mask."""
+    b, tq, _ = q.shape
+    tk = k.shape[1]
+    h = torch.tanh(q @ att.W_p.weight.T)  # (B, Tq, P)
+    p = lengths[:, None] * torch.sigmoid(h @ att.v_p.weight.T).squeeze(-1)  # (B, Tq), Eq. (9)
+    s = torch.arange(tk, dtype=torch.float32)
+    dist = s[None, None, :] - p[..., None]  # (B, Tq, Tk)
+    allowed = dist.abs() <= d
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, :]
+    align = dense_softmax(general_scores(att.base, q, k), allowed)
+    sigma = d / 2
+    w = align * torch.exp(-dist**2 / (2 * sigma**2))  # Eq. (10)
+    return w, w @ v
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_local_p_equation_10_exactly(d):
+    torch.manual_seed(d)
+    q, k, v = rand_qkv(3, 6, 11, seed=d)
+    lengths = torch.tensor([11, 7, 3])
+    mask = torch.arange(11)[None, :] < lengths[:, None]
+    att = create_attention("local-p", 8, 8, 3, window=d, renormalize=False)
+    with torch.no_grad():  # spread p_t over the source
+        att.v_p.weight.mul_(4.0)
+    out = att(q, k, v, mask=mask, need_weights=True)
+    w, ctx = local_p_reference(att, q, k, v, lengths.float(), d, mask)  # S from the mask
+    torch.testing.assert_close(out.weights, w)
+    torch.testing.assert_close(out.context, ctx)
+    assert (out.weights.sum(-1) <= 1 + 1e-6).all()
+
+    # renormalize=True (the default) is the same distribution divided by its sum
+    att.renormalize = True
+    out_n = att(q, k, v, mask=mask, need_weights=True)
+    torch.testing.assert_close(out_n.weights, w / w.sum(-1, keepdim=True))
+    torch.testing.assert_close(out_n.weights.sum(-1), torch.ones(3, 6))
+
+    # S given through state (no mask): same p_t, keys past S allowed when in the window
+    att.renormalize = False
+    out_s = att(q, k, v, state=lengths, need_weights=True)
+    w_s, ctx_s = local_p_reference(att, q, k, v, lengths.float(), d)
+    torch.testing.assert_close(out_s.weights, w_s)
+    torch.testing.assert_close(out_s.context, ctx_s)
+    assert out_s.state is lengths
+    # and without either, S = Tk
+    w_tk, _ = local_p_reference(att, q, k, v, torch.full((3,), 11.0), d)
+    torch.testing.assert_close(att(q, k, v, need_weights=True).weights, w_tk)
+
+
+def test_local_p_gradients_reach_position_predictor():
+    q, k, v = rand_qkv()
+    att = create_attention("local-p", 8, 8, 3, window=2)
+    att(q, k, v).context.square().sum().backward()
+    assert att.v_p.weight.grad.abs().sum() > 0 and att.W_p.weight.grad.abs().sum() > 0
+    assert att.base.W_a.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["local-m", "local-p"])
+def test_local_fully_masked_rows_are_zero(name):
+    q, k, v = rand_qkv(2, 6, 6)
+    mask = torch.ones(2, 6, 6, dtype=torch.bool)
+    mask[0, 2] = False  # a fully masked query row
+    mask[1, :, :] = torch.arange(6)[None, :] >= 5  # only key 5: far outside early windows
+    att = create_attention(name, 8, 8, 3, window=1)
+    out = att(q, k, v, mask=mask, need_weights=True)
+    assert torch.isfinite(out.context).all() and torch.isfinite(out.weights).all()
+    assert (out.context[0, 2] == 0).all() and (out.weights[0, 2] == 0).all()
+    assert (out.weights[1, 0] == 0).all() and (out.context[1, 0] == 0).all()  # window [0, 1] has no allowed key
+    assert not (out.weights.bool() & ~mask).any()
+
+
+def test_local_causal_self_attention():
+    q, _, _ = rand_qkv(2, 10, 10, d=8)
+    causal = torch.ones(10, 10, dtype=torch.bool).tril()[None].expand(2, 10, 10)
+    for name in ("local-m", "local-p"):
+        att = create_attention(name, 8, window=3)
+        w = att(q, mask=causal, need_weights=True).weights
+        assert (w.triu(1) == 0).all()
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, 10))
+
+
+def _max_storage_bytes(fn):
+    """Largest storage any op allocates while ``fn`` runs (views share storage, so are not counted)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Track(TorchDispatchMode):
+        peak = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    Track.peak = max(Track.peak, t.untyped_storage().nbytes())
+            return out
+
+    with Track():
+        fn()
+    return Track.peak
+
+
+@pytest.mark.parametrize("name", ["local-m", "local-p"])
+def test_local_never_builds_tq_by_tk(name):
+    """O(Tq * window): no allocation as large as a [Tq, Tk] bool, unless dense weights are asked for."""
+    tq = tk = 2048
+    q, k, v = rand_qkv(1, tq, tk, d=8, dv=8)
+    key_mask = torch.ones(1, tk, dtype=torch.bool)
+    key_mask[0, -100:] = False
+    att = create_attention(name, 8, 8, 8, window=4)
+    with torch.no_grad():
+        peak = _max_storage_bytes(lambda: att(q, k, v, mask=key_mask))
+        assert peak < tq * tk, f"allocated {peak} bytes, as much as a dense [Tq, Tk] bool"
+        dense = _max_storage_bytes(lambda: att(q, k, v, mask=key_mask, need_weights=True))
+        assert dense >= tq * tk * 4  # the probe sees the dense weights when they are requested
+
+
+# ----------------------------------------------------------------------------- pointer
+
+
+def test_pointer_logits_equation_3():
+    """u_j^i = v^T tanh(W1 e_j + W2 d_i); p = softmax(u); masked logits = finfo.min."""
+    q, k, v = rand_qkv(2, 4, 6, d=8, dv=5)
+    att = create_attention("pointer", 8, 8, 5, hidden_dim=7)
+    mask = torch.ones(2, 4, 6, dtype=torch.bool)
+    mask[0, 1, 3:] = False
+    mask[1, 2] = False  # fully masked row
+    out = att(q, k, v, mask=mask)
+    u = torch.empty(2, 4, 6)
+    for bi in range(2):
+        for i in range(4):
+            for j in range(6):
+                u[bi, i, j] = att.v.weight[0] @ torch.tanh(att.W1.weight @ k[bi, j] + att.W2.weight @ q[bi, i])
+    min_ = torch.finfo(torch.float32).min
+    torch.testing.assert_close(out.aux["logits"], u.masked_fill(~mask, min_))
+    assert torch.isfinite(out.aux["logits"]).all()
+    w = dense_softmax(u, mask)
+    torch.testing.assert_close(out.weights, w)
+    torch.testing.assert_close(out.context, w @ v)
+    assert (out.weights[1, 2] == 0).all() and (out.context[1, 2] == 0).all()
+    # the logits are cross-entropy ready: log_softmax over allowed keys equals log of the weights there
+    logp = torch.log_softmax(out.aux["logits"][0], dim=-1)
+    torch.testing.assert_close(logp[mask[0]], w[0][mask[0]].log())
+
+
+def test_pointer_exclude_pointed_decoding():
+    torch.manual_seed(0)
+    q, k, v = rand_qkv(3, 6, 6, d=8, dv=2)
+    att = create_attention("pointer", 8, 8, 2, exclude_pointed=True)
+    # all queries alike, so without exclusion they would point at the same key
+    q = q[:, :1].expand(3, 6, 8)
+    out = att(q, k, v)
+    picks = out.weights.argmax(-1)
+    assert all(sorted(row) == list(range(6)) for row in picks.tolist()), "a permutation, no repeats"
+    assert out.state.all()
+    # one step at a time with the returned state gives the same result
+    state = None
+    for t in range(6):
+        step = att(q[:, t : t + 1], k, v, state=state)
+        torch.testing.assert_close(step.weights[:, 0], out.weights[:, t])
+        state = step.state
+    assert torch.equal(state, out.state)
+    # a 7th step has nothing left: zero weights, finfo.min logits, no NaN
+    last = att(q[:, :1], k, v, state=state)
+    assert (last.weights == 0).all() and torch.isfinite(last.aux["logits"]).all()
+    with pytest.raises(ValueError, match="state"):
+        att(q, k, v, state=torch.zeros(3, 5, dtype=torch.bool))
+
+
+def test_pointed_mask_for_teacher_forcing():
+    targets = torch.tensor([[2, 0, 1], [1, 1, 0]])
+    pad = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    m = pointed_mask(targets, 4, pad)
+    expect = torch.ones(2, 3, 4, dtype=torch.bool)
+    for b in range(2):
+        for i in range(3):
+            for j in targets[b, :i].tolist():
+                expect[b, i, j] = False
+    expect &= pad[:, None, :]
+    assert torch.equal(m, expect)
