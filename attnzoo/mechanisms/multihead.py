@@ -92,7 +92,12 @@ class MultiHeadAttention(Attention):
         v = self._split(self.v_proj(value), self.value_head_dim)  # (B*H, Tk, dv)
         if mask is not None:
             tk = mask.shape[-1]
-            mask = mask[:, None].expand(b, h, tq, tk).reshape(b * h, tq, tk)
+            if mask.stride(1) == 0 or tq == 1:
+                # A key mask broadcast over queries stays [B*H, Tk]: windowed variants then
+                # never see a dense Tq x Tk tensor.
+                mask = mask[:, 0].repeat_interleave(h, dim=0)  # (B*H, Tk)
+            else:
+                mask = mask[:, None].expand(b, h, tq, tk).reshape(b * h, tq, tk)  # (B*H, Tq, Tk)
         out = self.inner(q, k, v, mask=mask, state=state, need_weights=need_weights)
         ctx = out.context.view(b, h, tq, self.value_head_dim).transpose(1, 2).reshape(b, tq, h * self.value_head_dim)
         aux = {name: t.reshape(b, h, *t.shape[1:]) for name, t in out.aux.items()}
