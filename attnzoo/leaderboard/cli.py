@@ -1,0 +1,245 @@
+"""``attnzoo bench``: run the leaderboard grid, ``bench report DIR``, ``bench merge OUT DIR...``.
+
+Lightning is imported only by the workers that run cells (through
+:func:`attnzoo.harness.run.run_cell`), never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from attnzoo.leaderboard.grid import (GridCell, PresetError, expand, list_presets, load_preset,
+                                      parse_shard, shard)
+from attnzoo.leaderboard.store import RESULTS, ResultStore, finished_ids, merge, read_rows
+
+__all__ = ["configure_parser", "main", "run_bench"]
+
+EPILOG = """\
+examples:
+  attnzoo bench --preset smoke                   seconds per cell: check the install
+  attnzoo bench --preset default --jobs 2        the main job (about 12 min on 2 CPU cores)
+  attnzoo bench --preset default --dry-run       print the grid, n/a pairs with their reasons
+  attnzoo bench --preset default --resume        after Ctrl-C or a crash: run only what is missing
+  attnzoo bench --variants '*dot*,none' --tasks mqar --seeds 3
+  attnzoo bench --preset paper --accelerator gpu --devices 1 --shard 0/4 --out runs/paper-0
+  attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
+  attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
+"""
+
+
+def _patterns(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    return out or None
+
+
+def _devices(text: str) -> Any:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``bench``'s options and its ``report`` / ``merge`` sub-commands to ``parser``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--preset", default="default", metavar="NAME|PATH",
+                        help=f"built-in preset ({', '.join(list_presets()) or 'none found'}) or a YAML file "
+                             "(default: default)")
+    parser.add_argument("--variants", action="append", metavar="PATTERNS",
+                        help="only these variants: comma-separated fnmatch patterns; 'none' = baselines")
+    parser.add_argument("--tasks", action="append", metavar="PATTERNS", help="only these tasks (patterns)")
+    parser.add_argument("--backbones", action="append", metavar="PATTERNS", help="only these backbones (patterns)")
+    parser.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (overrides the preset)")
+    parser.add_argument("--steps", type=int, metavar="N", help="optimizer steps per cell, every task (overrides)")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="worker processes; each gets cores/N torch threads (default: 1)")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default: bench-out/<preset>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue in a non-empty DIR: run only cells without a row")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="with --resume: also rerun cells whose row says failed or oom")
+    parser.add_argument("--shard", metavar="I/N", help="run only shard I of N (0 <= I < N), split by cell id")
+    g = parser.add_argument_group("Lightning Trainer options (reach every cell)")
+    g.add_argument("--accelerator", help="cpu, gpu, mps, auto")
+    g.add_argument("--devices", type=_devices, help="number of devices, or a list such as 0,1")
+    g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ...")
+    g.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed ...")
+    parser.add_argument("--progress", action="store_true", help="also show Lightning's progress bar in each cell")
+    parser.add_argument("--dry-run", action="store_true", help="print the grid (n/a pairs and reasons) and exit")
+    parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    # tests and other backends inject a cell runner: MODULE:FUNCTION taking a cell dict, returning a row
+    parser.add_argument("--run-cell", default=None, help=argparse.SUPPRESS)
+
+    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge}", title="sub-commands")
+    sub.required = False
+    p = sub.add_parser("report", help="rebuild tables and figures of DIR from its results.jsonl alone",
+                       description="Rebuild leaderboard.md/.csv/.html and the figures from DIR/results.jsonl.")
+    p.add_argument("dir", metavar="DIR")
+    p = sub.add_parser("merge", help="join results of several runs (shards) into OUT and report",
+                       description="Join DIR.../results.jsonl into OUT/results.jsonl (one row per cell), "
+                                   "then build OUT's report.")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("dirs", metavar="DIR", nargs="+")
+    p.add_argument("--no-report", action="store_true", help="only merge")
+
+
+def _err(msg: str) -> None:
+    print(f"attnzoo bench: {msg}", file=sys.stderr)
+
+
+def _print_grid(cells: list[GridCell], done: set[str]) -> None:
+    groups: dict[tuple[str, str, str], list[GridCell]] = {}
+    for gc in cells:
+        groups.setdefault((gc.task, gc.backbone, gc.variant), []).append(gc)
+    width = max((len(f"{t} / {b} / {v}") for t, b, v in groups), default=10)
+    n_run = n_na = n_done = 0
+    for (task, backbone, variant), gcs in groups.items():
+        name = f"{task} / {backbone} / {variant}".ljust(width)
+        if not gcs[0].runnable:
+            n_na += 1
+            print(f"n/a   {name}  {gcs[0].reason}")
+            continue
+        seeds = sorted({gc.seed for gc in gcs})
+        lrs = sorted({gc.lr for gc in gcs})
+        finished = sum(gc.id in done for gc in gcs)
+        n_run += len(gcs)
+        n_done += finished
+        steps = gcs[0].cell.get("max_steps")
+        extra = f", {finished} done" if finished else ""
+        print(f"run   {name}  seeds {','.join(map(str, seeds))} x lr {','.join(f'{x:g}' for x in lrs)} "
+              f"x {steps} steps ({len(gcs)} cell(s){extra})")
+    print(f"\n{n_run} cell(s) to train ({n_done} already done), {n_na} n/a pair(s)")
+
+
+def _is_empty(d: Path) -> bool:
+    return not d.exists() or not any(d.iterdir())
+
+
+def _record_run(out: Path, entry: dict[str, Any]) -> None:
+    path = out / "runs.json"
+    try:
+        runs = json.loads(path.read_text()) if path.exists() else []
+    except json.JSONDecodeError:
+        runs = []
+    runs.append(entry)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(runs, indent=2))
+    os.replace(tmp, path)
+
+
+def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = None,
+              argv: list[str] | None = None) -> int:
+    """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
+    from attnzoo.leaderboard.progress import make_progress
+    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, LocalExecutor, resume_hint, run_grid
+
+    trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
+    overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
+    try:
+        preset = load_preset(args.preset, overrides=overrides, catalog=catalog)
+    except (PresetError, FileNotFoundError) as exc:
+        _err(str(exc))
+        return 2
+    cells = expand(preset, variants=_patterns(args.variants), tasks=_patterns(args.tasks),
+                   backbones=_patterns(args.backbones), catalog=catalog)
+    shard_tag = ""
+    if args.shard:
+        try:
+            i, n = parse_shard(args.shard)
+        except ValueError as exc:
+            _err(str(exc))
+            return 2
+        cells = shard(cells, i, n)
+        shard_tag = f"-shard{i}of{n}"
+    out = Path(args.out or Path("bench-out") / f"{preset.name}{shard_tag}")
+    store = ResultStore(out)
+    existing = read_rows(out) if out.exists() else []
+    if args.dry_run:
+        print(f"preset {preset.name} ({preset.source}), config hash {preset.config_hash()}, out {out}")
+        if preset.data.get("description"):
+            print(str(preset.data["description"]).strip())
+        print()
+        _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed))
+        return 0
+    if not cells:
+        _err("the grid is empty: no task x backbone x variant matches the filters")
+        return 2
+    if not args.resume and not _is_empty(out):
+        _err(f"{out} is not empty. Starting a new grid there would mix it with what it holds. "
+             f"Continue that run with --resume (same options), or pick another --out.")
+        return 2
+    if args.resume:
+        other = sorted({r.get("config_hash") for r in existing} - {preset.config_hash(), None})
+        if other:
+            _err(f"{out} holds results of another configuration (config hash {', '.join(other)}; this run: "
+                 f"{preset.config_hash()}): a budget, knob, kwarg or trainer option differs. Resume with the "
+                 f"options that run used, or pick another --out.")
+            return 2
+    if args.retry_failed and not args.resume:
+        _err("--retry-failed only makes sense with --resume")
+        return 2
+    for gc in cells:
+        gc.cell["progress"] = bool(args.progress)
+    if executor is None:
+        executor = LocalExecutor(args.jobs, args.run_cell or DEFAULT_RUN_CELL)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
+          f"{sum(not c.runnable for c in cells)} n/a, jobs {args.jobs}, out {out}", file=sys.stderr)
+    summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
+                       progress=make_progress())
+    _record_run(out, {"argv": ["attnzoo", *argv], "preset": preset.name, "config_hash": preset.config_hash(),
+                      "started": started, "wall_s": round(summary.wall_s, 1), "jobs": args.jobs,
+                      "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,
+                      "interrupted": summary.interrupted})
+    if summary.interrupted:
+        n = len(read_rows(out))
+        _err(f"interrupted: {n} finished row(s) are saved in {out / RESULTS}. Resume with:\n  {resume_hint(argv)}")
+        return 130
+    if summary.failed:
+        print(f"{summary.failed} cell(s) did not finish ok: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if s != "ok")
+              + f" (their rows hold the errors; rerun them with --resume --retry-failed)", file=sys.stderr)
+    if not args.no_report:
+        return _report(out)
+    return 0
+
+
+def _report(out: Path) -> int:
+    from attnzoo.leaderboard.report import build_report
+
+    try:
+        paths = build_report(out)
+    except FileNotFoundError as exc:
+        _err(str(exc))
+        return 2
+    print(f"wrote {len(paths)} file(s) in {out}: " + ", ".join(p.name for p in paths))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``attnzoo bench`` (after :func:`configure_parser`)."""
+    command = getattr(args, "bench_command", None)
+    if command == "report":
+        return _report(Path(args.dir))
+    if command == "merge":
+        missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
+        if missing:
+            _err(f"no {RESULTS} in: {', '.join(missing)}")
+            return 2
+        counts = merge(args.out, args.dirs)
+        print(f"merged {counts['read']} row(s) from {len(args.dirs)} dir(s): {counts['added']} added, "
+              f"{counts['total']} cell(s) in {Path(args.out) / RESULTS}")
+        return 0 if args.no_report else _report(Path(args.out))
+    try:
+        return run_bench(args)
+    except KeyboardInterrupt:  # before the grid started or while reporting
+        _err("interrupted")
+        return 130
+

@@ -1,0 +1,203 @@
+"""results.jsonl: one JSON row per finished cell, appended atomically.
+
+Each row is written with one ``write`` of a whole line, flushed and fsynced
+before the next cell is recorded, so a driver killed at any moment leaves at
+most one torn last line. Reading skips a torn last line; appending first cuts
+it off, so the cell it belonged to simply runs again on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULTS",
+    "RETRYABLE",
+    "ResultStore",
+    "read_rows",
+    "latest_rows",
+    "finished_ids",
+    "merge",
+    "sanitize",
+]
+
+RESULTS = "results.jsonl"
+#: statuses that ``--retry-failed`` runs again (a diverged cell is a result, not a failure to retry)
+RETRYABLE = frozenset({"failed", "oom"})
+
+
+def _results_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p / RESULTS if p.is_dir() or p.suffix != ".jsonl" else p
+
+
+def read_rows(path: str | os.PathLike[str], *, warn: bool = True) -> list[dict[str, Any]]:
+    """Every complete row of a results file (or of ``DIR/results.jsonl``), in file order.
+
+    A torn last line (the driver was killed while writing it) is skipped; a
+    corrupt line elsewhere is skipped with a warning naming its line number.
+    """
+    p = _results_path(path)
+    if not p.exists():
+        return []
+    rows: list[dict[str, Any]] = []
+    with open(p, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if warn and i != last:
+                print(f"warning: {p}:{i + 1}: skipping a line that is not valid JSON", file=sys.stderr)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell id: a later row replaces an earlier one (a retried cell), keeping first-seen order."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = row.get("cell_id") or json.dumps(row, sort_keys=True)
+        by_id.pop(key, None)
+        by_id[key] = row
+    return list(by_id.values())
+
+
+def finished_ids(rows: Iterable[dict[str, Any]], *, retry_failed: bool = False) -> set[str]:
+    """Ids of cells that need not run again (all rows, or all but failed/oom ones with ``retry_failed``)."""
+    out = set()
+    for row in latest_rows(rows):
+        if retry_failed and row.get("status") in RETRYABLE:
+            continue
+        if row.get("cell_id"):
+            out.add(row["cell_id"])
+    return out
+
+
+class ResultStore:
+    """Append-only results file of one output directory. Only the driver writes."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.dir = Path(directory)
+        self.path = self.dir / RESULTS
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.path)
+
+    def _cut_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size == 0:
+                return
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            # find the last newline; everything after it is a torn row
+            pos, chunk = size, 4096
+            keep = 0
+            while pos > 0:
+                start = max(0, pos - chunk)
+                fh.seek(start)
+                data = fh.read(pos - start)
+                idx = data.rfind(b"\n")
+                if idx >= 0:
+                    keep = start + idx + 1
+                    break
+                pos = start
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def open(self) -> "ResultStore":
+        """Create the directory and repair a torn last line left by a killed run."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._cut_torn_tail()
+        return self
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row as one line: a single write, flushed and fsynced."""
+        line = (json.dumps(row, default=_json_default, allow_nan=False) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            view = memoryview(line)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> int:
+        n = 0
+        for row in rows:
+            self.append(row)
+            n += 1
+        return n
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def sanitize(obj: Any) -> Any:
+    """NaN/inf -> None recursively (results.jsonl stays strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [sanitize(v) for v in obj]
+    return obj
+
+
+_RANK = {"ok": 3, "diverged": 2, "n/a": 2, "oom": 1, "failed": 0}
+
+
+def merge(out: str | os.PathLike[str], directories: Iterable[str | os.PathLike[str]]) -> dict[str, int]:
+    """Join the results of several runs (shards, machines) into ``out``.
+
+    One row per cell id: rows already in ``out`` stay; from the inputs, a
+    finished row (ok, diverged, n/a) wins over a failed one for the same cell.
+    :returns: counts ``{"read": ..., "added": ..., "total": ...}``.
+    """
+    store = ResultStore(out).open()
+    have = {r.get("cell_id"): r for r in latest_rows(store.rows())}
+    chosen: dict[str, dict[str, Any]] = {}
+    read = 0
+    for d in directories:
+        if Path(d).resolve() == store.dir.resolve():
+            continue
+        for row in latest_rows(read_rows(d)):
+            read += 1
+            cid = row.get("cell_id")
+            if not cid:
+                continue
+            prev = chosen.get(cid)
+            if prev is None or _RANK.get(row.get("status"), 0) > _RANK.get(prev.get("status"), 0):
+                chosen[cid] = row
+    added = 0
+    for cid, row in chosen.items():
+        old = have.get(cid)
+        if old is not None and _RANK.get(old.get("status"), 0) >= _RANK.get(row.get("status"), 0):
+            continue
+        store.append(row)
+        added += 1
+    return {"read": read, "added": added, "total": len(latest_rows(store.rows()))}
+
