@@ -1,0 +1,660 @@
+"""``attnzoo speed``: forward+backward time and peak memory of every variant vs. SDPA and a naive reference.
+
+For each registered variant (plugins included) matching ``--variants`` and each
+sequence length T, one training step is timed: build inputs ``[B, T, D]`` that
+require grad, run the variant (fast path: ``need_weights=False``), sum the
+context (plus ``aux["log_prob"]`` for non-differentiable variants, as the
+REINFORCE estimator would), and backpropagate. Beside the variants run two
+references on the same shapes:
+
+- ``[sdpa]``: ``F.scaled_dot_product_attention(q, k, v)``;
+- ``[naive]``: ``softmax(q k^T / sqrt(d)) v`` with the T x T matrix materialised.
+
+With ``--heads H > 1`` variants that allow it run inside
+:class:`~attnzoo.mechanisms.MultiHeadAttention` and the references get the same
+four projections, so the comparison stays like for like.
+
+How the variants are called: self-attention variants get ``m(x)``; cross-only
+variants ``m(q, k, v)`` with Tq = Tk = T; query-only stateful variants (NTM)
+``m(x, state=m.initial_state(B))``. Modules are in train mode (hard attention
+samples).
+
+What is measured:
+
+- **time**: the best (minimum, as timeit) wall-clock milliseconds of ``--repeats`` forward+backward
+  steps after one warm-up step (CUDA: synchronised).
+- **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` minus what was
+  allocated before the step. CPU: from ``torch.profiler`` (``profile_memory=True``)
+  allocation events: the running sum of bytes allocated minus bytes freed by
+  the CPU allocator during one step, its maximum. It counts tensors the step
+  creates (activations kept for backward, gradients, workspaces), not the
+  inputs and parameters that existed before; it is not process RSS.
+
+A cell that fails records ``status="error"`` (or ``"oom"``) and its message
+instead of stopping the run (timm's benchmark style); a cell predicted to take
+longer than ``--max-seconds`` (from the previous length, assuming T^2 growth)
+or to need more memory than half the machine's is recorded as ``"skipped"``.
+
+Writes ``speed.csv`` (one row per variant x length), ``speed.md`` (tables and
+the targets) and ``speed.png`` (log-log time and memory vs. T, with the fitted
+slope per variant in the legend) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "SpeedRow",
+    "configure_parser",
+    "main",
+    "run_speed",
+    "measure_step",
+    "peak_memory_mb",
+    "format_table",
+    "write_outputs",
+    "SDPA",
+    "NAIVE",
+    "DEFAULT_CPU_LENGTHS",
+    "DEFAULT_CUDA_LENGTHS",
+]
+
+SDPA = "[sdpa]"
+NAIVE = "[naive]"
+DEFAULT_CPU_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096)
+DEFAULT_CUDA_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192)
+#: the multiplicative variants expected to run at SDPA speed (target: within 10%).
+SDPA_SPEED_TARGET = ("dot", "scaled-dot", "general", "content")
+
+
+@dataclass
+class SpeedRow:
+    """One (variant, length) cell."""
+
+    variant: str
+    length: int
+    batch: int
+    dim: int
+    heads: int
+    device: str
+    status: str = "ok"  # ok | error | oom | skipped
+    time_ms: float | None = None
+    peak_mb: float | None = None
+    vs_sdpa: float | None = None  # time / SDPA time at the same length
+    vs_naive: float | None = None  # time / naive time
+    mem_vs_sdpa: float | None = None
+    error: str | None = None
+    call: str = ""
+
+
+# --------------------------------------------------------------------------- references
+
+
+class _Projections(nn.Module):
+    """Q/K/V/output projections around a head-split attention function (for --heads > 1)."""
+
+    def __init__(self, dim: int, heads: int, attn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim: {dim} is not divisible by heads={heads}")
+        self.h, self.attn = heads, attn
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+
+        def split(y: Tensor) -> Tensor:
+            return y.view(b, t, self.h, d // self.h).transpose(1, 2)  # (B, H, T, d)
+
+        out = self.attn(split(self.q(x)), split(self.k(x)), split(self.v(x)))  # (B, H, T, d)
+        return self.o(out.transpose(1, 2).reshape(b, t, d))
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def _naive(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, T)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_step(step: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Best (minimum) milliseconds of ``step()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return min(times)  # best of repeats (as timeit): the least disturbed by other processes
+
+
+def peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak memory (MiB) allocated by one ``step()`` beyond what existed before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation at the start.
+    CPU: the maximum running sum of the CPU allocator's allocation/free events
+    recorded by ``torch.profiler(profile_memory=True)`` during the step.
+    """
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False) as prof:
+        step()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in events:
+        dev = getattr(e, "device_type", None)
+        dev = dev() if callable(dev) else dev
+        if dev is not None and "CPU" not in str(dev).upper():
+            continue
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def _total_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 2**20
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower() or isinstance(exc, MemoryError)
+
+
+# --------------------------------------------------------------------------- building the cases
+
+
+def _make_step(
+    name: str, length: int, batch: int, dim: int, heads: int, device: torch.device, seed: int = 0
+) -> tuple[Callable[[], None], str]:
+    """A closure running one forward+backward of ``name`` at length T, and how it calls the variant."""
+    g = torch.Generator().manual_seed(seed)
+
+    def leaf(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g).to(device).requires_grad_(True)
+
+    if name in (SDPA, NAIVE):
+        fn = _sdpa if name == SDPA else _naive
+        if heads > 1:
+            mod = _Projections(dim, heads, fn).to(device)
+            x = leaf(batch, length, dim)
+            call = f"proj + {name} over {heads} heads"
+
+            def forward() -> Tensor:
+                return mod(x)
+
+        else:
+            q, k, v = leaf(batch, length, dim), leaf(batch, length, dim), leaf(batch, length, dim)
+            call = f"{name}(q, k, v)"
+
+            def forward() -> Tensor:
+                return fn(q, k, v)
+
+        def step() -> None:
+            for p in [*(mod.parameters() if heads > 1 else []), *([x] if heads > 1 else [q, k, v])]:
+                p.grad = None
+            forward().sum().backward()
+
+        return step, call
+
+    from attnzoo.registry import create_attention, get_spec
+
+    spec = get_spec(name)
+    torch.manual_seed(seed)
+    wrap = heads > 1 and spec.multihead
+    module = (create_attention(name, dim, num_heads=heads) if wrap else create_attention(name, dim)).to(device)
+    module.train()
+    query_only = not spec.self_attention and not spec.cross_attention
+    x = leaf(batch, length, dim)
+    kv: tuple[Tensor, ...] = ()
+    if query_only:
+        call = "m(x, state=initial_state(B))"
+    elif spec.self_attention:
+        call = "m(x)"
+    else:
+        kv = (leaf(batch, length, dim), leaf(batch, length, dim))
+        call = "m(q, k, v)"
+    if wrap:
+        call = f"MultiHead({heads}) " + call
+    elif heads > 1:
+        call += " (single head: spec says multihead=False)"
+    leaves = [x, *kv]
+
+    def step() -> None:
+        for p in [*module.parameters(), *leaves]:
+            p.grad = None
+        kwargs: dict[str, Any] = {"need_weights": False}
+        if spec.stateful:
+            kwargs["state"] = module.initial_state(batch, device=device)
+        out = module(x, *kv, **kwargs) if kv else module(x, **kwargs)
+        loss = out.context.sum()
+        if not spec.differentiable and "log_prob" in (out.aux or {}):
+            loss = loss + out.aux["log_prob"].sum()  # the REINFORCE surrogate's backward
+        loss.backward()
+
+    return step, call
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _select(patterns: str | Sequence[str] | None) -> list[str]:
+    from attnzoo.registry import list_attention
+
+    names = list_attention()
+    if not patterns:
+        return names
+    pats = [p.strip() for p in (patterns.split(",") if isinstance(patterns, str) else patterns) if p.strip()]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+
+
+def run_speed(
+    variants: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    batch: int = 4,
+    dim: int = 64,
+    heads: int = 1,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+    max_seconds: float = 60.0,
+    baselines: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[SpeedRow]:
+    """Measure every (variant, length) cell; never raises for a failing cell.
+
+    :param variants: registered names (see :func:`attnzoo.list_attention`).
+    :param lengths: sequence lengths T (Tq = Tk = T).
+    :param max_seconds: skip a cell predicted (T^2 growth from the previous length) to take longer.
+    :returns: one :class:`SpeedRow` per series and length, references first; ratios filled in.
+    """
+    dev = torch.device(device)
+    lengths = sorted(set(int(t) for t in lengths))
+    series = ([SDPA, NAIVE] if baselines else []) + list(variants)
+    budget_mb = _total_memory_mb(dev) * 0.5
+    rows: list[SpeedRow] = []
+    for name in series:
+        prev: SpeedRow | None = None
+        done: list[SpeedRow] = []
+        for T in lengths:
+            row = SpeedRow(name, T, batch, dim, heads, str(dev))
+            ok_prev = prev is not None and prev.status == "ok" and prev.time_ms is not None
+            if prev is not None and prev.status in ("skipped", "oom"):
+                row.status, row.error = "skipped", f"longer than T={prev.length}, which was {prev.status}"
+            elif ok_prev:
+                # growth exponent: the slope between the last two measured lengths (clamped to
+                # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
+                k_t = k_m = 2.0
+                if len(done) >= 2:
+                    k_t = min(3.0, max(1.0, fit_slope(done[-2:], "time_ms") or 2.0))
+                    k_m = min(3.0, max(1.0, fit_slope(done[-2:], "peak_mb") or 2.0))
+                est_s = prev.time_ms * (T / prev.length) ** k_t * (repeats + 2) / 1e3
+                est_mb = (prev.peak_mb or 0.0) * (T / prev.length) ** k_m
+                if est_s > max_seconds:
+                    row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
+                elif est_mb > budget_mb:
+                    row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
+            if row.status == "ok":
+                step = None
+                try:
+                    step, row.call = _make_step(name, T, batch, dim, heads, dev)
+                    row.time_ms = measure_step(step, dev, repeats)
+                    row.peak_mb = peak_memory_mb(step, dev)
+                except Exception as exc:  # noqa: BLE001 - an error row, timm style
+                    row.status = "oom" if _is_oom(exc) else "error"
+                    row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+                    if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
+                        log(traceback.format_exc())
+                finally:
+                    del step
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+            if log:
+                what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
+                log(f"  {name:<14} T={T:<6} {what}")
+            rows.append(row)
+            prev = row
+            if row.status == "ok":
+                done.append(row)
+    _fill_ratios(rows)
+    return rows
+
+
+def _fill_ratios(rows: list[SpeedRow]) -> None:
+    ref = {(r.variant, r.length): r for r in rows if r.status == "ok"}
+    for r in rows:
+        if r.status != "ok":
+            continue
+        s, n = ref.get((SDPA, r.length)), ref.get((NAIVE, r.length))
+        if s and s.time_ms:
+            r.vs_sdpa = r.time_ms / s.time_ms
+            if s.peak_mb:
+                r.mem_vs_sdpa = (r.peak_mb or 0.0) / s.peak_mb
+        if n and n.time_ms:
+            r.vs_naive = r.time_ms / n.time_ms
+
+
+def fit_slope(rows: Sequence[SpeedRow], attr: str = "time_ms") -> float | None:
+    """Least-squares slope of log(attr) against log(T) over the ok cells (None with < 2 points)."""
+    pts = [(math.log(r.length), math.log(getattr(r, attr))) for r in rows if r.status == "ok" and (getattr(r, attr) or 0) > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _series(rows: Sequence[SpeedRow]) -> dict[str, list[SpeedRow]]:
+    out: dict[str, list[SpeedRow]] = {}
+    for r in rows:
+        out.setdefault(r.variant, []).append(r)
+    return out
+
+
+def _cell(r: SpeedRow, what: str) -> str:
+    if r.status != "ok":
+        return r.status
+    if what == "time":
+        extra = ""
+        if r.variant not in (SDPA, NAIVE) and r.vs_sdpa is not None:
+            extra = f" ({r.vs_sdpa:.2f}x / {r.vs_naive:.2f}x)" if r.vs_naive is not None else f" ({r.vs_sdpa:.2f}x)"
+        return f"{r.time_ms:.1f}{extra}"
+    return f"{r.peak_mb:.1f}"
+
+
+def format_table(rows: Sequence[SpeedRow], what: str = "time", markdown: bool = False) -> str:
+    """A variant x length table of ``time`` (ms, with ratios ours/SDPA and ours/naive) or ``memory`` (MiB)."""
+    series = _series(rows)
+    lengths = sorted({r.length for r in rows})
+    slope_attr = "time_ms" if what == "time" else "peak_mb"
+    head = ["variant", *(f"T={t}" for t in lengths), "slope"]
+    body = []
+    for name, rs in series.items():
+        by_len = {r.length: r for r in rs}
+        s = fit_slope(rs, slope_attr)
+        body.append([name, *(_cell(by_len[t], what) if t in by_len else "" for t in lengths), f"{s:.2f}" if s is not None else "-"])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    fmt = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *(fmt(r) for r in body)])
+
+
+def _errors(rows: Sequence[SpeedRow]) -> list[str]:
+    return [f"{r.variant} T={r.length}: {r.status}: {r.error}" for r in rows if r.status != "ok"]
+
+
+def sdpa_target(rows: Sequence[SpeedRow], names: Sequence[str] = SDPA_SPEED_TARGET, min_length: int = 256) -> list[str]:
+    """Lines judging "within 10% of SDPA" from the median time ratio over lengths >= ``min_length``."""
+    out = []
+    for name in names:
+        ratios = [r.vs_sdpa for r in rows if r.variant == name and r.status == "ok" and r.vs_sdpa and r.length >= min_length]
+        if not ratios:
+            out.append(f"- {name}: not measured")
+            continue
+        med = statistics.median(ratios)
+        verdict = "met" if med <= 1.10 else "NOT met"
+        out.append(f"- {name}: median time / SDPA over T >= {min_length} = {med:.2f}x "
+                   f"(range {min(ratios):.2f}-{max(ratios):.2f}) -> {verdict}")
+    return out
+
+
+def additive_memory_target(device: str | torch.device = "cpu", batch: int = 4, length: int = 4096, dim: int = 64) -> str:
+    """Peak memory of one additive forward+backward at B=4, T=4096, hidden=64 vs. the 4 GB target."""
+    from attnzoo.registry import list_attention
+
+    if "additive" not in list_attention():
+        return "- additive B=4, T=4096, hidden=64 under 4 GB: not measured (additive not registered)"
+    dev = torch.device(device)
+    try:
+        step, _ = _make_step("additive", length, batch, dim, 1, dev)
+        t0 = time.perf_counter()
+        mb = peak_memory_mb(step, dev)
+        secs = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001
+        return f"- additive B={batch}, T={length}, hidden={dim}: {type(exc).__name__}: {exc}"[:300]
+    verdict = "met" if mb < 4096 else "NOT met"
+    return (f"- additive B={batch}, T={length}, dim=hidden={dim}, forward+backward: peak {mb:.0f} MiB "
+            f"({mb / 1024:.2f} GiB; one profiled step took {secs:.1f} s) -> under 4 GB {verdict}")
+
+
+def write_outputs(rows: Sequence[SpeedRow], out_dir: str | Path, *, meta: dict[str, Any], targets: Sequence[str] = ()) -> dict[str, Path]:
+    """Write speed.csv, speed.md and speed.png under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "speed.csv", "md": out / "speed.md", "png": out / "speed.png"}
+    names = [f.name for f in SpeedRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
+    with paths["csv"].open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=names)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in asdict(r).items()})
+    md = [
+        "# attnzoo speed",
+        "",
+        "Forward+backward of one step; time = best-of-repeats ms (ours / SDPA, ours / naive in brackets); "
+        "peak memory = MiB allocated by the step beyond its inputs and parameters "
+        "(CPU: torch.profiler allocator events; CUDA: max_memory_allocated). slope = fitted d log y / d log T.",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in meta.items()),
+        "```",
+        "",
+        "## Time (ms)",
+        "",
+        format_table(rows, "time", markdown=True),
+        "",
+        "## Peak memory (MiB)",
+        "",
+        format_table(rows, "memory", markdown=True),
+        "",
+    ]
+    if targets:
+        md += ["## Targets", "", *targets, ""]
+    errs = _errors(rows)
+    if errs:
+        md += ["## Cells not measured", "", *(f"- {e}" for e in errs), ""]
+    paths["md"].write_text("\n".join(md))
+    try:
+        _plot(rows, paths["png"])
+    except Exception as exc:  # noqa: BLE001 - a missing matplotlib must not lose the tables
+        paths.pop("png")
+        print(f"attnzoo speed: plot skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+    return paths
+
+
+def _plot(rows: Sequence[SpeedRow], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, attr, label in ((axes[0], "time_ms", "forward+backward time (ms)"), (axes[1], "peak_mb", "peak memory (MiB)")):
+        for name, rs in _series(rows).items():
+            ok = [r for r in rs if r.status == "ok" and (getattr(r, attr) or 0) > 0]
+            if not ok:
+                continue
+            s = fit_slope(ok, attr)
+            style = "--" if name in (SDPA, NAIVE) else "-"
+            ax.plot([r.length for r in ok], [getattr(r, attr) for r in ok], style, marker="o", ms=3,
+                    label=f"{name} (slope {s:.2f})" if s is not None else name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    r0 = rows[0] if rows else None
+    if r0:
+        fig.suptitle(f"attnzoo speed: B={r0.batch}, D={r0.dim}, heads={r0.heads}, {r0.device}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints like 64,128,256, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive ints, got {text!r}")
+    return vals
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``attnzoo speed``."""
+    parser.add_argument("--lengths", type=_int_list, default=None,
+                        help="comma-separated sequence lengths (default CPU: 64,...,4096 with --max-seconds; CUDA: 128,...,8192)")
+    parser.add_argument("--batch", type=int, default=4, help="batch size B (default 4)")
+    parser.add_argument("--dim", type=int, default=64, help="model/feature size D (default 64)")
+    parser.add_argument("--heads", type=int, default=1,
+                        help="heads; >1 wraps multihead-capable variants in MultiHeadAttention and gives the references the same projections (default 1)")
+    parser.add_argument("--variants", default="*", metavar="PATTERN",
+                        help="fnmatch pattern(s), comma-separated, e.g. '*dot*,additive' (default all)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per cell, best reported (default 3)")
+    parser.add_argument("--out", default="bench-out/speed", metavar="DIR", help="where speed.md/csv/png go (default bench-out/speed)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+    parser.add_argument("--max-seconds", type=float, default=60.0,
+                        help="skip a cell predicted to take longer than this (default 60)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
+    parser.add_argument("--no-baselines", action="store_true", help="do not run the SDPA and naive references")
+    parser.add_argument("--no-targets", action="store_true",
+                        help="skip the target checks (SDPA parity; additive B=4,T=4096 memory)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the tables, write the files. 0 on success (error cells included), 2 on bad options."""
+    device = getattr(args, "device", "auto") or "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA is not available")
+    except (RuntimeError, ValueError) as exc:
+        print(f"attnzoo speed: --device {device!r}: {exc}", file=sys.stderr)
+        return 2
+    threads_before = torch.get_num_threads()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        return _main(args, dev)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _main(args: argparse.Namespace, dev: torch.device) -> int:
+    lengths = args.lengths or list(DEFAULT_CUDA_LENGTHS if dev.type == "cuda" else DEFAULT_CPU_LENGTHS)
+    names = _select(getattr(args, "variants", "*"))
+    if not names:
+        from attnzoo.registry import list_attention
+
+        print(f"attnzoo speed: no variant matches {args.variants!r} (known: {', '.join(list_attention())})", file=sys.stderr)
+        return 2
+    if args.heads > 1 and args.dim % args.heads:
+        print(f"attnzoo speed: --dim {args.dim} is not divisible by --heads {args.heads}", file=sys.stderr)
+        return 2
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"attnzoo speed: {len(names)} variant(s) x {len(lengths)} length(s) on {dev}")
+    t0 = time.perf_counter()
+    rows = run_speed(names, lengths, batch=args.batch, dim=args.dim, heads=args.heads, repeats=args.repeats,
+                     device=dev, max_seconds=args.max_seconds, baselines=not args.no_baselines, log=log)
+    targets: list[str] = []
+    if not args.no_targets:
+        targets = sdpa_target(rows)
+        if getattr(args, "variants", "*") in ("*", None) or "additive" in names:
+            log("  additive memory target (B=4, T=4096, hidden=64) ...")
+            targets.append(additive_memory_target(dev))
+    meta = {
+        "command": (f"attnzoo speed --lengths {','.join(map(str, lengths))} --batch {args.batch} --dim {args.dim} "
+                    f"--heads {args.heads} --variants '{args.variants}' --repeats {args.repeats} --device {dev} "
+                    f"--max-seconds {args.max_seconds:g}" + (" --no-baselines" if args.no_baselines else "")
+                    + (" --no-targets" if args.no_targets else "")),
+        "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({platform.processor() or platform.machine()})"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch, "dim": args.dim, "heads": args.heads, "repeats": args.repeats,
+        "lengths": ",".join(map(str, lengths)),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    paths = write_outputs(rows, args.out, meta=meta, targets=targets)
+    print(f"forward+backward time, ms (ours/SDPA x / ours/naive x), B={args.batch} D={args.dim} heads={args.heads} {dev}")
+    print(format_table(rows, "time"))
+    print()
+    print("peak memory of the step, MiB")
+    print(format_table(rows, "memory"))
+    if targets:
+        print()
+        print("targets:")
+        print("\n".join(targets))
+    errs = _errors(rows)
+    if errs:
+        print()
+        print("not measured:")
+        print("\n".join(f"  {e}" for e in errs))
+    print()
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _standalone(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="attnzoo speed", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(_standalone())
