@@ -7,6 +7,7 @@ output is piped or rich is missing. Both take the same calls from the driver.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from typing import Any, TextIO
@@ -41,26 +42,36 @@ class _Counts:
     def __init__(self) -> None:
         self.total = self.done = self.failed = self.na = self.skipped = 0
         self.slots = 1
+        self.walls: list[float] = []
         self.t0 = time.perf_counter()
 
     def start(self, total: int, skipped: int, na: int, slots: int) -> None:
         self.total, self.skipped, self.na, self.slots = total, skipped, na, slots
         self.done = self.failed = 0
+        self.walls = []
         self.t0 = time.perf_counter()
 
     def record(self, row: dict[str, Any]) -> None:
         self.done += 1
         if row.get("status") != "ok":
             self.failed += 1
+        wall = (row.get("provenance") or {}).get("wall_s")
+        if isinstance(wall, (int, float)):
+            self.walls.append(float(wall))
 
     @property
     def running(self) -> int:
         return min(self.slots, self.total - self.done)
 
     def eta(self) -> float | None:
+        """Remaining cells x the median cell time / workers (the median ignores the first
+        cells' start-up cost in fresh workers)."""
         if not self.done:
             return None
-        return (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
+        left = self.total - self.done
+        if self.walls:
+            return statistics.median(self.walls) * left / max(1, self.slots)
+        return (time.perf_counter() - self.t0) / self.done * left
 
     def summary(self) -> str:
         text = f"done {self.done}/{self.total}, running {self.running}, failed {self.failed}, n/a {self.na}"
@@ -97,20 +108,18 @@ class RichProgress(_Counts):
     def __init__(self, console: Any = None):
         super().__init__()
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=False,
+            SpinnerColumn(), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TextColumn("elapsed"), TimeElapsedColumn(), console=self.console, transient=False,
         )
         self._task = None
 
     def _describe(self) -> str:
-        return f"running {self.running} · failed {self.failed} · n/a {self.na}" + (
-            f" · resumed {self.skipped}" if self.skipped else "")
+        return (f"running {self.running} · failed {self.failed} · n/a {self.na}"
+                + (f" · resumed {self.skipped}" if self.skipped else "") + f" · ETA {format_duration(self.eta())}")
 
     def start(self, total: int, skipped: int, na: int, slots: int) -> None:
         super().start(total, skipped, na, slots)
