@@ -108,7 +108,7 @@ def _build(bname, task, variant, **kw):
 
 def test_registry_lists_builtins():
     names = list_backbones()
-    for name in ("transformer", "mlp"):
+    for name in ("transformer", "seq2seq", "pointer", "ntm", "mlp"):
         assert name in names
     assert list_backbones("trans*") == ["transformer"]
     spec, factory = get_backbone("mlp")
@@ -241,20 +241,40 @@ def test_any_length(bname, kind, variant):
 # --------------------------------------------------------------------------- transformer
 
 
-@pytest.mark.parametrize("variant", [v for v in attnzoo.list_attention() if get_backbone("transformer")[0].fits(TASKS["tokens"].spec, attnzoo.get_spec(v)) is None])
-def test_transformer_is_causal(variant):
-    task = TASKS["tokens"]
-    model = _build("transformer", task, variant).eval()
+def _causal_cases():
+    """Every variant on the transformer (the variant sits in the causal path); one per kind elsewhere
+    (the RNN backbones are causal by construction, whatever the variant)."""
+    out, seen = [], set()
+    for case in _cases():
+        bname, kind, variant = case.values
+        key = (bname, kind, variant is None)
+        if bname == "transformer" or key not in seen:
+            out.append(case)
+            seen.add(key)
+    return out
+
+
+@pytest.mark.parametrize("bname,kind,variant", _causal_cases())
+def test_teacher_forcing_is_causal(bname, kind, variant):
+    """Changing target input t + 1 (= tgt[t]) leaves the logits at positions <= t unchanged."""
+    task = TASKS[kind]
+    model = _build(bname, task, variant).eval()
     batch = _batch(task, n=2)
     src, tgt = batch["src"], batch["tgt"]
+    s = src.shape[1]
+    reads_targets = bname != "mlp"  # the MLP sees only src
     with torch.no_grad():
         base = model(src, tgt).logits
         for t in range(tgt.shape[1] - 1):
             changed = tgt.clone()
-            changed[:, t] = changed[:, t] % (task.num_classes - 1) + 1  # tgt[t] is the input at t + 1
+            if kind == "pointers":
+                changed[:, t] = (changed[:, t] + 1) % s
+            else:
+                changed[:, t] = changed[:, t] % (task.num_classes - 1) + 1
             logits = model(src, changed).logits
             assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5), f"position <= {t} saw tgt[{t}]"
-            assert not torch.allclose(logits[:, t + 1 :], base[:, t + 1 :], atol=1e-6)
+            if reads_targets:
+                assert not torch.allclose(logits[:, t + 1 :], base[:, t + 1 :], atol=1e-6)
 
 
 def test_transformer_attention_keys_cover_src_and_targets():
@@ -297,6 +317,25 @@ def test_fits_reasons():
     assert transformer.fits_split("test_long") is None
 
 
+def test_fits_reasons_rnn_backbones():
+    tokens, pointers = TASKS["tokens"].spec, TASKS["pointers"].spec
+    seq2seq, pointer, ntm = (get_backbone(n)[0] for n in ("seq2seq", "pointer", "ntm"))
+    ntm_like = _fake_spec(self_attention=False, cross_attention=False, stateful=True, multihead=False)
+    assert seq2seq.fits(tokens, None) is None  # Sutskever baseline
+    assert seq2seq.fits(pointers, attnzoo.get_spec("additive")) is None
+    assert seq2seq.fits(tokens, ntm_like) == "needs a cross-attention variant"
+    assert seq2seq.fits(tokens, _fake_spec(stateful=True)) == "needs a stateless variant"
+    assert pointer.fits(tokens, attnzoo.get_spec("dot")) == "pointer tasks only"
+    assert pointer.fits(pointers, attnzoo.get_spec("dot")) == "needs a variant with pointer logits"
+    assert pointer.fits(pointers, _fake_spec(pointer_logits=True, aux_keys=("logits",))) is None
+    assert pointer.fits(pointers, None) == "needs an attention variant"
+    assert ntm.fits(tokens, attnzoo.get_spec("scaled-dot")) == "needs a stateful memory variant"
+    assert ntm.fits(tokens, ntm_like) is None
+    if "ntm" in attnzoo.list_attention():
+        assert get_backbone("transformer")[0].fits(tokens, attnzoo.get_spec("ntm")) == "needs a self-attention variant"
+        assert ntm.fits(tokens, attnzoo.get_spec("ntm")) is None
+
+
 def test_factory_raises_reason():
     with pytest.raises(ValueError, match="no attention: baseline"):
         create_backbone("mlp", TASKS["tokens"], "dot")
@@ -308,3 +347,144 @@ def test_mlp_rejects_other_lengths():
     batch = _batch(task, long=True)
     with pytest.raises(ValueError, match="fixed-length"):
         model(batch["src"], batch["tgt"])
+
+
+# --------------------------------------------------------------------------- seq2seq, pointer, ntm
+
+
+def test_seq2seq_baseline_has_no_attention():
+    task = TASKS["tokens"]
+    model = _build("seq2seq", task, None)
+    assert model.attention is None and model.W_c is None
+    assert not any(isinstance(m, Attention) for m in model.modules())
+    with_att = _build("seq2seq", task, "dot")
+    assert isinstance(with_att.attention, Attention)
+
+
+def test_seq2seq_bidirectional_and_layers():
+    task = TASKS["tokens"]
+    model = _build("seq2seq", task, "general", bidirectional=True, num_layers=2)
+    batch = _batch(task)
+    out = model(batch["src"], batch["tgt"])
+    assert out.logits.shape == (3, task.tgt_len, task.num_classes)
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.skipif("local-m" not in attnzoo.list_attention(), reason="local-m not registered")
+def test_seq2seq_local_m_window_follows_the_step():
+    """Decoding one step at a time, local-m must get the target step t as its state (p_t = t)."""
+    task = TASKS["tokens"]
+    d = 1
+    model = _build("seq2seq", task, "local-m", attention_kwargs={"window": d}).eval()
+    model.record_attention = True
+    batch = _batch(task)
+    with torch.no_grad():
+        att = model(batch["src"], batch["tgt"]).attention  # (N, T, S)
+    t_idx = torch.arange(att.shape[1])[:, None]
+    s_idx = torch.arange(att.shape[2])[None, :]
+    outside = (s_idx - t_idx).abs() > d
+    assert (att[:, outside] == 0).all()
+
+
+def test_seq2seq_location_gets_max_len():
+    if "location" not in attnzoo.list_attention():
+        pytest.skip("location not registered")
+    task = TinyCopy(src_len=300)  # longer than the variant's default max_len
+    model = _build("seq2seq", task, "location")
+    assert model.attention.max_len >= task.long_src_len
+
+
+def test_pointer_pads_classes_with_finfo_min():
+    task = TASKS["pointers"]
+    model = _build("pointer", task, "pointer")
+    batch = _batch(task)
+    logits = model(batch["src"], batch["tgt"]).logits
+    s = batch["src"].shape[1]
+    assert logits.shape[-1] == task.num_classes > s
+    assert (logits[..., s:] == torch.finfo(logits.dtype).min).all()
+    assert torch.isfinite(torch.log_softmax(logits, -1)).all()
+
+
+def test_pointer_exclude_pointed():
+    task = TASKS["pointers"]
+    model = _build("pointer", task, "pointer", exclude_pointed=True).eval()
+    batch = _batch(task)
+    with torch.no_grad():
+        logits = model(batch["src"], batch["tgt"]).logits
+    tgt = batch["tgt"]
+    low = torch.finfo(logits.dtype).min
+    for i in range(1, tgt.shape[1]):
+        for j in range(i):
+            assert (logits[torch.arange(3), i, tgt[:, j]] == low).all()
+
+
+def test_pointer_decoder_input_is_pointed_element():
+    """Step i's decoder input is the embedding of src[tgt[i-1]] (a learned start vector at i = 0)."""
+    task = TASKS["pointers"]
+    model = _build("pointer", task, "pointer").eval()
+    batch = _batch(task)
+    seen = {}
+
+    def grab(module, args, output):
+        seen["x"] = args[0]
+
+    handle = model.decoder.register_forward_hook(grab)
+    try:
+        with torch.no_grad():
+            model(batch["src"], batch["tgt"])
+    finally:
+        handle.remove()
+    src, tgt = batch["src"], batch["tgt"]
+    expected = model.src_embed(src.gather(1, tgt[:, :-1]))  # (N, T-1, D)
+    assert torch.allclose(seen["x"][:, 1:], expected)
+    assert torch.allclose(seen["x"][:, 0], model.start.expand(3, -1))
+
+
+class _FakeMemory(Attention):
+    """A minimal stateful variant: a running sum of projected queries, read through a softmax over slots."""
+
+    def __init__(self, query_dim, key_dim=None, value_dim=None, *, memory_slots=4, need_weights=False):
+        super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
+        self.memory_slots = memory_slots
+        self.addr = torch.nn.Linear(query_dim, memory_slots)
+        self.write = torch.nn.Linear(query_dim, self.value_dim)
+
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return torch.zeros(batch_size, self.memory_slots, self.value_dim, device=device, dtype=dtype)
+
+    def check_inputs(self, query, key, value, mask):
+        return query, None, None, None
+
+    def attend(self, query, key, value, mask, *, state=None, need_weights=True):
+        b, tq, _ = query.shape
+        memory = self.initial_state(b, query.device, query.dtype) if state is None else state
+        ctx, ws = [], []
+        for t in range(tq):
+            w = torch.softmax(self.addr(query[:, t]), -1)  # (B, N)
+            memory = memory + w[..., None] * self.write(query[:, t])[:, None]  # (B, N, V)
+            ctx.append(torch.bmm(w[:, None], memory)[:, 0])
+            ws.append(w)
+        return AttentionOutput(torch.stack(ctx, 1), torch.stack(ws, 1), memory)
+
+
+def test_ntm_backbone_with_a_fake_stateful_variant():
+    spec = AttentionSpec(
+        name="fake-memory", family="memory", summary="fake", self_attention=False, cross_attention=False,
+        stateful=True, multihead=False,
+    )
+    attnzoo.add_attention(spec, _FakeMemory)
+    try:
+        task = TASKS["tokens"]
+        assert get_backbone("ntm")[0].fits(task.spec, spec) is None
+        model = _build("ntm", task, "fake-memory")
+        assert model.memory.memory_slots >= task.long_src_len + task.long_tgt_len
+        model.record_attention = True
+        batch = _batch(task)
+        out = model(batch["src"], batch["tgt"])
+        assert out.logits.shape == (3, task.tgt_len, task.num_classes)
+        assert out.attention.shape == (3, task.tgt_len, model.memory.memory_slots)
+        out.logits.sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+    finally:
+        attnzoo.remove_attention("fake-memory")

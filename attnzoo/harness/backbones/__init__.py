@@ -43,6 +43,9 @@ __all__ = [
 #: module (under this package) -> its factory; each module exports ``SPEC``.
 _BUILTIN_MODULES: dict[str, str] = {
     "transformer": "build_transformer",
+    "seq2seq": "build_seq2seq",
+    "pointer": "build_pointer",
+    "ntm": "build_ntm",
     "mlp": "build_mlp",
 }
 

@@ -123,7 +123,9 @@ class BackboneSpec:
         """
         output = getattr(task_spec, "output", "tokens")
         if output not in self.outputs:
-            return f"{self.outputs[0]} tasks only" if len(self.outputs) == 1 else f"cannot serve {output} tasks"
+            if len(self.outputs) == 1:
+                return {"pointers": "pointer tasks only", "tokens": "token tasks only"}[self.outputs[0]]
+            return f"cannot serve {output} tasks"
         if attention_spec is None:
             if self.attention == "required":
                 return "needs an attention variant"
@@ -214,18 +216,25 @@ def check_fits(spec: BackboneSpec, task: Any, attention: str | None) -> Attentio
     return aspec
 
 
-def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int) -> dict[str, Any]:
-    """Copy of ``kwargs`` with ``max_len`` set when the variant takes one and the caller did not give it.
+def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
+    """Copy of ``kwargs`` with ``key`` (``max_len``) raised to cover ``max_len`` when the variant takes it.
 
     Variants with position-indexed parameters (Luong's *location*) need
     ``max_len >= Tk``; the backbone knows the longest key sequence it will see.
+    An explicit value from the caller is kept as given; otherwise the
+    variant's own default is used when it is large enough, else ``max_len``.
+    The NTM backbone uses the same rule for ``memory_slots``.
     """
     from attnzoo.registry import accepted_kwargs, get_entry
 
     out = dict(kwargs or {})
-    accepted = accepted_kwargs(get_entry(attention).factory)
-    if accepted is not None and "max_len" in accepted and "max_len" not in out:
-        out["max_len"] = int(max_len)
+    entry = get_entry(attention)
+    accepted = accepted_kwargs(entry.factory)
+    if accepted is None or key not in accepted or key in out:
+        return out
+    default = entry.spec.defaults.get(key, accepted[key])
+    if not isinstance(default, int) or default < max_len:
+        out[key] = int(max_len)
     return out
 
 
