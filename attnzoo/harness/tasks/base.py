@@ -138,6 +138,42 @@ class Task:
         n = self.val_size if split == "val" else self.test_size
         return self.generate(n, g, long=split == "test_long")
 
+    def check_batch(self, batch: dict[str, Tensor], *, long: bool = False) -> None:
+        """Raise ``ValueError`` naming what is wrong when ``batch`` breaks the batch contract
+        (keys, dtypes, shapes, id ranges, PAD at a scored target). For plugin authors' tests."""
+        problems = []
+        src, tgt = batch.get("src"), batch.get("tgt")
+        if not isinstance(src, Tensor) or not isinstance(tgt, Tensor):
+            raise ValueError(f"batch must hold tensors 'src' and 'tgt', got keys {sorted(batch)}")
+        s, t = (self.long_src_len, self.long_tgt_len) if long else (self.src_len, self.tgt_len)
+        n = src.shape[0]
+        for key, x, dtype, shape in (
+            ("src", src, torch.long, (n, s)),
+            ("tgt", tgt, torch.long, (n, t)),
+            ("tgt_mask", batch.get("tgt_mask"), torch.bool, (n, t)),
+            ("slice", batch.get("slice"), torch.long, (n,)),
+        ):
+            if x is None:
+                continue
+            if x.dtype != dtype or tuple(x.shape) != shape:
+                problems.append(f"{key}: expected {dtype} {list(shape)}, got {x.dtype} {list(x.shape)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        mask = batch.get("tgt_mask")
+        scored = tgt if mask is None else tgt[mask]
+        if src.numel() and not (0 <= int(src.min()) and int(src.max()) < self.vocab_size):
+            problems.append(f"src ids must lie in [0, vocab_size={self.vocab_size})")
+        if tgt.numel() and not (0 <= int(tgt.min()) and int(tgt.max()) < self.num_classes):
+            problems.append(f"tgt ids must lie in [0, num_classes={self.num_classes})")
+        if bool((scored == PAD).any()):
+            problems.append("a scored target is PAD (0)")
+        if "slice" in batch and batch["slice"].numel():
+            sl = batch["slice"]
+            if int(sl.min()) < 0 or int(sl.max()) >= len(self.spec.slices):
+                problems.append(f"slice ids must index spec.slices={self.spec.slices}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v!r}" for k, v in self.knobs().items())
         return f"{type(self).__name__}({knobs})"
