@@ -289,10 +289,16 @@ class _Suite:
         if self.spec.stateful and use_state:
             q = inp["query"]
             kwargs["state"] = state if state is not None else self.initial_state(m, q.shape[0], q.dtype)
-        if inp.get("key") is None and inp.get("value") is None:
-            out = m(inp["query"], **kwargs)
-        else:
-            out = m(inp["query"], inp["key"], inp["value"], **kwargs)
+        args = (inp["query"],) if inp.get("key") is None and inp.get("value") is None else (inp["query"], inp["key"], inp["value"])
+        try:
+            out = m(*args, **kwargs)
+        except TypeError as exc:
+            # A forward without the per-call ``need_weights`` keyword: use the module attribute.
+            if "need_weights" not in str(exc):
+                raise
+            kwargs.pop("need_weights")
+            m.need_weights = need_weights
+            out = m(*args, **kwargs)
         for attr in ("context", "weights", "aux"):
             if not hasattr(out, attr):
                 raise _Fail(f"forward returned {type(out).__name__}, expected an AttentionOutput (context, weights, state, aux)")
