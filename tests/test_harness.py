@@ -174,6 +174,7 @@ def test_same_seed_same_row():
     cell = tiny_cell("associative-recall", "transformer", "scaled-dot", max_steps=3)
     a, b = run_cell(cell), run_cell(cell)
     _check_row(a)
+    assert not torch.are_deterministic_algorithms_enabled()  # Trainer(deterministic=True) undone
     assert a["metrics"] == b["metrics"]
     assert [p[1] for p in a["curve"]] == [p[1] for p in b["curve"]]
     c = run_cell({**cell, "seed": 1})
@@ -293,6 +294,13 @@ def test_fit_parse_kwargs():
     assert parse_kwargs(["a=1", "b=x", '{"c": [1, 2]}', "d=true"], "x") == {"a": 1, "b": "x", "c": [1, 2], "d": True}
     with pytest.raises(ValueError, match="key=value"):
         parse_kwargs(["oops"], "--task-kwargs")
+
+
+def test_fit_default_attention_follows_backbone():
+    from attnzoo.harness.fit import _default_attention
+
+    assert _default_attention("transformer") == "scaled-dot"
+    assert _default_attention("mlp") is None
 
 
 # -- learning (slow) ---------------------------------------------------------------

@@ -58,8 +58,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = "Train one (task, backbone, attention) triple and print its metrics."
     parser.add_argument("--task", required=True, help="task name (attnzoo list --tasks)")
     parser.add_argument("--backbone", default="transformer", help="backbone name (attnzoo list --backbones)")
-    parser.add_argument("--attention", default="scaled-dot",
-                        help="attention variant, or 'none' for the backbone's no-attention baseline")
+    parser.add_argument("--attention", default=None,
+                        help="attention variant, or 'none' for the backbone's no-attention baseline "
+                             "[scaled-dot; none for backbones that take no attention, like mlp]")
     parser.add_argument("--task-kwargs", nargs="+", metavar="KW", help="task knobs: JSON object or key=value ...")
     parser.add_argument("--backbone-kwargs", nargs="+", metavar="KW", help="backbone options (d_model=64 ...)")
     parser.add_argument("--attention-kwargs", nargs="+", metavar="KW", help="variant options")
@@ -87,6 +88,15 @@ def _devices(raw: str) -> Any:
     if "," in raw:
         return [int(x) for x in raw.split(",") if x]
     return int(raw)
+
+
+def _default_attention(backbone: str) -> str | None:
+    """scaled-dot, or None for a backbone that takes no attention (an unknown name is reported later)."""
+    from attnzoo.harness.backbones import backbone_registry
+
+    if backbone in backbone_registry and backbone_registry.get(backbone)[0].attention == "none":
+        return None
+    return "scaled-dot"
 
 
 def _check(task: str, task_kwargs: dict, backbone: str, attention: str | None) -> str | None:
@@ -130,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"attnzoo fit: {exc}", file=sys.stderr)
         return 2
-    attention = None if str(args.attention).lower() in ("none", "null", "") else args.attention
+    attention = _default_attention(args.backbone) if args.attention is None else args.attention
+    attention = None if str(attention).lower() in ("none", "null", "") else attention
     problem = _check(args.task, task_kwargs, args.backbone, attention)
     if problem:
         print(f"attnzoo fit: {problem}", file=sys.stderr)

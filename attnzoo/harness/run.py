@@ -15,7 +15,8 @@ Cell keys (all but ``task`` and ``backbone`` optional)::
     test_size (override the task's fixed split sizes, e.g. 64 in smoke tests), entropy_coef,
     baseline_decay, trainer ({"accelerator", "devices", "precision", "strategy", ...}
     passed to lightning.Trainer), disabled_plugins ([]), record_attention (False),
-    threads (None: leave torch's thread count), progress (False)
+    threads (None: leave torch's thread count), progress (False: Lightning's bar),
+    verbose (False: Lightning's info logs and warnings are silenced)
 
 Row keys: see ``attnzoo/.notes``/INTERFACES.md and :func:`run_cell`. Memory:
 ``peak_mem_mb`` is CUDA ``max_memory_allocated`` on a GPU; on CPU it is how far
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "record_attention": False,
     "threads": None,
     "progress": False,
+    "verbose": False,
 }
 
 _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "strategy": "auto"}
@@ -155,6 +157,19 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _keep_determinism() -> Iterator[None]:
+    """``Trainer(deterministic=True)`` flips a process-wide torch flag; put it back afterwards."""
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 class _CpuPeak:
     """Peak resident memory of this process during a block, minus its size at the start (MiB)."""
 
@@ -238,7 +253,12 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     row = _empty_row(cell)
     try:
         cfg = {**DEFAULTS, **{k: v for k, v in cell.items() if v is not None or k == "attention"}}
-        with _quiet(not cfg.get("verbose", False)), _plugins(list(cfg["disabled_plugins"])), _threads(cfg["threads"]):
+        with (
+            _quiet(not cfg["verbose"]),
+            _plugins(list(cfg["disabled_plugins"])),
+            _threads(cfg["threads"]),
+            _keep_determinism(),
+        ):
             _run(cfg, row)
     except BaseException as exc:  # noqa: BLE001 - a row, never a crash (KeyboardInterrupt re-raised below)
         if isinstance(exc, KeyboardInterrupt):
