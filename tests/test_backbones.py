@@ -322,7 +322,7 @@ def test_fits_reasons_rnn_backbones():
     seq2seq, pointer, ntm = (get_backbone(n)[0] for n in ("seq2seq", "pointer", "ntm"))
     ntm_like = _fake_spec(self_attention=False, cross_attention=False, stateful=True, multihead=False)
     assert seq2seq.fits(tokens, None) is None  # Sutskever baseline
-    assert seq2seq.fits(pointers, attnzoo.get_spec("additive")) is None
+    assert seq2seq.fits(pointers, attnzoo.get_spec("dot")) is None
     assert seq2seq.fits(tokens, ntm_like) == "needs a cross-attention variant"
     assert seq2seq.fits(tokens, _fake_spec(stateful=True)) == "needs a stateless variant"
     assert pointer.fits(tokens, attnzoo.get_spec("dot")) == "pointer tasks only"
