@@ -626,6 +626,8 @@ def _main(args: argparse.Namespace, dev: torch.device) -> int:
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({platform.processor() or platform.machine()})"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+        "cpus": os.cpu_count(),
         "batch": args.batch, "dim": args.dim, "heads": args.heads, "repeats": args.repeats,
         "lengths": ",".join(map(str, lengths)),
         "wall_s": round(time.perf_counter() - t0, 1),
