@@ -70,6 +70,7 @@ __all__ = [
     "peak_memory_mb",
     "format_table",
     "write_outputs",
+    "read_csv",
     "SDPA",
     "NAIVE",
     "DEFAULT_CPU_LENGTHS",
@@ -511,6 +512,27 @@ def write_outputs(rows: Sequence[SpeedRow], out_dir: str | Path, *, meta: dict[s
     return paths
 
 
+def read_csv(path: str | Path) -> list[SpeedRow]:
+    """Rows back from a ``speed.csv`` (to re-render tables or the plot)."""
+    kinds = {f.name: f.type for f in SpeedRow.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+    out = []
+    with Path(path).open(newline="") as fh:
+        for rec in csv.DictReader(fh):
+            vals: dict[str, Any] = {}
+            for k, v in rec.items():
+                t = str(kinds.get(k, "str"))
+                if v == "" and "None" in t:
+                    vals[k] = None
+                elif t.startswith("int"):
+                    vals[k] = int(v)
+                elif "float" in t:
+                    vals[k] = float(v)
+                else:
+                    vals[k] = v
+            out.append(SpeedRow(**vals))
+    return out
+
+
 def _plot(rows: Sequence[SpeedRow], path: Path) -> None:
     import matplotlib
 
@@ -519,13 +541,15 @@ def _plot(rows: Sequence[SpeedRow], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, attr, label in ((axes[0], "time_ms", "forward+backward time (ms)"), (axes[1], "peak_mb", "peak memory (MiB)")):
-        for name, rs in _series(rows).items():
+        colors = plt.get_cmap("tab20").colors
+        for i, (name, rs) in enumerate(_series(rows).items()):
             ok = [r for r in rs if r.status == "ok" and (getattr(r, attr) or 0) > 0]
             if not ok:
                 continue
             s = fit_slope(ok, attr)
             style = "--" if name in (SDPA, NAIVE) else "-"
-            ax.plot([r.length for r in ok], [getattr(r, attr) for r in ok], style, marker="o", ms=3,
+            ax.plot([r.length for r in ok], [getattr(r, attr) for r in ok], style, marker="os^vD<>"[i % 7], ms=3,
+                    color="black" if name == SDPA else "grey" if name == NAIVE else colors[i % len(colors)],
                     label=f"{name} (slope {s:.2f})" if s is not None else name)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

@@ -43,6 +43,8 @@ def test_tiny_run_has_a_row_per_variant(tmp_path: Path, capsys: pytest.CaptureFi
     assert cells[("scaled-dot", 32)]["status"] == "ok" and cells[("scaled-dot", 32)]["vs_sdpa"]
     assert (tmp_path / "speed.md").read_text().startswith("# attnzoo speed")
     assert (tmp_path / "speed.png").stat().st_size > 0
+    back = speed.read_csv(tmp_path / "speed.csv")
+    assert len(back) == len(rows) and speed.format_table(back).splitlines()[0].startswith("variant")
 
 
 class _Broken(Attention):
