@@ -165,6 +165,8 @@ class Task:
             problems.append(f"src ids must lie in [0, vocab_size={self.vocab_size})")
         if tgt.numel() and not (0 <= int(tgt.min()) and int(tgt.max()) < self.num_classes):
             problems.append(f"tgt ids must lie in [0, num_classes={self.num_classes})")
+        if self.spec.output == "pointers" and tgt.numel() and int(tgt.max()) >= s:
+            problems.append(f"pointer targets must be positions in src, below S={s}")
         if bool((scored == PAD).any()):
             problems.append("a scored target is PAD (0)")
         if "slice" in batch and batch["slice"].numel():
