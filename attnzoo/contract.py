@@ -178,6 +178,18 @@ class Attention(nn.Module):
     def extra_repr(self) -> str:
         return f"query_dim={self.query_dim}, key_dim={self.key_dim}, value_dim={self.value_dim}"
 
+    def check_query(self, query: Tensor) -> Tensor:
+        """Validate ``query [B, Tq, Dq]`` alone (query-only variants such as the NTM call just this).
+
+        :raises ValueError: naming the expected shape and what came.
+        """
+        if not isinstance(query, Tensor) or query.dim() != 3:
+            got = _shape(query) if isinstance(query, Tensor) else type(query).__name__
+            raise ValueError(f"query: expected a 3-D tensor [B, Tq, {self.query_dim}], got {got}")
+        if query.shape[-1] != self.query_dim:
+            raise ValueError(f"query: expected last dim {self.query_dim} ([B, Tq, {self.query_dim}]), got {_shape(query)}")
+        return query
+
     def check_inputs(
         self, query: Tensor, key: Tensor | None, value: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
@@ -186,16 +198,12 @@ class Attention(nn.Module):
         :returns: ``(query [B,Tq,Dq], key [B,Tk,Dk], value [B,Tk,Dv], mask [B,Tq,Tk] | None)``.
         :raises ValueError: naming the argument, the expected shape and what came.
         """
-        if not isinstance(query, Tensor) or query.dim() != 3:
-            got = _shape(query) if isinstance(query, Tensor) else type(query).__name__
-            raise ValueError(f"query: expected a 3-D tensor [B, Tq, {self.query_dim}], got {got}")
+        self.check_query(query)
         if key is None:
             key = query
         if value is None:
             value = key
-        b, tq, dq = query.shape
-        if dq != self.query_dim:
-            raise ValueError(f"query: expected last dim {self.query_dim} ([B, Tq, {self.query_dim}]), got {_shape(query)}")
+        b, tq, _ = query.shape
         for arg, t, d in (("key", key, self.key_dim), ("value", value, self.value_dim)):
             if not isinstance(t, Tensor) or t.dim() != 3:
                 got = _shape(t) if isinstance(t, Tensor) else type(t).__name__

@@ -315,7 +315,7 @@ class NTMAttention(Attention):
 
     # -- contract --------------------------------------------------------------
     def check_inputs(self, query, key, value, mask):
-        """Reject key/value/mask (the memory is the key store), then check query as the base does.
+        """Reject key/value/mask (the memory is the key store), then check query with the base's rules.
 
         :returns: ``(query, None, None, None)``.
         """
@@ -325,12 +325,7 @@ class NTMAttention(Attention):
                     f"{arg}: NTMAttention takes no {arg}; it attends over its own memory, which is its key and "
                     f"value store (written from the query stream), so key, value and mask must be None"
                 )
-        if not isinstance(query, Tensor) or query.dim() != 3:
-            got = _shape(query) if isinstance(query, Tensor) else type(query).__name__
-            raise ValueError(f"query: expected a 3-D tensor [B, Tq, {self.query_dim}], got {got}")
-        if query.shape[-1] != self.query_dim:
-            raise ValueError(f"query: expected last dim {self.query_dim} ([B, Tq, {self.query_dim}]), got {_shape(query)}")
-        return query, None, None, None
+        return self.check_query(query), None, None, None
 
     def head_params(self, query: Tensor) -> NTMHeadParams:
         """Emit every head's parameters for every step at once: ``query [B, Tq, Dq]`` -> :class:`NTMHeadParams`."""
