@@ -501,3 +501,32 @@ def test_real_smoke_cells_end_to_end(tmp_path):
         assert r["provenance"]["torch_version"] and r["config_hash"]
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "heatmap.png", "attention_copy.png"):
         assert (out / name).exists(), name
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((shutil.which(n) for n in ("chromium-headless-shell", "chromium", "chromium-browser",
+                                            "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.browser
+def test_html_renders_in_headless_chromium(reported, tmp_path):
+    """Opt-in (-m browser): the page renders with its figures (apt-get install chromium-headless-shell)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no headless Chromium installed")
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1280,2000",
+                    (reported[0] / "leaderboard.html").resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1280, 2000)
+    colors = img.getcolors(maxcolors=1 << 20) or []
+    # text and tables alone give a few hundred colours; the inlined heatmap and scatter plot give thousands
+    assert len(colors) > 1000, len(colors)
+    # the heatmap's viridis yellow-green is on the page: the images loaded from their data URIs
+    assert any(r > 150 and g > 180 and b < 80 for _, (r, g, b) in colors)

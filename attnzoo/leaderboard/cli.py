@@ -199,8 +199,10 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
                       "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,
                       "interrupted": summary.interrupted})
     if summary.interrupted:
-        n = len(read_rows(out))
-        _err(f"interrupted: {n} finished row(s) are saved in {out / RESULTS}. Resume with:\n  {resume_hint(argv)}")
+        rows = read_rows(out)
+        ran = sum(r.get("status") != "n/a" for r in rows)
+        _err(f"interrupted: {ran} finished cell(s) (and {len(rows) - ran} n/a row(s)) are saved in {out / RESULTS}; "
+             f"cells in flight were stopped and will run again. Resume with:\n  {resume_hint(argv)}")
         return 130
     if summary.failed:
         print(f"{summary.failed} cell(s) did not finish ok: "
