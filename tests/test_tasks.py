@@ -216,6 +216,9 @@ def test_induction_heads_slices():
     assert (b["tgt"][names] > task.num_symbols).all() and (b["tgt"][~names, 0] <= task.num_symbols).all()
     trigger = b["src"][:, -1:]
     assert ((b["src"] == trigger).sum(1) == 2).all()  # the trigger occurs exactly twice
+    pieces = torch.nn.functional.one_hot(b["src"], task.vocab_size)[..., task.num_symbols + 1 :].sum(1)
+    assert (pieces <= 1).all()  # every name piece at most once: no bag-of-tokens shortcut to the name
+    assert (pieces.sum(1) == task.distractors + task.name_len * names.long()).all()
     only_single = create_task("induction-heads", name_frac=0.0)
     assert only_single.chance() == pytest.approx(1 / 15)
 

@@ -24,8 +24,11 @@ class InductionHeadsTask(Task):
       first piece the decoder must find the piece it just emitted and copy the next
       one (Olsson et al.'s name-copying example, "Mr. D|urs|ley ... Mr. D" -> "urs").
 
-    The trigger occurs exactly twice (at a random position and last); filler never
-    contains it, nor name pieces.
+    The trigger occurs exactly twice (at a random position and last) and is never
+    filler. Both slices also scatter ``distractors`` other name pieces, each once,
+    over the filler, so every name piece in ``src`` occurs once and only the
+    lookup tells the name from the distractors (without them, "copy the name-alphabet
+    tokens" would solve the name slice with no induction at all).
 
     Paper: Olsson et al. 2022, "In-context Learning and Induction Heads"; the
     synthetic form as in Gu & Dao 2023 (Mamba), whose length-extrapolation test
@@ -35,15 +38,18 @@ class InductionHeadsTask(Task):
 
     Knobs: ``seq_len`` (S, default 32), ``num_symbols`` (ordinary alphabet, 16),
     ``name_len`` (pieces per name = T, 3), ``num_name_pieces`` (name alphabet, 16),
-    ``name_frac`` (probability of the name slice, 0.5), ``long_seq_len``
-    (``test_long`` S, default ``2 * seq_len``).
+    ``name_frac`` (probability of the name slice, 0.5), ``distractors`` (other
+    name pieces scattered in the filler; default ``min(num_name_pieces - name_len,
+    (seq_len - name_len - 2) // 2)`` = 13), ``long_seq_len`` (``test_long`` S,
+    default ``2 * seq_len``).
 
     Splits: train/val/test S = ``seq_len``, ``test_long`` S = ``long_seq_len``;
     T = ``name_len`` everywhere. ``vocab_size = num_classes = 1 + num_symbols + num_name_pieces``.
 
     Metric: ``token_acc`` over scored positions. Chance (a model that cannot look
     the trigger up): B is uniform over ``num_symbols - 1`` tokens, and name piece j
-    over ``num_name_pieces - j``; pooled over scored positions with the slice mix.
+    over the ``name_len + distractors - j`` pieces in ``src`` not yet emitted;
+    pooled over scored positions with the slice mix.
     """
 
     spec = TaskSpec(
@@ -64,6 +70,7 @@ class InductionHeadsTask(Task):
         name_len: int = 3,
         num_name_pieces: int = 16,
         name_frac: float = 0.5,
+        distractors: int | None = None,
         long_seq_len: int | None = None,
     ) -> None:
         super().__init__()
@@ -79,6 +86,16 @@ class InductionHeadsTask(Task):
         self.name_len = name_len
         self.num_name_pieces = num_name_pieces
         self.name_frac = name_frac
+        free = seq_len - name_len - 2  # filler positions of a training example
+        distractors = min(num_name_pieces - name_len, free // 2) if distractors is None else distractors
+        require(
+            0 <= distractors <= min(num_name_pieces - name_len, free),
+            "distractors",
+            f"must be in [0, min(num_name_pieces - name_len, seq_len - name_len - 2) = "
+            f"{min(num_name_pieces - name_len, free)}]",
+            distractors,
+        )
+        self.distractors = distractors
         self.long_seq_len = long_seq_len
         self.vocab_size = self.num_classes = 1 + num_symbols + num_name_pieces
         self.src_len, self.tgt_len = seq_len, name_len
@@ -86,18 +103,24 @@ class InductionHeadsTask(Task):
 
     def generate(self, n: int, generator: torch.Generator, *, long: bool = False) -> dict[str, Tensor]:
         s, k, f = (self.long_seq_len if long else self.seq_len), self.name_len, self.num_symbols
-        rows = torch.arange(n)
+        rows, steps = torch.arange(n), torch.arange(k)
         trigger = torch.randint(1, f + 1, (n, 1), generator=generator)  # (N, 1)
         src = torch.randint(1, f, (n, s), generator=generator)  # (N, S) filler, one value short...
         src += (src >= trigger).long()  # ...skipping the trigger's id
         is_name = torch.rand(n, generator=generator) < self.name_frac  # (N,)
         first = torch.randint(0, s - 1 - k, (n,), generator=generator)  # trigger, then k slots before the end
+        slots = first[:, None] + 1 + steps  # (N, K) positions after the first trigger
+        pieces = sample_distinct(n, k + self.distractors, self.num_name_pieces, generator) + f + 1
         src[rows, first] = trigger[:, 0]
         src[:, -1] = trigger[:, 0]
-        name = sample_distinct(n, k, self.num_name_pieces, generator) + f + 1  # (N, K)
-        slots = first[:, None] + 1 + torch.arange(k)  # (N, K) positions after the first trigger
-        src.scatter_(1, slots, torch.where(is_name[:, None], name, src.gather(1, slots)))
-        tgt_mask = is_name[:, None] | (torch.arange(k) == 0)  # (N, K)
+        src.scatter_(1, slots, torch.where(is_name[:, None], pieces[:, :k], src.gather(1, slots)))
+        # the other name pieces, each once, at random free positions (in both slices)
+        free = torch.rand(n, s, generator=generator)
+        free[rows, first] = -1.0
+        free[:, -1] = -1.0
+        free.scatter_(1, slots, -1.0)
+        src.scatter_(1, free.topk(self.distractors, dim=1).indices, pieces[:, k:])
+        tgt_mask = is_name[:, None] | (steps == 0)  # (N, K)
         tgt = torch.where(tgt_mask, src.gather(1, slots), PAD)
         return {"src": src, "tgt": tgt, "tgt_mask": tgt_mask, "slice": is_name.long()}
 
@@ -110,7 +133,7 @@ class InductionHeadsTask(Task):
     def chance(self) -> float:
         single = 1.0 - self.name_frac
         hits = single / (self.num_symbols - 1) + self.name_frac * sum(
-            1.0 / (self.num_name_pieces - j) for j in range(self.name_len)
+            1.0 / (self.name_len + self.distractors - j) for j in range(self.name_len)
         )
         return hits / (single + self.name_frac * self.name_len)
 
