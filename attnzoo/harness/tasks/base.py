@@ -110,7 +110,8 @@ class Task:
         raise NotImplementedError
 
     def solve(self, src: list[int]) -> list[int]:
-        """Plain-Python reference answer for one example's ``src`` (tests check ``generate`` with it)."""
+        """Plain-Python reference answer for one example's ``src`` (tests check ``generate`` with it):
+        the whole ``tgt`` row, with PAD at positions ``tgt_mask`` leaves unscored."""
         raise NotImplementedError
 
     def chance(self) -> float:
