@@ -8,6 +8,7 @@ milliseconds; one test runs real smoke-preset cells through the harness.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import signal
@@ -118,6 +119,8 @@ QUALITY = {"soft": 0.9, "sharp": 0.6, "crossonly": 0.7, "ptr": 0.8, None: 0.2}
 def fake_run_cell(cell: dict) -> dict:
     """A pure stand-in for attnzoo.harness.run.run_cell: quality by variant, a little by lr and seed."""
     att = cell["attention"]
+    if cell["task_kwargs"].get("crash"):
+        os._exit(3)  # the worker process dies (a segfault, the OOM killer)
     if att == "boom":
         raise RuntimeError("boom: this variant always fails")
     if os.environ.get("FAKE_CELL_SLEEP"):
@@ -333,6 +336,18 @@ def test_local_executor_runs_cells_in_reused_worker_processes(tmp_path, fake_pre
     assert 1 <= len(pids) <= 2 and os.getpid() not in pids
     text = progress_out.read_text()
     assert "ETA" in text and "failed" in text and "n/a" in text
+
+
+def test_a_cell_that_kills_its_worker_is_retried_then_recorded(tmp_path, fake_preset, grid):
+    cells = [c for c in grid if c.runnable and c.task == "copy" and c.seed == 0 and c.variant == "soft"]
+    crash = copy.deepcopy(cells[0])
+    crash.id, crash.cell["task_kwargs"] = "crash", {"crash": True}
+    cells = [crash, *cells]
+    summary = run_grid(cells, ResultStore(tmp_path), LocalExecutor(2, fake_run_cell, max_attempts=2), fake_preset)
+    rows = {r["cell_id"]: r for r in read_rows(tmp_path)}
+    assert set(rows) == {c.id for c in cells} and summary.ran == len(cells)
+    assert rows["crash"]["status"] == "failed" and "worker process died 2 time(s)" in rows["crash"]["error"]
+    assert all(r["status"] == "ok" for cid, r in rows.items() if cid != "crash")
 
 
 def test_merge_joins_shards(tmp_path, fake_preset, grid):

@@ -57,6 +57,7 @@ __all__ = [
     "cell_id",
     "canonical_json",
     "BASELINE",
+    "empty_row",
 ]
 
 #: the variant label of cells that run a backbone without attention
@@ -210,9 +211,6 @@ class Preset:
     @property
     def seeds(self) -> list[int]:
         return _seed_list(self.data["seeds"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **copy.deepcopy(self.data)}
 
     def config_hash(self) -> str:
         return config_hash(self.data)
@@ -514,11 +512,14 @@ class GridCell:
 
     def na_row(self) -> dict[str, Any]:
         """The results row an ``n/a`` pair leaves behind (the report prints its reason)."""
-        return {
-            "status": "n/a", "error": self.reason, "metrics": {}, "main_metric": None, "main_value": None,
+        return empty_row("n/a", self.reason)
+
+
+def empty_row(status: str, error: str | None) -> dict[str, Any]:
+    """A results row with no measurements: an n/a pair, or a cell whose worker died."""
+    return {"status": status, "error": error, "metrics": {}, "main_metric": None, "main_value": None,
             "chance": None, "params": None, "steps": 0, "train_time_s": 0.0, "tokens_per_s": None,
-            "peak_mem_mb": None, "curve": [], "attention_map": None,
-        }
+            "peak_mem_mb": None, "curve": [], "attention_map": None}
 
 
 def _matches(name: str, patterns: Iterable[str] | None) -> bool:
@@ -564,7 +565,8 @@ def expand(
     trainer = dict(data.get("trainer") or {})
     seeds = preset.seeds
 
-    pairs: list[tuple[str, str, str, dict[str, Any], str | None]] = []  # label, backbone, variant, base, reason
+    # (task label, backbone, variant label, cell without seed/lr, learning rates, n/a reason)
+    pairs: list[tuple[str, str, str, dict[str, Any], list[float], str | None]] = []
     for label, entry in (data.get("tasks") or {}).items():
         entry = dict(entry or {})
         if not _matches(label, task_filter) and not _matches(entry.get("task", label), task_filter):
@@ -605,25 +607,22 @@ def expand(
                     "threads": None,
                     "progress": False,
                     **dict(data.get("training") or {}),
-                    "_lrs": list(budget["lrs"]),
                 }
-                pairs.append((label, bname, vname or BASELINE, base, reason))
+                pairs.append((label, bname, vname or BASELINE, base, list(budget["lrs"]), reason))
 
     out: list[GridCell] = []
-    for label, bname, vlabel, base, reason in pairs:
+    for label, bname, vlabel, base, _lrs, reason in pairs:
         if reason is not None:
-            cell = {k: v for k, v in base.items() if not k.startswith("_")}
-            cell.update(seed=None, lr=None)
+            cell = {**base, "seed": None, "lr": None}
             ident = {"na": True, "task_label": label, **{k: cell[k] for k in
                                                          ("task", "task_kwargs", "backbone", "attention")}}
             out.append(GridCell(_digest(ident), label, bname, vlabel, None, None, cell, "n/a", reason))
     for seed in seeds:
-        for label, bname, vlabel, base, reason in pairs:
+        for label, bname, vlabel, base, lrs, reason in pairs:
             if reason is not None:
                 continue
-            for lr in base["_lrs"]:
-                cell = {k: v for k, v in base.items() if not k.startswith("_")}
-                cell.update(seed=int(seed), lr=float(lr))
+            for lr in lrs:
+                cell = {**base, "seed": int(seed), "lr": float(lr)}
                 out.append(GridCell(cell_id({**cell, "task_label": label}), label, bname, vlabel, int(seed),
                                     float(lr), cell))
     return out

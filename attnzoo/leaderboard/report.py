@@ -570,6 +570,7 @@ def _provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     for r in rows:
         statuses[str(r.get("status"))] = statuses.get(str(r.get("status")), 0) + 1
     total_train = sum(_num(r.get("train_time_s")) or 0.0 for r in ran)
+    total_cpu = sum(_num(p.get("cpu_s")) or 0.0 for p in prov)
     stamps = sorted(p.get("timestamp") for p in prov if p.get("timestamp"))
     return [
         ("preset", values("preset", rows)),
@@ -580,7 +581,7 @@ def _provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         ("torch", values("torch_version", prov)),
         ("device", values("device", prov)),
         ("host", values("hostname", prov)),
-        ("summed train time", f"{total_train / 60:.1f} min"),
+        ("summed train time", f"{total_train / 60:.1f} min (cells' CPU time {total_cpu / 60:.1f} min)"),
         ("first / last row", f"{stamps[0]} / {stamps[-1]}" if stamps else "–"),
     ]
 

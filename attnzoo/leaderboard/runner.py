@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnzoo.leaderboard.grid import GridCell, Preset
+from attnzoo.leaderboard.grid import GridCell, Preset, empty_row
 from attnzoo.leaderboard.store import ResultStore, finished_ids, sanitize
 
 __all__ = [
@@ -65,12 +65,6 @@ def _resolve(run_cell: RunCell | str) -> RunCell:
     return getattr(importlib.import_module(module), attr or "run_cell")
 
 
-def _failed_row(status: str, error: str) -> dict[str, Any]:
-    return {"status": status, "error": error, "metrics": {}, "main_metric": None, "main_value": None,
-            "chance": None, "params": None, "steps": 0, "train_time_s": 0.0, "tokens_per_s": None,
-            "peak_mem_mb": None, "curve": [], "attention_map": None}
-
-
 def _device(cell: dict[str, Any]) -> str:
     try:
         import torch
@@ -86,14 +80,14 @@ def _device(cell: dict[str, Any]) -> str:
 
 def execute_cell(cell: dict[str, Any], run_cell: RunCell | str = DEFAULT_RUN_CELL) -> dict[str, Any]:
     """Run one cell where we are (a worker) and add the worker's provenance. Never raises."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         row = dict(_resolve(run_cell)(cell))
     except MemoryError as exc:
-        row = _failed_row("oom", f"MemoryError: {exc}")
+        row = empty_row("oom", f"MemoryError: {exc}")
     except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
         status = "oom" if "out of memory" in str(exc).lower() else "failed"
-        row = _failed_row(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+        row = empty_row(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     prov = dict(row.get("provenance") or {})
     try:
         import torch
@@ -108,6 +102,9 @@ def execute_cell(cell: dict[str, Any], run_cell: RunCell | str = DEFAULT_RUN_CEL
         python=platform.python_version(),
         device=_device(cell),
         wall_s=round(time.perf_counter() - t0, 3),
+        # CPU seconds of this worker for the cell: on a shared machine wall_s grows with the
+        # load, cpu_s does not (with one torch thread per worker it is the cell's time on an idle core)
+        cpu_s=round(time.process_time() - c0, 3),
     )
     row["provenance"] = prov
     return row
@@ -218,7 +215,7 @@ class LocalExecutor(Executor):
                     broken.append(gc)
                     continue
                 except Exception as exc:  # pickling errors and the like
-                    row = _failed_row("failed", f"{type(exc).__name__}: {exc}")
+                    row = empty_row("failed", f"{type(exc).__name__}: {exc}")
                 yield gc, row
             if broken:
                 # A worker died: every cell in flight is lost with the pool. Retry them
@@ -229,7 +226,7 @@ class LocalExecutor(Executor):
                 self._pool = self._new_pool()
                 for gc in broken:
                     if attempts.get(gc.id, 0) >= self.max_attempts:
-                        yield gc, _failed_row("failed", f"worker process died {attempts[gc.id]} time(s) running "
+                        yield gc, empty_row("failed", f"worker process died {attempts[gc.id]} time(s) running "
                                                         "this cell (killed, or out of memory)")
                     else:
                         queue.insert(0, gc)
