@@ -36,11 +36,11 @@ class InductionHeadsTask(Task):
 
     Ids: 0 PAD, ordinary tokens ``1 .. num_symbols``, name pieces after them.
 
-    Knobs: ``seq_len`` (S, default 32), ``num_symbols`` (ordinary alphabet, 16),
+    Knobs: ``seq_len`` (S, default 16), ``num_symbols`` (ordinary alphabet, 16),
     ``name_len`` (pieces per name = T, 3), ``num_name_pieces`` (name alphabet, 16),
     ``name_frac`` (probability of the name slice, 0.5), ``distractors`` (other
     name pieces scattered in the filler; default ``min(num_name_pieces - name_len,
-    (seq_len - name_len - 2) // 2)`` = 13), ``long_seq_len`` (``test_long`` S,
+    (seq_len - name_len - 2) // 2)`` = 5), ``long_seq_len`` (``test_long`` S,
     default ``2 * seq_len``).
 
     Splits: train/val/test S = ``seq_len``, ``test_long`` S = ``long_seq_len``;
@@ -65,7 +65,7 @@ class InductionHeadsTask(Task):
 
     def __init__(
         self,
-        seq_len: int = 32,
+        seq_len: int = 16,
         num_symbols: int = 16,
         name_len: int = 3,
         num_name_pieces: int = 16,
