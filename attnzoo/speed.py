@@ -22,7 +22,9 @@ samples).
 What is measured:
 
 - **time**: the best (minimum, as timeit) wall-clock milliseconds of ``--repeats`` forward+backward
-  steps after one warm-up step (CUDA: synchronised).
+  steps after one warm-up step (CUDA: synchronised). At each length every series is
+  built first and the repeats run round-robin across series, so load from other
+  processes disturbs all of them alike and the ratios stay fair.
 - **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` minus what was
   allocated before the step. CPU: from ``torch.profiler`` (``profile_memory=True``)
   allocation events: the running sum of bytes allocated minus bytes freed by
@@ -316,49 +318,77 @@ def run_speed(
     series = ([SDPA, NAIVE] if baselines else []) + list(variants)
     budget_mb = _total_memory_mb(dev) * 0.5
     rows: list[SpeedRow] = []
-    for name in series:
-        prev: SpeedRow | None = None
-        done: list[SpeedRow] = []
-        for T in lengths:
+    prev: dict[str, SpeedRow | None] = {name: None for name in series}
+    done: dict[str, list[SpeedRow]] = {name: [] for name in series}
+
+    def fail(row: SpeedRow, exc: BaseException) -> None:
+        row.status = "oom" if _is_oom(exc) else "error"
+        row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        row.time_ms = row.peak_mb = None
+        if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
+            log(traceback.format_exc())
+
+    for T in lengths:
+        # Build every series at this length, then time them round-robin (repeat r of every
+        # series before repeat r + 1), so a burst of load from other processes hits all
+        # series alike and the ratios to SDPA/naive stay fair.
+        cells: list[tuple[SpeedRow, Callable[[], None] | None]] = []
+        for name in series:
             row = SpeedRow(name, T, batch, dim, heads, str(dev))
-            ok_prev = prev is not None and prev.status == "ok" and prev.time_ms is not None
-            if prev is not None and prev.status in ("skipped", "oom"):
-                row.status, row.error = "skipped", f"longer than T={prev.length}, which was {prev.status}"
-            elif ok_prev:
+            p = prev[name]
+            if p is not None and p.status in ("skipped", "oom"):
+                row.status, row.error = "skipped", f"longer than T={p.length}, which was {p.status}"
+            elif p is not None and p.status == "ok" and p.time_ms is not None:
                 # growth exponent: the slope between the last two measured lengths (clamped to
                 # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
                 k_t = k_m = 2.0
-                if len(done) >= 2:
-                    k_t = min(3.0, max(1.0, fit_slope(done[-2:], "time_ms") or 2.0))
-                    k_m = min(3.0, max(1.0, fit_slope(done[-2:], "peak_mb") or 2.0))
-                est_s = prev.time_ms * (T / prev.length) ** k_t * (repeats + 2) / 1e3
-                est_mb = (prev.peak_mb or 0.0) * (T / prev.length) ** k_m
+                if len(done[name]) >= 2:
+                    k_t = min(3.0, max(1.0, fit_slope(done[name][-2:], "time_ms") or 2.0))
+                    k_m = min(3.0, max(1.0, fit_slope(done[name][-2:], "peak_mb") or 2.0))
+                est_s = p.time_ms * (T / p.length) ** k_t * (repeats + 2) / 1e3
+                est_mb = (p.peak_mb or 0.0) * (T / p.length) ** k_m
                 if est_s > max_seconds:
                     row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
                 elif est_mb > budget_mb:
                     row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
+            step = None
             if row.status == "ok":
-                step = None
                 try:
                     step, row.call = _make_step(name, T, batch, dim, heads, dev)
-                    row.time_ms = measure_step(step, dev, repeats)
-                    row.peak_mb = peak_memory_mb(step, dev)
+                    step()  # warm-up
+                    _sync(dev)
                 except Exception as exc:  # noqa: BLE001 - an error row, timm style
-                    row.status = "oom" if _is_oom(exc) else "error"
-                    row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
-                    if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
-                        log(traceback.format_exc())
-                finally:
-                    del step
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
+                    fail(row, exc)
+                    step = None
+            cells.append((row, step))
+        times: dict[int, list[float]] = {id(r): [] for r, _ in cells}
+        for _ in range(max(1, repeats)):
+            for row, step in cells:
+                if step is None or row.status != "ok":
+                    continue
+                try:
+                    times[id(row)].append(measure_step(step, dev, 1, warmup=0))
+                except Exception as exc:  # noqa: BLE001
+                    fail(row, exc)
+        for row, step in cells:
+            if step is not None and row.status == "ok":
+                row.time_ms = min(times[id(row)])  # best of repeats (as timeit)
+                try:
+                    row.peak_mb = peak_memory_mb(step, dev)
+                except Exception as exc:  # noqa: BLE001
+                    fail(row, exc)
             if log:
                 what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
-                log(f"  {name:<14} T={T:<6} {what}")
+                log(f"  {row.variant:<14} T={T:<6} {what}")
             rows.append(row)
-            prev = row
+            prev[row.variant] = row
             if row.status == "ok":
-                done.append(row)
+                done[row.variant].append(row)
+        del cells
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    order = {name: i for i, name in enumerate(series)}
+    rows.sort(key=lambda r: (order[r.variant], r.length))
     _fill_ratios(rows)
     return rows
 
