@@ -470,27 +470,55 @@ def test_bench_module_does_not_import_lightning():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+def _session_pids(sid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+    return [int(pid) for pid, s, stat in (line.split()[:3] for line in out.splitlines() if line.strip())
+            if int(s) == sid and not stat.startswith("Z")]
+
+
+def _start_and_stop(cmd, env, cwd, out, rows_wanted, sig, *, group: bool):
+    """Start the command in its own session, send ``sig`` once ``rows_wanted`` cells have rows."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            ran = [r for r in read_rows(out, warn=False) if r.get("status") != "n/a"] if out.exists() else []
+            if len(ran) >= rows_wanted:
+                break
+            time.sleep(0.1)
+        (os.killpg if group else os.kill)(proc.pid, sig)
+        err = proc.communicate(timeout=60)[1]
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, err
+
+
 def test_killed_bench_process_resumes_without_redoing_cells(tmp_path):
-    """SIGKILL the real command mid-grid (fake cells), then --resume: every cell exactly once."""
+    """SIGTERM, then SIGKILL of the real command mid-grid (fake cells), then --resume: every cell exactly once."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "FAKE_CELL_SLEEP": "0.3"}
     cmd = [sys.executable, "-m", "attnzoo", "bench", "--preset", "smoke", "--out", str(out), "--jobs", "2",
            "--run-cell", "test_leaderboard:fake_run_cell", "--no-report"]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            ran = [r for r in read_rows(out, warn=False) if r.get("status") != "n/a"] if out.exists() else []
-            if len(ran) >= 3 or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, like a lost machine
-        proc.wait()
+    # SIGTERM (kill, a scheduler's time limit): a clean stop that says how to resume
+    proc, err = _start_and_stop(cmd, env, tmp_path, out, 3, signal.SIGTERM, group=False)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Resume with:" in err and "--resume" in err
+    first = read_rows(out)
+    # SIGKILL of the driver alone: its workers notice and exit instead of training for nobody
+    proc, err = _start_and_stop(cmd + ["--resume"], env, tmp_path, out, len(first) - 25 + 3, signal.SIGKILL,
+                                group=False)
+    deadline = time.time() + 30
+    while _session_pids(proc.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _session_pids(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, f"workers outlived their driver: {left}"
     before = read_rows(out)
-    assert 3 <= len([r for r in before if r["status"] != "n/a"])
+    assert len(before) > len(first)
     done = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_rows(out)

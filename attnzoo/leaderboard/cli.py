@@ -7,10 +7,13 @@ Lightning is imported only by the workers that run cells (through
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ examples:
   attnzoo bench --preset default --jobs 2        the main job (about 12 min on 2 CPU cores)
   attnzoo bench --preset default --dry-run       print the grid, n/a pairs with their reasons
   attnzoo bench --preset default --resume        after Ctrl-C or a crash: run only what is missing
-  attnzoo bench --variants '*dot*,none' --tasks mqar --seeds 3
+  attnzoo bench --variants '*dot*,none' --tasks copy --seeds 3 --out bench-out/dots
   attnzoo bench --preset paper --accelerator gpu --devices 1 --shard 0/4 --out runs/paper-0
   attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
   attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
@@ -53,7 +56,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(default: default)")
     parser.add_argument("--variants", action="append", metavar="PATTERNS",
                         help="only these variants: comma-separated fnmatch patterns; 'none' = baselines")
-    parser.add_argument("--tasks", action="append", metavar="PATTERNS", help="only these tasks (patterns)")
+    parser.add_argument("--tasks", action="append", metavar="PATTERNS", help="only these of the preset's tasks (patterns)")
     parser.add_argument("--backbones", action="append", metavar="PATTERNS", help="only these backbones (patterns)")
     parser.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (overrides the preset)")
     parser.add_argument("--steps", type=int, metavar="N", help="optimizer steps per cell, every task (overrides)")
@@ -133,6 +136,22 @@ def _record_run(out: Path, entry: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = None,
               argv: list[str] | None = None) -> int:
     """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
@@ -192,8 +211,9 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
           f"{sum(not c.runnable for c in cells)} n/a, jobs {args.jobs}, out {out}", file=sys.stderr)
-    summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
-                       progress=make_progress())
+    with _sigterm_as_interrupt():  # SLURM's time limit, `kill`: stop as cleanly as on Ctrl-C
+        summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
+                           progress=make_progress())
     _record_run(out, {"argv": ["attnzoo", *argv], "preset": preset.name, "config_hash": preset.config_hash(),
                       "started": started, "wall_s": round(summary.wall_s, 1), "jobs": args.jobs,
                       "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,

@@ -92,8 +92,7 @@ from typing import Any
 
 from attnzoo.errors import AttnzooError
 from attnzoo.leaderboard.grid import GridCell
-from attnzoo.leaderboard.runner import (DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, _failed_row,
-                                        execute_cell)
+from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, execute_cell
 
 __all__ = [
     "RayBackendError",
@@ -119,6 +118,17 @@ class RayBackendError(AttnzooError, RuntimeError):
 
 
 # -- pure helpers (no ray) -------------------------------------------------------------
+def _failed_row(status: str, error: str) -> dict[str, Any]:
+    """A row for a cell that produced none (its worker died, it was cancelled)."""
+    try:
+        from attnzoo.leaderboard.grid import empty_row
+    except ImportError:  # pragma: no cover - an older grid module
+        return {"status": status, "error": error, "metrics": {}, "main_metric": None, "main_value": None,
+                "chance": None, "params": None, "steps": 0, "train_time_s": 0.0, "tokens_per_s": None,
+                "peak_mem_mb": None, "curve": [], "attention_map": None}
+    return empty_row(status, error)
+
+
 def is_loopback(address: str) -> bool:
     """``True`` for ``127.x.x.x``, ``::1`` and ``localhost``, with or without a ``:port``."""
     host = address.strip()

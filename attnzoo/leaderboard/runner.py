@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -139,9 +140,35 @@ class InlineExecutor(Executor):
             yield gc, execute_cell(gc.cell, self.run_cell)
 
 
-def _init_worker(threads: int | None) -> None:
+def _alive(pid: int) -> bool:
+    if os.path.isdir("/proc/self"):  # Linux: a killed driver its parent has not reaped yet is a zombie
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return True
+
+
+def _watch_driver(pid: int, every_s: float = 1.0) -> None:
+    """Exit this worker when the driver is gone (killed with SIGKILL, a lost session):
+    an orphaned worker would otherwise train its cell to the end for nobody."""
+    while _alive(pid):
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _init_worker(threads: int | None, driver_pid: int | None = None) -> None:
     # Ctrl-C goes to the whole process group: let the driver decide, quietly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid:
+        threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True, name="watch-driver").start()
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         try:
@@ -187,7 +214,7 @@ class LocalExecutor(Executor):
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.start_method)
         return cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
-                                      initargs=(self.threads,))
+                                      initargs=(self.threads, os.getpid()))
 
     def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, dict[str, Any]]]:
         queue = list(cells)
