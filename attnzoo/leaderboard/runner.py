@@ -188,8 +188,8 @@ class LocalExecutor(Executor):
     :param threads: torch threads per worker (default: cores // jobs, at least 1).
     :param start_method: ``"forkserver"`` (default on Linux) or ``"spawn"``; never
         ``fork`` (a forked torch with threads deadlocks).
-    :param max_attempts: a cell whose worker died (killed, out of memory) runs
-        again this many times in all before it is recorded as failed.
+    :param max_attempts: a cell that kills its worker (segfault, out-of-memory kill)
+        while running alone is recorded as failed after this many crashes.
     """
 
     def __init__(
@@ -218,45 +218,57 @@ class LocalExecutor(Executor):
 
     def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, dict[str, Any]]]:
         queue = list(cells)
-        attempts: dict[str, int] = {}
-        inflight: dict[cf.Future, GridCell] = {}
+        # When a worker dies, every cell in flight is lost with the pool and nothing says
+        # which one killed it: those cells run again one at a time ("solo"), and only a
+        # cell that kills its worker while running alone counts a crash.
+        solo: list[GridCell] = []
+        crashes: dict[str, int] = {}
+        inflight: dict[cf.Future, tuple[GridCell, bool]] = {}
         self._pool = self._new_pool()
 
+        def submit(gc: GridCell, alone: bool) -> None:
+            cell = {**gc.cell, "threads": gc.cell.get("threads") or self.threads}
+            inflight[self._pool.submit(execute_cell, cell, self.run_cell)] = (gc, alone)
+
         def submit_more() -> None:
-            # keep at most `jobs` cells submitted, so a broken pool costs only those
+            if solo:
+                if not inflight:
+                    submit(solo.pop(0), True)
+                return
+            # at most `jobs` cells submitted, so a broken pool loses only those
             while queue and len(inflight) < self.jobs:
-                gc = queue.pop(0)
-                cell = {**gc.cell, "threads": gc.cell.get("threads") or self.threads}
-                attempts[gc.id] = attempts.get(gc.id, 0) + 1
-                inflight[self._pool.submit(execute_cell, cell, self.run_cell)] = gc
+                submit(queue.pop(0), False)
 
         submit_more()
         while inflight:
             done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
-            broken: list[GridCell] = []
+            broken = False
             for fut in done:
-                gc = inflight.pop(fut)
+                gc, alone = inflight.pop(fut)
                 try:
                     row = fut.result()
                 except cf.process.BrokenProcessPool:
-                    broken.append(gc)
+                    broken = True
+                    inflight[fut] = (gc, alone)  # handled with the rest of the lost cells below
                     continue
                 except Exception as exc:  # pickling errors and the like
                     row = empty_row("failed", f"{type(exc).__name__}: {exc}")
                 yield gc, row
             if broken:
-                # A worker died: every cell in flight is lost with the pool. Retry them
-                # in a fresh pool; a cell that keeps killing its worker becomes a row.
-                broken += list(inflight.values())
+                lost = list(inflight.values())
                 inflight.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
-                for gc in broken:
-                    if attempts.get(gc.id, 0) >= self.max_attempts:
-                        yield gc, empty_row("failed", f"worker process died {attempts[gc.id]} time(s) running "
-                                                        "this cell (killed, or out of memory)")
+                for gc, alone in lost:
+                    if not alone:
+                        solo.append(gc)
+                        continue
+                    crashes[gc.id] = crashes.get(gc.id, 0) + 1
+                    if crashes[gc.id] >= self.max_attempts:
+                        yield gc, empty_row("failed", f"worker process died each time this cell ran "
+                                                        f"({crashes[gc.id]} time(s) alone): killed, or out of memory")
                     else:
-                        queue.insert(0, gc)
+                        solo.insert(0, gc)
             submit_more()
         self.close()
 
