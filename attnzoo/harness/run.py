@@ -31,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import resource
 import sys
 import time
 import traceback
@@ -72,7 +70,7 @@ _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "precision": "32-true",
 _ERROR_LINES = 12
 
 
-def _empty_row(cell: dict[str, Any]) -> dict[str, Any]:
+def _empty_row() -> dict[str, Any]:
     return {
         "status": "failed",
         "error": None,
@@ -174,6 +172,9 @@ class _CpuPeak:
     """Peak resident memory of this process during a block, minus its size at the start (MiB)."""
 
     def __init__(self) -> None:
+        import resource  # POSIX only; imported here so this module imports anywhere
+
+        self._resource = resource
         self.kind = "cpu_rss_peak_delta"
         self.start_rss = self._status("VmRSS")
         self.start_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -203,7 +204,8 @@ class _CpuPeak:
             if hwm is not None and self.start_rss is not None:
                 return max(0.0, hwm - self.start_rss)
         scale = 2**20 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux -> MiB
-        return max(0.0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start_maxrss) / scale)
+        maxrss = self._resource.getrusage(self._resource.RUSAGE_SELF).ru_maxrss
+        return max(0.0, (maxrss - self.start_maxrss) / scale)
 
 
 def _make_timer_callback():
@@ -250,7 +252,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         "chance", "params", "steps", "train_time_s", "tokens_per_s",
         "peak_mem_mb", "peak_mem_kind", "curve", "attention_map"}``.
     """
-    row = _empty_row(cell)
+    row = _empty_row()
     try:
         cfg = {**DEFAULTS, **{k: v for k, v in cell.items() if v is not None or k == "attention"}}
         with (
