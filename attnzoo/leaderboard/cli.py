@@ -26,7 +26,7 @@ __all__ = ["configure_parser", "main", "run_bench"]
 EPILOG = """\
 examples:
   attnzoo bench --preset smoke                   seconds per cell: check the install
-  attnzoo bench --preset default --jobs 2        the main job (about 12 min on 2 CPU cores)
+  attnzoo bench                                  the main job: the default preset, one worker per core
   attnzoo bench --preset default --dry-run       print the grid, n/a pairs with their reasons
   attnzoo bench --preset default --resume        after Ctrl-C or a crash: run only what is missing
   attnzoo bench --variants '*dot*,none' --tasks copy --seeds 3 --out bench-out/dots
@@ -60,8 +60,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones", action="append", metavar="PATTERNS", help="only these backbones (patterns)")
     parser.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (overrides the preset)")
     parser.add_argument("--steps", type=int, metavar="N", help="optimizer steps per cell, every task (overrides)")
-    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                        help="worker processes; each gets cores/N torch threads (default: 1)")
+    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                        help="worker processes, each with cores/N torch threads (default: one per core on "
+                             "the CPU, 1 with an accelerator)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: bench-out/<preset>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue in a non-empty DIR: run only cells without a row")
@@ -156,7 +157,7 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
               argv: list[str] | None = None) -> int:
     """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
     from attnzoo.leaderboard.progress import make_progress
-    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, LocalExecutor, resume_hint, run_grid
+    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, LocalExecutor, cpu_count, resume_hint, run_grid
 
     trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
     overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
@@ -205,17 +206,24 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         return 2
     for gc in cells:
         gc.cell["progress"] = bool(args.progress)
+    jobs = args.jobs
+    if jobs is None:  # small models train best as one single-threaded cell per core
+        jobs = cpu_count() if preset.data["trainer"].get("accelerator") == "cpu" else 1
+    if jobs < 1:
+        _err(f"--jobs must be >= 1, got {jobs}")
+        return 2
     if executor is None:
-        executor = LocalExecutor(args.jobs, args.run_cell or DEFAULT_RUN_CELL)
+        executor = LocalExecutor(jobs, args.run_cell or DEFAULT_RUN_CELL)
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
-          f"{sum(not c.runnable for c in cells)} n/a, jobs {args.jobs}, out {out}", file=sys.stderr)
+          f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, out {out}", file=sys.stderr)
     with _sigterm_as_interrupt():  # SLURM's time limit, `kill`: stop as cleanly as on Ctrl-C
         summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
                            progress=make_progress())
     _record_run(out, {"argv": ["attnzoo", *argv], "preset": preset.name, "config_hash": preset.config_hash(),
-                      "started": started, "wall_s": round(summary.wall_s, 1), "jobs": args.jobs,
+                      "started": started, "wall_s": round(summary.wall_s, 1), "cells_cpu_s": round(summary.cpu_s, 1),
+                      "jobs": jobs, "cores": cpu_count(),
                       "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,
                       "interrupted": summary.interrupted})
     if summary.interrupted:

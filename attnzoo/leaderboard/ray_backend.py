@@ -277,15 +277,16 @@ def _import_ray() -> Any:
     return ray
 
 
-def _auth_error(exc: BaseException) -> bool:
+def _auth_error(exc: BaseException | None) -> BaseException | None:
+    """The authentication failure behind ``exc`` (Ray wraps it in a ConnectionError), if any."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc) \
                 or "auth token" in str(exc).lower():
-            return True
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 # -- the executor ---------------------------------------------------------------------
@@ -441,13 +442,15 @@ class RayExecutor(Executor):
 
     def _connect_error(self, exc: Exception) -> RayBackendError:
         where = f"the Ray cluster at {self.address}" if self.address else "an embedded Ray"
-        if _auth_error(exc):
+        auth = _auth_error(exc)
+        if auth is not None:
+            said = str(auth).split(". Ensure")[0].strip().splitlines()[-1][:400]
             return RayBackendError(
                 f"could not connect to {where}: it requires an authentication token and this process has "
                 f"none or a different one (Ray 2.59+ token auth). Use the cluster's token here: "
                 f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<token> (or put it in ~/.ray/auth_token, or "
                 f"point RAY_AUTH_TOKEN_PATH at a file holding it); `ray get-auth-token` on the head node "
-                f"prints it, and every node must be started with the same token. Ray said: {exc}")
+                f"prints it, and every node must be started with the same token. Ray said: {said}")
         hint = (" Is `ray start --head` running there, and is the port right (default 6379)?"
                 if self.address else "")
         return RayBackendError(f"could not start or connect to {where}: {type(exc).__name__}: {exc}.{hint}")

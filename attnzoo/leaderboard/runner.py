@@ -321,6 +321,7 @@ class GridSummary:
     na: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
+    cpu_s: float = 0.0        # summed CPU seconds of the cells that ran (the work, whatever the machine's load)
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -404,6 +405,7 @@ def run_grid(
             final = finish_row(gc, row, preset, base_prov)
             store.append(final)
             summary.ran += 1
+            summary.cpu_s += float((final.get("provenance") or {}).get("cpu_s") or 0.0)
             status = final.get("status", "failed")
             summary.statuses[status] = summary.statuses.get(status, 0) + 1
             if status == "ok":
