@@ -106,7 +106,12 @@ class MultiHeadAttention(Attention):
             per_head = out.weights.view(b, h, tq, -1)  # (B, H, Tq, Tk)
             aux["head_weights"] = per_head
             weights = per_head.mean(dim=1)
-        return AttentionOutput(self.out_proj(ctx), weights, out.state, aux)
+        context = self.out_proj(ctx)
+        if mask is not None:
+            # out_proj's bias would give a fully masked query a non-zero context; the contract says zeros.
+            has_key = mask.view(b, h, -1, mask.shape[-1])[:, 0].any(dim=-1, keepdim=True)  # (B, Tq or 1, 1)
+            context = context * has_key
+        return AttentionOutput(context, weights, out.state, aux)
 
     def extra_repr(self) -> str:
         return f"{self.variant_name!r}, num_heads={self.num_heads}, head_dim={self.head_dim}, out_dim={self.out_dim}"
