@@ -340,7 +340,8 @@ def test_pointer_logits_equation_3():
     for bi in range(2):
         for i in range(4):
             for j in range(6):
-                u[bi, i, j] = att.v.weight[0] @ torch.tanh(att.W1.weight @ k[bi, j] + att.W2.weight @ q[bi, i])
+                # Vinyals' W1 (encoder e_j), W2 (decoder d_i), v are AdditiveAttention's U_a, W_a, v_a.
+                u[bi, i, j] = att.v_a @ torch.tanh(att.U_a.weight @ k[bi, j] + att.W_a.weight @ q[bi, i])
     min_ = torch.finfo(torch.float32).min
     torch.testing.assert_close(out.aux["logits"], u.masked_fill(~mask, min_))
     assert torch.isfinite(out.aux["logits"]).all()

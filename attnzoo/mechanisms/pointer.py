@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from attnzoo.contract import AttentionOutput, ScoreAttention, masked_softmax
+from attnzoo.contract import AttentionOutput, masked_softmax
+from attnzoo.mechanisms.additive import AdditiveAttention
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
@@ -40,7 +41,7 @@ def pointed_mask(targets: Tensor, num_keys: int, mask: Tensor | None = None) -> 
     return allowed
 
 
-class PointerAttention(ScoreAttention):
+class PointerAttention(AdditiveAttention):
     r"""Pointer network attention (Vinyals et al. 2015, Eq. (3)).
 
     .. math:: u^i_j = v^\top \tanh(W_1 e_j + W_2 d_i),\qquad
@@ -67,6 +68,8 @@ class PointerAttention(ScoreAttention):
 
     :param hidden_dim: size of ``W_1 e_j`` and ``W_2 d_i`` (default ``query_dim``).
     :param exclude_pointed: keep and honour the pointed-positions state (default False).
+    :param chunk_size: queries scored at once (see :class:`AdditiveAttention`), so the
+        ``[B, Tq, Tk, hidden]`` tensor is never built whole for long inputs.
     """
 
     def __init__(
@@ -77,22 +80,17 @@ class PointerAttention(ScoreAttention):
         *,
         hidden_dim: int | None = None,
         exclude_pointed: bool = False,
+        chunk_size: int | None = None,
         need_weights: bool = False,
     ) -> None:
-        super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
-        self.hidden_dim = hidden_dim or self.query_dim
-        self.W1 = nn.Linear(self.key_dim, self.hidden_dim, bias=False)
-        self.W2 = nn.Linear(self.query_dim, self.hidden_dim, bias=False)
-        self.v = nn.Linear(self.hidden_dim, 1, bias=False)
+        # Eq. (3) is Bahdanau's score with W1 = U_a (on encoder states e_j), W2 = W_a (on
+        # the decoder state d_i) and v = v_a, so it reuses AdditiveAttention's chunked scoring.
+        super().__init__(query_dim, key_dim, value_dim, hidden_dim=hidden_dim or query_dim,
+                         chunk_size=chunk_size, need_weights=need_weights)
         self.exclude_pointed = exclude_pointed
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, hidden_dim={self.hidden_dim}, exclude_pointed={self.exclude_pointed}"
-
-    def score(self, query: Tensor, key: Tensor) -> Tensor:
-        e = self.W1(key)[:, None, :, :]  # (B, 1, Tk, H)
-        d = self.W2(query)[:, :, None, :]  # (B, Tq, 1, H)
-        return self.v(torch.tanh(e + d)).squeeze(-1)  # (B, Tq, Tk), Eq. (3)
+        return f"{super().extra_repr()}, exclude_pointed={self.exclude_pointed}"
 
     def _exclude(self, scores: Tensor, mask: Tensor | None, state: Any) -> tuple[Tensor, Tensor]:
         """Mask each step against what earlier steps (and ``state``) pointed at; return (mask, next state)."""
