@@ -270,9 +270,12 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fail(row: dict[str, Any], exc: BaseException) -> None:
-    from attnzoo.harness.module import PairDoesNotFit, TrainingDiverged
-
     row["error"] = _tail(exc)
+    try:  # the module imports Lightning; if that is what failed, the row is plainly "failed"
+        from attnzoo.harness.module import PairDoesNotFit, TrainingDiverged
+    except Exception:  # noqa: BLE001
+        row["status"] = "failed"
+        return
     if isinstance(exc, TrainingDiverged):
         row["status"] = "diverged"
         row["error"] = str(exc)
