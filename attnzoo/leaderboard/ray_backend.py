@@ -92,7 +92,7 @@ from typing import Any
 
 from attnzoo.errors import AttnzooError
 from attnzoo.leaderboard.grid import GridCell
-from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, execute_cell
+from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, cpu_count, execute_cell
 
 __all__ = [
     "RayBackendError",
@@ -667,9 +667,11 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                    help="reruns of a cell whose worker or node died before it is recorded as failed (default: 2)")
 
 
-def executor_from_args(args: argparse.Namespace, *, run_cell: RunCell | str | None = None,
+def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
                        start: bool = True) -> Executor:
     """The executor ``attnzoo bench`` options ask for.
+
+    :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
 
     ``--backend local`` (or no ``--backend``) gives a :class:`LocalExecutor`
     with ``--jobs`` workers. ``--backend ray`` gives a :class:`RayExecutor`,
@@ -679,7 +681,9 @@ def executor_from_args(args: argparse.Namespace, *, run_cell: RunCell | str | No
     :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
     """
     run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
-    jobs = int(getattr(args, "jobs", 1) or 1)
+    if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
+        jobs = getattr(args, "jobs", None) or cpu_count()
+    jobs = int(jobs)
     if getattr(args, "backend", "local") != "ray":
         return LocalExecutor(jobs, run_cell)
     _import_ray()
