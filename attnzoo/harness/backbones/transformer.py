@@ -4,16 +4,25 @@ Vaswani et al. (2017), *Attention Is All You Need*, NeurIPS (arXiv:1706.03762),
 with pre-LayerNorm blocks as in GPT-2 (Radford et al. 2019) and Xiong et al.
 (2020), *On Layer Normalization in the Transformer Architecture*.
 
-The source and the teacher-forced target inputs form one sequence::
+The source and the teacher-forced target inputs form one sequence, read out
+language-model style (``readout="last_src"``, the default, as Zoology reads MQAR)::
 
-    [ src_1 .. src_S | BOS  tgt_1 .. tgt_{T-1} ]      length L = S + T
-      src embedding    target-input embedding (num_classes + 1 ids, BOS = num_classes)
+    [ src_1 .. src_S | tgt_1 .. tgt_{T-1} ]      length L = S + T - 1
+    position S - 1 + t predicts tgt_t  (the last source token predicts tgt_1)
 
-``BOS`` doubles as the separator. Every position gets a learned position
-embedding; each block is ``x + MHA(LN(x))`` then ``x + FFN(LN(x))`` with a
-causal mask (query t sees keys <= t) and padded source positions masked out
-as keys. Logits are read at the last T positions, so position ``S + t``
-(input ``tgt_{t-1}``, or BOS for t = 0) predicts ``tgt_t``.
+or with a BOS separator (``readout="bos"``)::
+
+    [ src_1 .. src_S | BOS  tgt_1 .. tgt_{T-1} ]  length L = S + T
+    position S + t predicts tgt_t
+
+The readout position matters: on associative recall the answer's lookup key is
+the last source token, and reading at an appended BOS adds one more hop the
+model must learn first (a 2-layer model solved 4-pair recall by step 1,500 when
+reading at the key and stayed at chance reading at BOS). Target inputs use
+their own embedding (``num_classes + 1`` ids, BOS = ``num_classes``). Every
+position gets a learned position embedding; each block is ``x + MHA(LN(x))``
+then ``x + FFN(LN(x))`` with a causal mask (query t sees keys <= t) and padded
+source positions masked out as keys.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ __all__ = ["SPEC", "Block", "TransformerBackbone", "build_transformer"]
 
 SPEC = BackboneSpec(
     name="transformer",
-    summary="decoder-only pre-LN Transformer over [src; BOS tgt[:-1]], the variant as causal multi-head self-attention",
+    summary="decoder-only pre-LN Transformer over [src; tgt[:-1]], the variant as causal multi-head self-attention",
     paper="Vaswani et al. 2017. Attention Is All You Need. NeurIPS (pre-LN: Xiong et al. 2020)",
     attention="required",
     required_capabilities=("self_attention", "causal_safe", "multihead"),
@@ -84,12 +93,15 @@ class TransformerBackbone(nn.Module):
     :param dropout: on the residual branches and embeddings.
     :param attention_kwargs: variant options.
 
+    :param readout: ``"last_src"`` (LM layout, default) or ``"bos"`` (see the module docstring).
+
     Set ``record_attention = True`` to get the last block's head-averaged
-    weights of the T target queries over all L = S + T keys ([src; BOS; tgt[:-1]]),
-    ``[N, T, S + T]`` (``attention_key_layout = "src+tgt_in"``).
+    weights of the T predicting positions over the S source keys, ``[N, T, S]``
+    (``attention_key_layout = "src"``; the mass on earlier target inputs is left
+    out, so a row may sum to less than 1).
     """
 
-    attention_key_layout = "src+tgt_in"
+    attention_key_layout = "src"
 
     def __init__(
         self,
@@ -104,8 +116,12 @@ class TransformerBackbone(nn.Module):
         ffn_mult: int = 4,
         dropout: float = 0.0,
         attention_kwargs: dict[str, Any] | None = None,
+        readout: str = "last_src",
     ) -> None:
         super().__init__()
+        if readout not in ("last_src", "bos"):
+            raise ValueError(f"readout: expected 'last_src' or 'bos', got {readout!r}")
+        self.readout = readout
         self.vocab_size, self.num_classes, self.max_len = vocab_size, num_classes, max_len
         self.bos = num_classes
         self.src_embed = nn.Embedding(vocab_size, d_model)
@@ -123,10 +139,15 @@ class TransformerBackbone(nn.Module):
         check_batch("transformer", src, tgt)
         n, s = src.shape
         t = tgt.shape[1]
-        length = s + t
+        if self.readout == "bos":
+            tgt_in = teacher_inputs(tgt, self.bos)  # (N, T): BOS tgt_1 .. tgt_{T-1}
+            first = s  # position predicting tgt_1
+        else:
+            tgt_in = tgt[:, :-1]  # (N, T-1)
+            first = s - 1
+        length = s + tgt_in.shape[1]
         if length > self.max_len:
-            raise ValueError(f"transformer: S + T = {length} exceeds max_len={self.max_len}; build with a larger max_len")
-        tgt_in = teacher_inputs(tgt, self.bos)  # (N, T)
+            raise ValueError(f"transformer: sequence length {length} exceeds max_len={self.max_len}; build with a larger max_len")
         x = torch.cat([self.src_embed(src), self.tgt_embed(tgt_in)], dim=1)  # (N, L, D)
         pos = torch.arange(length, device=src.device)
         x = self.drop(x + self.pos_embed(pos))  # (N, L, D)
@@ -139,8 +160,8 @@ class TransformerBackbone(nn.Module):
             x, out = block(x, mask, need_weights=i == record)
             acc.add(out.aux)
             if i == record:
-                attention = out.weights[:, s:, :]  # (N, T, L)
-        logits = self.head(self.ln_f(x[:, s:]))  # (N, T, C)
+                attention = out.weights[:, first : first + t, :s]  # (N, T, S)
+        logits = self.head(self.ln_f(x[:, first : first + t]))  # (N, T, C)
         return BackboneOutput(logits, acc.result(), attention)
 
 
@@ -155,6 +176,7 @@ def build_transformer(
     max_len: int | None = None,
     ffn_mult: int = 4,
     dropout: float = 0.0,
+    readout: str = "last_src",
 ) -> TransformerBackbone:
     """Build the decoder-only Transformer for ``task`` with variant ``attention``.
 
@@ -177,4 +199,5 @@ def build_transformer(
         ffn_mult=ffn_mult,
         dropout=dropout,
         attention_kwargs=attention_kwargs,
+        readout=readout,
     )
