@@ -76,7 +76,18 @@ def _device(cell: dict[str, Any]) -> str:
         return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     if accel == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
+    return f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def execute_cell(cell: dict[str, Any], run_cell: RunCell | str = DEFAULT_RUN_CELL) -> dict[str, Any]:
