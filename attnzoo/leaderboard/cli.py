@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from attnzoo.errors import AttnzooError
 from attnzoo.leaderboard.grid import (GridCell, PresetError, expand, list_presets, load_preset,
                                       parse_shard, shard)
 from attnzoo.leaderboard.store import RESULTS, ResultStore, finished_ids, merge, read_rows
@@ -79,6 +80,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     # tests and other backends inject a cell runner: MODULE:FUNCTION taking a cell dict, returning a row
     parser.add_argument("--run-cell", default=None, help=argparse.SUPPRESS)
+    from attnzoo.leaderboard.ray_backend import add_ray_arguments  # imports no ray
+
+    add_ray_arguments(parser)
 
     sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge}", title="sub-commands")
     sub.required = False
@@ -157,7 +161,7 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
               argv: list[str] | None = None) -> int:
     """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
     from attnzoo.leaderboard.progress import make_progress
-    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, LocalExecutor, cpu_count, resume_hint, run_grid
+    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, cpu_count, resume_hint, run_grid
 
     trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
     overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
@@ -213,17 +217,29 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         _err(f"--jobs must be >= 1, got {jobs}")
         return 2
     if executor is None:
-        executor = LocalExecutor(jobs, args.run_cell or DEFAULT_RUN_CELL)
+        from attnzoo.leaderboard.ray_backend import executor_from_args
+
+        try:
+            executor = executor_from_args(args, jobs=jobs, run_cell=args.run_cell or DEFAULT_RUN_CELL)
+        except AttnzooError as exc:
+            _err(str(exc))
+            return 2
+    backend = getattr(args, "backend", "local") or "local"
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
-          f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, out {out}", file=sys.stderr)
+          f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, backend {backend}, out {out}", file=sys.stderr)
     with _sigterm_as_interrupt():  # SLURM's time limit, `kill`: stop as cleanly as on Ctrl-C
-        summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
-                           progress=make_progress())
+        try:
+            summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
+                               progress=make_progress())
+        except AttnzooError as exc:  # e.g. the Ray backend refusing a grid before any cell ran
+            executor.close(cancel=True)
+            _err(str(exc))
+            return 2
     _record_run(out, {"argv": ["attnzoo", *argv], "preset": preset.name, "config_hash": preset.config_hash(),
                       "started": started, "wall_s": round(summary.wall_s, 1), "cells_cpu_s": round(summary.cpu_s, 1),
-                      "jobs": jobs, "cores": cpu_count(),
+                      "jobs": jobs, "cores": cpu_count(), "backend": backend,
                       "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,
                       "interrupted": summary.interrupted})
     if summary.interrupted:
