@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from attnzoo import plugins
+
+# The tests use tiny tensors: one intra-op thread is faster than two fighting over
+# small kernels, and keeps timings steady on CI's 2 cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
