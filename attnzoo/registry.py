@@ -31,6 +31,7 @@ __all__ = [
     "remove_attention",
     "attention_registry",
     "check_kwargs",
+    "length_kwargs",
 ]
 
 E = TypeVar("E")
@@ -201,6 +202,26 @@ def check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any])
             f"create_attention({name!r}): unknown keyword argument(s) {', '.join(unknown)}; "
             f"accepted: {listing}"
         )
+
+
+def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
+    """Copy of ``kwargs`` with ``key`` (``max_len``) raised to cover ``max_len`` when the variant takes it.
+
+    Variants with position-indexed parameters (Luong's *location*) need
+    ``max_len >= Tk``; the backbone knows the longest key sequence it will see.
+    An explicit value from the caller is kept as given; otherwise the
+    variant's own default is used when it is large enough, else ``max_len``.
+    The NTM backbone uses the same rule for ``memory_slots``.
+    """
+    out = dict(kwargs or {})
+    entry = get_entry(attention)
+    accepted = accepted_kwargs(entry.factory)
+    if accepted is None or key not in accepted or key in out:
+        return out
+    default = entry.spec.defaults.get(key, accepted[key])
+    if not isinstance(default, int) or default < max_len:
+        out[key] = int(max_len)
+    return out
 
 
 def create_attention(

@@ -242,12 +242,14 @@ def _make_step(
 
         return step, call
 
-    from attnzoo.registry import create_attention, get_spec
+    from attnzoo.registry import create_attention, get_spec, length_kwargs
 
     spec = get_spec(name)
     torch.manual_seed(seed)
     wrap = heads > 1 and spec.multihead
-    module = (create_attention(name, dim, num_heads=heads) if wrap else create_attention(name, dim)).to(device)
+    # Position-indexed variants (location's max_len) are built for the length measured.
+    opts = length_kwargs(name, {}, length)
+    module = (create_attention(name, dim, num_heads=heads, **opts) if wrap else create_attention(name, dim, **opts)).to(device)
     module.train()
     query_only = not spec.self_attention and not spec.cross_attention
     x = leaf(batch, length, dim)

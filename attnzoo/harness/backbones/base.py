@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from attnzoo.errors import SpecError
+from attnzoo.registry import length_kwargs  # re-exported: backbones size position-indexed variants with it
 from attnzoo.spec import CAPABILITIES, AttentionSpec, validate_name
 
 __all__ = [
@@ -214,28 +215,6 @@ def check_fits(spec: BackboneSpec, task: Any, attention: str | None) -> Attentio
     if reason is not None:
         raise ValueError(f"backbone {spec.name!r} cannot run task {task.spec.name!r} with attention {attention!r}: {reason}")
     return aspec
-
-
-def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
-    """Copy of ``kwargs`` with ``key`` (``max_len``) raised to cover ``max_len`` when the variant takes it.
-
-    Variants with position-indexed parameters (Luong's *location*) need
-    ``max_len >= Tk``; the backbone knows the longest key sequence it will see.
-    An explicit value from the caller is kept as given; otherwise the
-    variant's own default is used when it is large enough, else ``max_len``.
-    The NTM backbone uses the same rule for ``memory_slots``.
-    """
-    from attnzoo.registry import accepted_kwargs, get_entry
-
-    out = dict(kwargs or {})
-    entry = get_entry(attention)
-    accepted = accepted_kwargs(entry.factory)
-    if accepted is None or key not in accepted or key in out:
-        return out
-    default = entry.spec.defaults.get(key, accepted[key])
-    if not isinstance(default, int) or default < max_len:
-        out[key] = int(max_len)
-    return out
 
 
 def longest_src(task: Any) -> int:
