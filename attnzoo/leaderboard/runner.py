@@ -239,7 +239,14 @@ class LocalExecutor(Executor):
 
         def submit(gc: GridCell, alone: bool) -> None:
             cell = {**gc.cell, "threads": gc.cell.get("threads") or self.threads}
-            inflight[self._pool.submit(execute_cell, cell, self.run_cell)] = (gc, alone)
+            try:
+                fut = self._pool.submit(execute_cell, cell, self.run_cell)
+            except cf.process.BrokenProcessPool as exc:
+                # A worker died after the last wait returned: the pool refuses new work.
+                # Hand the cell to the lost-cells path below like any cell in flight.
+                fut = cf.Future()
+                fut.set_exception(exc)
+            inflight[fut] = (gc, alone)
 
         def submit_more() -> None:
             if solo:
