@@ -190,18 +190,28 @@ def accepted_kwargs(factory: Callable[..., Any]) -> dict[str, Any] | None:
     return out
 
 
-def check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """Raise TypeError naming every unknown kwarg and listing the accepted ones."""
+def check_kwargs(
+    what: str,
+    factory: Callable[..., Any],
+    kwargs: dict[str, Any],
+    *,
+    skip: tuple[str, ...] = (),
+    noun: str = "keyword argument(s)",
+) -> None:
+    """Raise TypeError naming every unknown kwarg of ``factory`` and listing the accepted ones.
+
+    :param what: who is being built, for the message (``"create_attention('dot')"``, ``"task 'copy'"``).
+    :param skip: parameters the caller passes itself (not the user's to give).
+    :param noun: what the kwargs are called in the message (``"knob(s)"`` for tasks).
+    """
     accepted = accepted_kwargs(factory)
     if accepted is None:
         return
+    accepted = {k: v for k, v in accepted.items() if k not in skip}
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-        raise TypeError(
-            f"create_attention({name!r}): unknown keyword argument(s) {', '.join(unknown)}; "
-            f"accepted: {listing}"
-        )
+        raise TypeError(f"{what}: unknown {noun} {', '.join(unknown)}; accepted: {listing}")
 
 
 def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
@@ -254,7 +264,7 @@ def create_attention(
         from attnzoo.mechanisms.multihead import MultiHeadAttention
 
         return MultiHeadAttention(name, query_dim, key_dim, value_dim, num_heads=num_heads, **opts)
-    check_kwargs(name, entry.factory, opts)
+    check_kwargs(f"create_attention({name!r})", entry.factory, opts)
     return entry.factory(query_dim, key_dim, value_dim, **opts)
 
 

@@ -26,7 +26,7 @@ from attnzoo import plugins
 from attnzoo.errors import SpecError
 from attnzoo.harness.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec
 from attnzoo.hookspecs import hookimpl
-from attnzoo.registry import Registry, accepted_kwargs
+from attnzoo.registry import Registry, check_kwargs
 
 __all__ = [
     "AGGREGATED_AUX",
@@ -94,13 +94,7 @@ def create_backbone(name: str, task: Any, attention: str | None, **kwargs: Any) 
     :raises ValueError: the pair does not fit (the message carries ``spec.fits``'s reason).
     """
     spec, factory = get_backbone(name)
-    accepted = accepted_kwargs(factory)
-    if accepted is not None:
-        accepted = {k: v for k, v in accepted.items() if k not in ("task", "attention")}
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-            raise TypeError(f"backbone {name!r}: unknown keyword argument(s) {', '.join(unknown)}; accepted: {listing}")
+    check_kwargs(f"backbone {name!r}", factory, kwargs, skip=("task", "attention"))
     return factory(task, attention, **kwargs)
 
 

@@ -9,7 +9,7 @@ from attnzoo import plugins
 from attnzoo.errors import SpecError
 from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
 from attnzoo.hookspecs import hookimpl
-from attnzoo.registry import Registry
+from attnzoo.registry import Registry, check_kwargs
 
 __all__ = ["Task", "TaskSpec", "PAD", "task_registry", "list_tasks", "get_task_class", "create_task"]
 
@@ -54,13 +54,5 @@ def get_task_class(name: str) -> type[Task]:
 def create_task(name: str, **knobs: Any) -> Task:
     """Build task ``name`` with its knobs (unknown knobs raise TypeError listing the accepted ones)."""
     cls = get_task_class(name)
-    from attnzoo.registry import accepted_kwargs
-
-    accepted = accepted_kwargs(cls) or {}
-    unknown = sorted(set(knobs) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"task {name!r}: unknown knob(s) {', '.join(unknown)}; accepted: "
-            + (", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none")
-        )
+    check_kwargs(f"task {name!r}", cls, knobs, noun="knob(s)")
     return cls(**knobs)
