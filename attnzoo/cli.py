@@ -50,7 +50,7 @@ def _short_caps(caps: Sequence[str]) -> str:
 # -- list / show / plugins ---------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     if args.tasks:
-        from attnzoo.harness.tasks import get_task_class, list_tasks, task_registry
+        from attnzoo.harness.tasks import list_tasks, task_registry
 
         names = list_tasks(args.pattern)
         items = []
@@ -128,8 +128,9 @@ def _describe_kwargs(factory: Any) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from attnzoo.errors import UnknownNameError, close_matches
+    from attnzoo.errors import close_matches
     from attnzoo.registry import attention_registry
+    from attnzoo.spec import CAPABILITIES
 
     name = args.name
     if name in attention_registry:
@@ -143,7 +144,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  url: {spec.url}")
         print(f"  complexity: {spec.complexity}")
         print(f"  capabilities: {', '.join(spec.capabilities) or 'none'}")
-        missing = [c for c in spec.to_dict() if c in _caps() and c not in spec.capabilities]
+        missing = [c for c in CAPABILITIES if not spec.has(c)]
         if missing:
             print(f"  lacks: {', '.join(missing)}")
         if spec.aux_keys:
@@ -187,14 +188,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
     print(f"attnzoo show: unknown attention variant or task {name!r}{hint} "
           f"(`attnzoo list` and `attnzoo list --tasks` name them)", file=sys.stderr)
-    _ = UnknownNameError  # the same message shape as the Python API's error
     return 2
-
-
-def _caps() -> Sequence[str]:
-    from attnzoo.spec import CAPABILITIES
-
-    return list(CAPABILITIES)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
