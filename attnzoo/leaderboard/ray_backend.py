@@ -91,7 +91,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from attnzoo.errors import AttnzooError
-from attnzoo.leaderboard.grid import GridCell
+from attnzoo.leaderboard.grid import GridCell, empty_row
 from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, cpu_count, execute_cell
 
 __all__ = [
@@ -118,17 +118,6 @@ class RayBackendError(AttnzooError, RuntimeError):
 
 
 # -- pure helpers (no ray) -------------------------------------------------------------
-def _failed_row(status: str, error: str) -> dict[str, Any]:
-    """A row for a cell that produced none (its worker died, it was cancelled)."""
-    try:
-        from attnzoo.leaderboard.grid import empty_row
-    except ImportError:  # pragma: no cover - an older grid module
-        return {"status": status, "error": error, "metrics": {}, "main_metric": None, "main_value": None,
-                "chance": None, "params": None, "steps": 0, "train_time_s": 0.0, "tokens_per_s": None,
-                "peak_mem_mb": None, "curve": [], "attention_map": None}
-    return empty_row(status, error)
-
-
 def is_loopback(address: str) -> bool:
     """``True`` for ``127.x.x.x``, ``::1`` and ``localhost``, with or without a ``:port``."""
     host = address.strip()
@@ -600,17 +589,17 @@ class RayExecutor(Executor):
         try:
             return ray.get(ref)
         except ray.exceptions.OutOfMemoryError as exc:
-            return _failed_row("oom", f"ray: the worker running this cell was killed for memory "
+            return empty_row("oom", f"ray: the worker running this cell was killed for memory "
                                       f"({self.retries} retries spent): {str(exc)[:2000]}")
         except ray.exceptions.RayTaskError as exc:  # the task itself raised (attnzoo not importable there?)
-            return _failed_row("failed", f"ray: the cell's task raised: {str(exc)[:2000]}")
+            return empty_row("failed", f"ray: the cell's task raised: {str(exc)[:2000]}")
         except ray.exceptions.TaskCancelledError as exc:
-            return _failed_row("failed", f"ray: the cell was cancelled: {exc}")
+            return empty_row("failed", f"ray: the cell was cancelled: {exc}")
         except ray.exceptions.RayError as exc:
-            return _failed_row("failed", f"ray: {type(exc).__name__} after {self.retries} retries (worker or "
+            return empty_row("failed", f"ray: {type(exc).__name__} after {self.retries} retries (worker or "
                                          f"node died): {str(exc)[:2000]}")
         except Exception as exc:  # unpickling and the like
-            return _failed_row("failed", f"{type(exc).__name__}: {str(exc)[:2000]}")
+            return empty_row("failed", f"{type(exc).__name__}: {str(exc)[:2000]}")
 
     def close(self, *, cancel: bool = False) -> None:
         """Cancel cells in flight (``cancel``: Ctrl-C, a stopped grid) and let go of Ray.
