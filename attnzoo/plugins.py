@@ -27,7 +27,7 @@ from typing import Any
 import pluggy
 
 from attnzoo import hookspecs
-from attnzoo.errors import DuplicateRegistrationError, PluginError
+from attnzoo.errors import DuplicateRegistrationError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -273,9 +273,3 @@ def _notify_reset() -> None:
 def reset() -> None:
     """Forget the loaded host and configuration (tests; after installing a plugin at run time)."""
     configure()
-
-
-def require_loaded(info: PluginInfo) -> None:
-    """Raise :class:`PluginError` if ``info`` failed to load (for strict callers)."""
-    if info.errors:
-        raise PluginError(info.label, "; ".join(info.errors))
