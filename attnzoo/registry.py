@@ -18,6 +18,7 @@ from torch import nn
 
 from attnzoo import plugins
 from attnzoo.errors import DuplicateRegistrationError, SpecError, UnknownAttentionError, UnknownNameError
+from attnzoo.mechanisms.multihead import MultiHeadAttention
 from attnzoo.spec import CAPABILITIES, AttentionSpec
 
 __all__ = [
@@ -234,6 +235,10 @@ def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *
     return out
 
 
+#: MultiHeadAttention's own options; the rest of create_attention's kwargs go to each head's variant
+_WRAPPER_KWARGS = frozenset({"head_dim", "value_head_dim", "out_dim", "bias", "need_weights"})
+
+
 def create_attention(
     name: str,
     query_dim: int,
@@ -261,9 +266,9 @@ def create_attention(
             raise ValueError(
                 f"num_heads: {name!r} cannot run per head ({entry.spec.notes or 'its spec says multihead=False'})"
             )
-        from attnzoo.mechanisms.multihead import MultiHeadAttention
-
-        return MultiHeadAttention(name, query_dim, key_dim, value_dim, num_heads=num_heads, **opts)
+        per_head = {k: v for k, v in opts.items() if k not in _WRAPPER_KWARGS}
+        check_kwargs(f"create_attention({name!r}, num_heads={num_heads})", entry.factory, per_head)
+        return MultiHeadAttention(entry.factory, query_dim, key_dim, value_dim, num_heads=num_heads, name=name, **opts)
     check_kwargs(f"create_attention({name!r})", entry.factory, opts)
     return entry.factory(query_dim, key_dim, value_dim, **opts)
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,9 +18,10 @@ from torch import Tensor
 
 from attnzoo.contract import Attention, AttentionOutput, masked_log_softmax, masked_softmax
 from attnzoo.hookspecs import hookimpl
+from attnzoo.mechanisms.scoring import build_score
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["HardAttention", "build_score"]
+__all__ = ["HardAttention", "build_score"]  # build_score: re-exported from scoring for old imports
 
 XU = (
     "Xu et al. 2015. Show, Attend and Tell: Neural Image Caption Generation with Visual Attention. "
@@ -28,28 +30,6 @@ XU = (
 XU_URL = "https://arxiv.org/abs/1502.03044"
 
 ESTIMATORS = ("reinforce", "gumbel")
-
-
-def build_score(owner: str, score: str, query_dim: int, key_dim: int, value_dim: int, score_kwargs: dict[str, Any] | None):
-    """Build the registered variant ``score`` and check it has a ``.score(q, k) -> [B, Tq, Tk]`` method.
-
-    Shared by the variants that put a base score under their own normalisation
-    (hard and local attention).
-
-    :raises ValueError: ``score`` names a variant without a score method.
-    """
-    from attnzoo.registry import create_attention
-
-    if not isinstance(score, str):
-        raise ValueError(f"score: expected the name of a registered score variant such as 'general', got {score!r}")
-    base = create_attention(score, query_dim, key_dim, value_dim, **dict(score_kwargs or {}))
-    if not callable(getattr(base, "score", None)):
-        raise ValueError(
-            f"score: {owner} needs a base variant with a .score(query, key) -> [B, Tq, Tk] method "
-            f"(a ScoreAttention such as 'general', 'dot', 'scaled-dot', 'additive'); "
-            f"{score!r} ({type(base).__name__}) has none"
-        )
-    return base
 
 
 class HardAttention(Attention):
@@ -80,8 +60,8 @@ class HardAttention(Attention):
     when asked for); ``aux["log_prob"]`` ``[B, Tq]`` (reinforce only),
     ``aux["entropy"]`` ``[B, Tq]``, ``aux["probs"]`` ``[B, Tq, Tk]`` (alpha).
 
-    :param score: registered name of the base score variant (anything with a
-        ``.score(q, k)`` method): "general" (default), "dot", "scaled-dot", "additive", ...
+    :param score: a registered base score variant (anything with a
+        ``.score(q, k)`` method) by name or as a factory: "general" (default), "dot", "scaled-dot", "additive", ...
     :param score_kwargs: options for the base score variant.
     :param estimator: "reinforce" (default) or "gumbel".
     :param temperature: Gumbel-softmax temperature (``gumbel`` only), > 0.
@@ -94,7 +74,7 @@ class HardAttention(Attention):
         key_dim: int | None = None,
         value_dim: int | None = None,
         *,
-        score: str = "general",
+        score: str | Callable[..., Any] = "general",
         score_kwargs: dict[str, Any] | None = None,
         estimator: str = "reinforce",
         temperature: float = 1.0,

@@ -11,6 +11,7 @@ weights are scattered out only when they are asked for.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from attnzoo.contract import Attention, AttentionOutput, masked_softmax
 from attnzoo.hookspecs import hookimpl
-from attnzoo.mechanisms.hard import build_score
+from attnzoo.mechanisms.scoring import build_score
 from attnzoo.spec import AttentionSpec
 
 __all__ = ["LocalAttention", "LocalMonotonicAttention", "LocalPredictiveAttention"]
@@ -54,8 +55,8 @@ class LocalAttention(Attention):
     pairs only, since it is called on the gathered window keys.
 
     :param window: D, the half width (>= 0).
-    :param score: registered name of the base score variant (anything with a
-        ``.score(q, k)`` method): "general" (default, as in Luong), "dot", "scaled-dot", ...
+    :param score: a registered base score variant (anything with a
+        ``.score(q, k)`` method) by name or as a factory: "general" (default, as in Luong), "dot", "scaled-dot", ...
     :param score_kwargs: options for the base score variant.
     :param need_weights: return the dense ``[B, Tq, Tk]`` weights by default.
     """
@@ -67,7 +68,7 @@ class LocalAttention(Attention):
         value_dim: int | None = None,
         *,
         window: int = 4,
-        score: str = "general",
+        score: str | Callable[..., Any] = "general",
         score_kwargs: dict[str, Any] | None = None,
         need_weights: bool = False,
     ) -> None:

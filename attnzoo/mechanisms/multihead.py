@@ -29,7 +29,10 @@ class MultiHeadAttention(Attention):
     ``[B, Tq, Tk]`` averaged over heads (per head in ``aux["head_weights"]``,
     ``[B, H, Tq, Tk]``). Per-head aux tensors come back as ``[B, H, ...]``.
 
-    :param variant: a registered name or a factory ``f(d, d, dv, **kwargs)``.
+    :param variant: the per-head factory ``f(d, d, dv, **kwargs) -> nn.Module`` (a variant's
+        class); :func:`attnzoo.create_attention` ``(name, D, num_heads=H)`` wraps a registered
+        variant by name, so this module never looks names up (the registry sits above it).
+    :param name: how the variant is shown in ``repr`` (default: the factory's ``__name__``).
     :param num_heads: H.
     :param head_dim: per-head query/key size (default ``query_dim // H``).
     :param value_head_dim: per-head value size (default ``value_dim // H``).
@@ -40,7 +43,7 @@ class MultiHeadAttention(Attention):
 
     def __init__(
         self,
-        variant: str | Callable[..., nn.Module],
+        variant: Callable[..., nn.Module],
         query_dim: int,
         key_dim: int | None = None,
         value_dim: int | None = None,
@@ -51,6 +54,7 @@ class MultiHeadAttention(Attention):
         out_dim: int | None = None,
         bias: bool = True,
         need_weights: bool = False,
+        name: str | None = None,
         **variant_kwargs: Any,
     ) -> None:
         super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
@@ -71,14 +75,14 @@ class MultiHeadAttention(Attention):
         self.k_proj = nn.Linear(self.key_dim, h * d, bias=bias)
         self.v_proj = nn.Linear(self.value_dim, h * dv, bias=bias)
         self.out_proj = nn.Linear(h * dv, self.out_dim, bias=bias)
-        if isinstance(variant, str):
-            from attnzoo.registry import create_attention
-
-            self.variant_name = variant
-            self.inner = create_attention(variant, d, d, dv, **variant_kwargs)
-        else:
-            self.variant_name = getattr(variant, "__name__", type(variant).__name__)
-            self.inner = variant(d, d, dv, **variant_kwargs)
+        if isinstance(variant, str) or not callable(variant):
+            raise TypeError(
+                f"variant: expected the per-head factory (a variant class), got {variant!r}; "
+                f"to wrap a registered variant by name use attnzoo.create_attention({variant!r}, "
+                f"query_dim, num_heads={num_heads})"
+            )
+        self.variant_name = name or getattr(variant, "__name__", type(variant).__name__)
+        self.inner = variant(d, d, dv, **variant_kwargs)
 
     def _split(self, x: Tensor, d: int) -> Tensor:
         b, t, _ = x.shape
