@@ -51,7 +51,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 def list_tasks(pattern: str = "*") -> list[str]:
     """Registered benchmark task names matching ``pattern`` (fnmatch), sorted."""
-    from attnzoo.harness.tasks import list_tasks as _list_tasks
+    from attnzoo.tasks import list_tasks as _list_tasks
 
     return _list_tasks(pattern)
 

@@ -50,7 +50,7 @@ def _short_caps(caps: Sequence[str]) -> str:
 # -- list / show / plugins ---------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     if args.tasks:
-        from attnzoo.harness.tasks import list_tasks, task_registry
+        from attnzoo.tasks import list_tasks, task_registry
 
         names = list_tasks(args.pattern)
         items = []
@@ -67,7 +67,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                          ["task", "metric", "output", "source", "summary"]))
         return 0
     if args.backbones:
-        from attnzoo.harness.backbones import backbone_registry
+        from attnzoo.backbones import backbone_registry
 
         items = []
         for n in backbone_registry.names(args.pattern):
@@ -162,7 +162,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     known: list[str] = list(attention_registry.names())
     try:
-        from attnzoo.harness.tasks import task_registry
+        from attnzoo.tasks import task_registry
 
         if name in task_registry:
             cls, source = task_registry.get_with_source(name)

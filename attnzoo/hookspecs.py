@@ -48,8 +48,8 @@ def register_tasks(register: Callable[..., None]) -> None:
     """Register benchmark tasks.
 
     :param register: call ``register(task_class)`` where ``task_class`` is a
-        subclass of :class:`attnzoo.harness.tasks.Task` with a ``spec`` class
-        attribute (:class:`attnzoo.harness.tasks.TaskSpec`).
+        subclass of :class:`attnzoo.tasks.Task` with a ``spec`` class
+        attribute (:class:`attnzoo.tasks.TaskSpec`).
 
     Example::
 
@@ -64,7 +64,7 @@ def register_backbones(register: Callable[..., None]) -> None:
     """Register model backbones that wrap an attention variant for a setting.
 
     :param register: call ``register(spec, factory)`` with a
-        :class:`attnzoo.harness.backbones.BackboneSpec` and a callable building
+        :class:`attnzoo.backbones.BackboneSpec` and a callable building
         the ``nn.Module`` (see that module for the factory's arguments).
 
     Example::

@@ -52,8 +52,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "attnzoo.mechanisms.local",
     "attnzoo.mechanisms.pointer",
     "attnzoo.mechanisms.ntm",
-    "attnzoo.harness.tasks",
-    "attnzoo.harness.backbones",
+    "attnzoo.tasks",
+    "attnzoo.backbones",
 )
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -10,7 +10,7 @@ import torch
 import attnzoo
 from attnzoo import plugins
 from attnzoo.contract import Attention, AttentionOutput
-from attnzoo.harness.backbones import (
+from attnzoo.backbones import (
     BackboneOutput,
     BackboneSpec,
     backbone_registry,
@@ -18,7 +18,7 @@ from attnzoo.harness.backbones import (
     get_backbone,
     list_backbones,
 )
-from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks.base import PAD, Task, TaskSpec
 from attnzoo.spec import AttentionSpec
 
 # --------------------------------------------------------------------------- tiny tasks

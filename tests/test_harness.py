@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 import attnzoo
 from attnzoo import AttentionSpec, ScoreAttention
-from attnzoo.harness.backbones import BackboneOutput, BackboneSpec, add_backbone, get_backbone, list_backbones, remove_backbone
+from attnzoo.backbones import BackboneOutput, BackboneSpec, add_backbone, get_backbone, list_backbones, remove_backbone
 from attnzoo.harness.data import FreshBatches, TaskDataModule, stream_seed
 from attnzoo.harness.run import run_cell
-from attnzoo.harness.tasks import Task, create_task, get_task_class, list_tasks
+from attnzoo.tasks import Task, create_task, get_task_class, list_tasks
 from attnzoo.registry import accepted_kwargs, get_spec, list_attention
 
 TINY = {"d_model": 16, "num_layers": 1, "num_heads": 2}

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from attnzoo.harness.backbones.base import BackboneSpec
-from attnzoo.harness.tasks.base import Task, TaskSpec
+from attnzoo.backbones.base import BackboneSpec
+from attnzoo.tasks.base import Task, TaskSpec
 from attnzoo.leaderboard import cli as bench_cli
 from attnzoo.leaderboard.grid import (BASELINE, Catalog, PresetError, cell_id, expand, load_preset, parse_shard,
                                       shard)

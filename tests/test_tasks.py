@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attnzoo.harness.tasks import PAD, Task, create_task, get_task_class, list_tasks
+from attnzoo.tasks import PAD, Task, create_task, get_task_class, list_tasks
 
 ALL = list_tasks()
 BUILTIN = {
@@ -254,7 +254,7 @@ def test_listops_examples_and_chance():
 
 
 def test_date_format_solver_reads_human_dates():
-    from attnzoo.harness.tasks.dates import CHARS
+    from attnzoo.tasks.dates import CHARS
 
     task = create_task("date-format")
     enc = lambda s: [CHARS.index(c) + 1 for c in s]  # noqa: E731

@@ -1,5 +1,8 @@
-"""The benchmark harness: tasks, backbones and the shared LightningModule.
+"""The training harness: the one place attnzoo imports Lightning.
 
-Only the modules that train (``module``, ``data``, ``fit``, ``run``) import
-Lightning; tasks and backbones are plain torch so they can be listed cheaply.
+``module`` (the shared LightningModule), ``data`` (DataModules over the
+tasks), ``run`` (:func:`~attnzoo.harness.run.run_cell`: a :class:`~attnzoo.cell.Cell`
+in, a :class:`~attnzoo.cell.Row` out) and ``fit`` (``attnzoo fit``). Tasks and
+backbones are plain torch and live in :mod:`attnzoo.tasks` and
+:mod:`attnzoo.backbones`.
 """

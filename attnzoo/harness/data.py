@@ -1,4 +1,4 @@
-"""Any :class:`~attnzoo.harness.tasks.Task` as a ``LightningDataModule``.
+"""Any :class:`~attnzoo.tasks.Task` as a ``LightningDataModule``.
 
 - **train**: an infinite ``IterableDataset`` that asks the task for a *fresh*
   batch every step, from a ``torch.Generator`` seeded by ``(seed, rank,
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from attnzoo.harness.tasks import Task
+from attnzoo.tasks import Task
 
 __all__ = ["TaskDataModule", "FreshBatches", "FixedBatches", "stream_seed", "default_test_splits"]
 

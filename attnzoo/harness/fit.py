@@ -92,7 +92,7 @@ def _devices(raw: str) -> Any:
 
 def _default_attention(backbone: str) -> str | None:
     """scaled-dot, or None for a backbone that takes no attention (an unknown name is reported later)."""
-    from attnzoo.harness.backbones import backbone_registry
+    from attnzoo.backbones import backbone_registry
 
     if backbone in backbone_registry and backbone_registry.get(backbone)[0].attention == "none":
         return None

@@ -35,7 +35,7 @@ from torchmetrics import MeanMetric
 
 from attnzoo.errors import AttnzooError
 from attnzoo.harness.data import default_test_splits
-from attnzoo.harness.tasks import Task, create_task
+from attnzoo.tasks import Task, create_task
 
 __all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "build_model", "resolve"]
 
@@ -60,7 +60,7 @@ def resolve(task: str | Task, task_kwargs: dict[str, Any] | None, backbone: str,
     :raises UnknownNameError: an unknown name (with suggestions).
     :raises PairDoesNotFit: ``backbone_spec.fits`` gave a reason.
     """
-    from attnzoo.harness.backbones import get_backbone
+    from attnzoo.backbones import get_backbone
     from attnzoo.registry import get_spec
 
     if isinstance(task, Task):
@@ -81,7 +81,7 @@ def resolve(task: str | Task, task_kwargs: dict[str, Any] | None, backbone: str,
 def build_model(task: Task, backbone: str, attention: str | None, attention_kwargs: dict | None,
                 backbone_kwargs: dict | None) -> nn.Module:
     """Build the backbone (``create_backbone``: unknown kwargs raise TypeError listing the accepted ones)."""
-    from attnzoo.harness.backbones import create_backbone
+    from attnzoo.backbones import create_backbone
 
     return create_backbone(backbone, task, attention, attention_kwargs=dict(attention_kwargs or {}),
                            **dict(backbone_kwargs or {}))

@@ -154,23 +154,23 @@ class Catalog:
     """
 
     def task_names(self) -> list[str]:
-        from attnzoo.harness.tasks import list_tasks
+        from attnzoo.tasks import list_tasks
 
         return list_tasks()
 
     def task_class(self, name: str) -> Any:
-        from attnzoo.harness.tasks import get_task_class
+        from attnzoo.tasks import get_task_class
 
         return get_task_class(name)
 
     def backbone_names(self) -> list[str]:
-        from attnzoo.harness.backbones import list_backbones
+        from attnzoo.backbones import list_backbones
 
         return list_backbones()
 
     def backbone(self, name: str) -> tuple[Any, Any]:
         """``(BackboneSpec, factory)``."""
-        from attnzoo.harness.backbones import get_backbone
+        from attnzoo.backbones import get_backbone
 
         return get_backbone(name)
 

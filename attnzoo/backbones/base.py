@@ -119,7 +119,7 @@ class BackboneSpec:
     def fits(self, task_spec: Any, attention_spec: AttentionSpec | None) -> str | None:
         """None if (task, variant) can run on this backbone, else a short human reason.
 
-        :param task_spec: a :class:`attnzoo.harness.tasks.TaskSpec` (only ``.output`` is read).
+        :param task_spec: a :class:`attnzoo.tasks.TaskSpec` (only ``.output`` is read).
         :param attention_spec: the variant's :class:`AttentionSpec`, or None for "no attention".
         """
         output = getattr(task_spec, "output", "tokens")

@@ -2,7 +2,7 @@
 
 A backbone wraps an attention variant for a setting (plain torch, no Lightning)::
 
-    from attnzoo.harness.backbones import get_backbone, create_backbone
+    from attnzoo.backbones import get_backbone, create_backbone
     spec, factory = get_backbone("seq2seq")
     spec.fits(task.spec, attnzoo.get_spec("additive"))    # None, or "needs ..." reason
     model = factory(task, "additive", d_model=64)          # raises ValueError(reason) if it does not fit
@@ -24,7 +24,7 @@ from torch import nn
 
 from attnzoo import plugins
 from attnzoo.errors import SpecError
-from attnzoo.harness.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec
+from attnzoo.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec
 from attnzoo.hookspecs import hookimpl
 from attnzoo.registry import Registry, check_kwargs
 

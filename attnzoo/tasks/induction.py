@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attnzoo.harness.tasks._util import require, sample_distinct
-from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks._util import require, sample_distinct
+from attnzoo.tasks.base import PAD, Task, TaskSpec
 
 __all__ = ["InductionHeadsTask", "TASKS"]
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from attnzoo.harness.tasks._util import python_rng
-from attnzoo.harness.tasks.base import Task, TaskSpec
+from attnzoo.tasks._util import python_rng
+from attnzoo.tasks.base import Task, TaskSpec
 
 __all__ = ["DateFormatTask", "FORMATS", "CHARS", "TASKS"]
 

@@ -8,8 +8,8 @@ import statistics
 import torch
 from torch import Tensor
 
-from attnzoo.harness.tasks._util import python_rng, require
-from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks._util import python_rng, require
+from attnzoo.tasks.base import PAD, Task, TaskSpec
 
 __all__ = ["ListOpsTask", "TOKENS", "TASKS"]
 

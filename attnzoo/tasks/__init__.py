@@ -7,7 +7,7 @@ from typing import Any
 
 from attnzoo import plugins
 from attnzoo.errors import SpecError
-from attnzoo.harness.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks.base import PAD, Task, TaskSpec
 from attnzoo.hookspecs import hookimpl
 from attnzoo.registry import Registry, check_kwargs
 
@@ -27,7 +27,7 @@ def register_tasks(register):
 
 def _accept_task(task_cls: Any) -> tuple[str, type[Task]]:
     if not (isinstance(task_cls, type) and issubclass(task_cls, Task)):
-        raise SpecError(f"register(task_class): expected a subclass of attnzoo.harness.tasks.Task, got {task_cls!r}")
+        raise SpecError(f"register(task_class): expected a subclass of attnzoo.tasks.Task, got {task_cls!r}")
     spec = getattr(task_cls, "spec", None)
     if not isinstance(spec, TaskSpec):
         raise SpecError(f"register(task_class): {task_cls.__name__}.spec must be a TaskSpec, got {spec!r}")

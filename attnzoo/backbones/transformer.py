@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from attnzoo.contract import causal_mask
-from attnzoo.harness.backbones.base import (
+from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
@@ -44,7 +44,7 @@ from attnzoo.harness.backbones.base import (
     longest_tgt,
     teacher_inputs,
 )
-from attnzoo.harness.tasks.base import PAD
+from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "Block", "TransformerBackbone", "build_transformer"]
 

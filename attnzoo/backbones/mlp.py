@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attnzoo.harness.backbones.base import BackboneOutput, BackboneSpec, check_batch, check_fits
+from attnzoo.backbones.base import BackboneOutput, BackboneSpec, check_batch, check_fits
 
 __all__ = ["SPEC", "MLPBackbone", "build_mlp"]
 

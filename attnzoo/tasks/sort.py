@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from attnzoo.harness.tasks._util import require, sample_distinct
-from attnzoo.harness.tasks.base import Task, TaskSpec
+from attnzoo.tasks._util import require, sample_distinct
+from attnzoo.tasks.base import Task, TaskSpec
 
 __all__ = ["SortTask", "TASKS"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attnzoo.harness.tasks._util import require
-from attnzoo.harness.tasks.base import Task, TaskSpec
+from attnzoo.tasks._util import require
+from attnzoo.tasks.base import Task, TaskSpec
 
 __all__ = ["CopyTask", "ReverseTask", "TASKS"]
 

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnzoo.harness.backbones.base import (
+from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
@@ -44,7 +44,7 @@ from attnzoo.harness.backbones.base import (
     longest_src,
     teacher_inputs,
 )
-from attnzoo.harness.tasks.base import PAD
+from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "Seq2SeqBackbone", "build_seq2seq", "step_state"]
 

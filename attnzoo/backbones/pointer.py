@@ -29,14 +29,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnzoo.harness.backbones.base import (
+from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
     check_batch,
     check_fits,
 )
-from attnzoo.harness.tasks.base import PAD
+from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "PointerBackbone", "build_pointer"]
 
