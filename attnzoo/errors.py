@@ -16,6 +16,8 @@ __all__ = [
     "DuplicateRegistrationError",
     "PluginError",
     "SpecError",
+    "close_matches",
+    "plugin_failure_note",
 ]
 
 
@@ -38,21 +40,51 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]
 
 
 class UnknownNameError(AttnzooError, KeyError):
-    """A name that is not in a registry (attention variant, task or backbone)."""
+    """A name that is not in a registry (attention variant, task or backbone).
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    When a plugin failed to import or register, the name may be one it would
+    have provided, so the message ends with one ``note:`` line per failed
+    plugin (the user would otherwise see only a "did you mean" for a built-in).
+
+    :param kind: what was looked up ("attention variant", "task").
+    :param name: the name that is missing.
+    :param known: the names that exist (for the close matches and the listing).
+    :param plugin_failures: lines from :func:`attnzoo.plugins.failure_summary`;
+        ``None`` (default) asks the plugin host for the failures known so far,
+        ``()`` adds no notes.
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], *, plugin_failures: Iterable[str] | None = None):
         self.kind = kind
         self.name = name
         self.known = sorted(known)
         self.suggestions = close_matches(name, self.known)
+        self.plugin_failures = list(_known_plugin_failures() if plugin_failures is None else plugin_failures)
         msg = f"unknown {kind} {name!r}"
         if self.suggestions:
             msg += f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
         msg += f" (known: {', '.join(self.known) if self.known else 'none'})"
+        msg += "".join("\n" + plugin_failure_note(line) for line in self.plugin_failures)
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.args[0]
+
+
+def plugin_failure_note(line: str) -> str:
+    """``note: <line>; the name may come from it (see `attnzoo plugins`)``, for unknown-name messages."""
+    return f"note: {line}; the name may come from it (see `attnzoo plugins`)"
+
+
+def _known_plugin_failures() -> list[str]:
+    # Imported here: attnzoo.plugins imports this module. Never let a lookup
+    # failure replace the error being built.
+    try:
+        from attnzoo.plugins import failure_summary
+
+        return failure_summary(load=False)
+    except Exception:
+        return []
 
 
 class UnknownAttentionError(UnknownNameError):

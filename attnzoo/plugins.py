@@ -6,6 +6,12 @@ first, then every entry point in the ``attnzoo`` group. Loading each one is
 wrapped: a plugin that fails to import or whose hook raises is recorded with
 its distribution name and the error, and skipped. ``attnzoo plugins`` shows it.
 
+Registration failures (a hook that raises, a malformed spec, a name another
+plugin already took) only surface when a registry runs its hook, which is
+lazy. :func:`load_all` runs every registry's hook now; :func:`failure_summary`
+and :func:`warn_failures` report what failed, for commands (``plugins``,
+``bench``, ``fit``) that must not stay silent about a missing plugin.
+
 Environment (read when the manager is first built, as pytest and llm do):
 
 - ``ATTNZOO_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (built-ins still load).
@@ -18,11 +24,13 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as importlib_metadata
 import os
+import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 import pluggy
 
@@ -38,6 +46,9 @@ __all__ = [
     "configure",
     "reset",
     "collect",
+    "load_all",
+    "failure_summary",
+    "warn_failures",
 ]
 
 ENTRY_POINT_GROUP = "attnzoo"
@@ -84,6 +95,16 @@ class PluginInfo:
         if self.source == "builtin":
             return "builtin"
         return f"{self.source} {self.version}" if self.version else self.source
+
+    @property
+    def display_name(self) -> str:
+        """How messages name the plugin: ``dist version`` for entry points, ``module (builtin)`` for built-ins."""
+        return f"{self.name} (builtin)" if self.source == "builtin" else self.label
+
+    def add_error(self, message: str) -> None:
+        """Record a failure once: a registry that reloads on the same host must not double it."""
+        if message not in self.errors:
+            self.errors.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -219,7 +240,7 @@ def collect(
             host.call_impl(impl, register=register)
         except Exception as exc:
             tb = traceback.extract_tb(exc.__traceback__)[-1]
-            info.errors.append(
+            info.add_error(
                 f"{hook_name} raised {type(exc).__name__}: {exc} (at {tb.filename}:{tb.lineno}); "
                 f"its {kind}s were skipped"
             )
@@ -227,7 +248,7 @@ def collect(
         for name, entry in pending:
             if name in out:
                 err = DuplicateRegistrationError(kind, name, out[name][1], info.label)
-                info.errors.append(str(err))
+                info.add_error(str(err))
                 continue
             out[name] = (entry, info.label)
     return out
@@ -273,3 +294,94 @@ def _notify_reset() -> None:
 def reset() -> None:
     """Forget the loaded host and configuration (tests; after installing a plugin at run time)."""
     configure()
+
+
+# -- registration failures, surfaced -------------------------------------------
+class Loadable(Protocol):
+    """What :func:`load_all` needs of a registry: a ``load()`` that runs its plugin hook."""
+
+    def load(self) -> Any: ...
+
+
+#: Modules that create the registries filled from plugin hooks (attention, tasks, backbones).
+REGISTRY_MODULES: tuple[str, ...] = ("attnzoo.registry", "attnzoo.tasks", "attnzoo.backbones")
+
+# Weak, so a registry a test builds and drops does not stay loaded forever.
+_registries: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def add_registry(registry: Loadable) -> None:
+    """Let :func:`load_all` run ``registry.load()`` (every :class:`attnzoo.registry.Registry` calls this)."""
+    _registries.add(registry)
+
+
+def load_all() -> PluginHost:
+    """Run every registry's registration hooks now, so their failures are on the plugins' records.
+
+    Registries load lazily, so until something asks for a task, a plugin whose
+    ``register_tasks`` raises looks healthy. ``attnzoo plugins`` and the start
+    of ``bench`` and ``fit`` call this so they can tell the whole truth.
+
+    :returns: the process-wide :class:`PluginHost`, its ``errors`` filled in.
+    """
+    host = get_host()
+    for modname in REGISTRY_MODULES:
+        try:
+            importlib.import_module(modname)
+        except Exception:
+            # attnzoo.tasks and attnzoo.backbones are built-in plugins too: an
+            # import failure is already on their own line in `attnzoo plugins`.
+            continue
+    for registry in list(_registries):
+        registry.load()
+    return host
+
+
+def _bare(error: str) -> str:
+    for prefix in ("load failed: ", "import failed: "):
+        if error.startswith(prefix):
+            return error[len(prefix):]
+    return error
+
+
+def failure_summary(*, load: bool = True) -> list[str]:
+    """One line per plugin that failed to import or to register; empty when all loaded.
+
+    Example line: ``plugin 'attnzoo-foo 0.1' failed to load (ImportError: No module named 'foo')``.
+
+    :param load: run every registry's hooks first (:func:`load_all`), so
+        registration failures are counted; with ``False``, report only what is
+        known so far and never build the plugin host.
+    """
+    if load:
+        host: PluginHost | None = load_all()
+    else:
+        with _lock:
+            host = _host
+    if host is None:
+        return []
+    lines = []
+    for info in host.plugins():
+        if not info.errors:
+            continue
+        what = "failed to register" if info.loaded else "failed to load"
+        lines.append(f"plugin {info.display_name!r} {what} ({'; '.join(_bare(e) for e in info.errors)})")
+    return lines
+
+
+_warned: set[str] = set()
+
+
+def warn_failures(stream: TextIO | None = None) -> list[str]:
+    """Print each plugin failure once per process (``bench`` and ``fit`` call this at start).
+
+    :param stream: where to write (default ``sys.stderr``).
+    :returns: the lines printed by this call (empty if all plugins loaded or
+        every failure was already reported).
+    """
+    stream = sys.stderr if stream is None else stream
+    new = [line for line in failure_summary() if line not in _warned]
+    for line in new:
+        _warned.add(line)
+        print(f"attnzoo: warning: {line}; what it provides is missing (see `attnzoo plugins`)", file=stream)
+    return new

@@ -10,14 +10,15 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from torch import nn
 
 from attnzoo import plugins
-from attnzoo.errors import DuplicateRegistrationError, SpecError, UnknownAttentionError, UnknownNameError
+from attnzoo.errors import (DuplicateRegistrationError, SpecError, UnknownAttentionError, UnknownNameError,
+                            close_matches)
 from attnzoo.mechanisms.multihead import MultiHeadAttention
 from attnzoo.spec import CAPABILITIES, AttentionSpec
 
@@ -32,6 +33,7 @@ __all__ = [
     "remove_attention",
     "attention_registry",
     "check_kwargs",
+    "kwarg_problems",
     "length_kwargs",
 ]
 
@@ -59,11 +61,16 @@ class Registry(Generic[E]):
         self._local: dict[str, tuple[E, str]] = {}
         self._lock = threading.RLock()
         plugins.on_reset(self.invalidate)
+        plugins.add_registry(self)  # so `attnzoo plugins` can run this hook and show its failures
 
     def invalidate(self) -> None:
         """Drop what plugins registered; reload on next access. In-process additions stay."""
         with self._lock:
             self._loaded = None
+
+    def load(self) -> None:
+        """Run the plugins' registration hook now if it has not run (failures land on each plugin's record)."""
+        self._all()
 
     def _all(self) -> dict[str, tuple[E, str]]:
         with self._lock:
@@ -92,6 +99,11 @@ class Registry(Generic[E]):
         return self.get_with_source(name)[0]
 
     def get_with_source(self, name: str) -> tuple[E, str]:
+        """``(entry, source)`` for ``name``.
+
+        :raises UnknownNameError: (or this registry's ``unknown`` type) with
+            close matches, plus a note per plugin that failed to load.
+        """
         entries = self._all()
         if name not in entries:
             raise self._unknown(name, sorted(entries))
@@ -191,28 +203,45 @@ def accepted_kwargs(factory: Callable[..., Any]) -> dict[str, Any] | None:
     return out
 
 
+def kwarg_problems(
+    what: str,
+    accepted: dict[str, Any] | None,
+    kwargs: Mapping[str, Any],
+    *,
+    skip: tuple[str, ...] = (),
+    noun: str = "keyword argument",
+) -> list[str]:
+    """One line per unknown kwarg, with close matches and the accepted ones: the one kwargs checker.
+
+    :param what: who is being built, for the message (``"create_attention('dot')"``, ``"task 'copy'"``).
+    :param accepted: :func:`accepted_kwargs` of the factory (None: it takes ``**kwargs``, anything goes).
+    :param skip: parameters the caller passes itself (not the user's to give).
+    :param noun: what the kwargs are called in the message (``"knob"`` for tasks).
+    """
+    if accepted is None:
+        return []
+    accepted = {k: v for k, v in accepted.items() if k not in skip}
+    listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
+    out = []
+    for key in sorted(set(kwargs) - set(accepted)):
+        hint = close_matches(key, list(accepted))
+        out.append(f"{what}: unknown {noun} {key!r}" + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
+                   + f"; accepted: {listing}")
+    return out
+
+
 def check_kwargs(
     what: str,
     factory: Callable[..., Any],
-    kwargs: dict[str, Any],
+    kwargs: Mapping[str, Any],
     *,
     skip: tuple[str, ...] = (),
-    noun: str = "keyword argument(s)",
+    noun: str = "keyword argument",
 ) -> None:
-    """Raise TypeError naming every unknown kwarg of ``factory`` and listing the accepted ones.
-
-    :param what: who is being built, for the message (``"create_attention('dot')"``, ``"task 'copy'"``).
-    :param skip: parameters the caller passes itself (not the user's to give).
-    :param noun: what the kwargs are called in the message (``"knob(s)"`` for tasks).
-    """
-    accepted = accepted_kwargs(factory)
-    if accepted is None:
-        return
-    accepted = {k: v for k, v in accepted.items() if k not in skip}
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-        raise TypeError(f"{what}: unknown {noun} {', '.join(unknown)}; accepted: {listing}")
+    """Raise TypeError naming every unknown kwarg of ``factory`` (:func:`kwarg_problems`) and listing the accepted ones."""
+    problems = kwarg_problems(what, accepted_kwargs(factory), kwargs, skip=skip, noun=noun)
+    if problems:
+        raise TypeError("\n".join(problems))
 
 
 def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
