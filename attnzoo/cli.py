@@ -1,6 +1,6 @@
 """The ``attnzoo`` command line.
 
-Commands are cheap to list: heavy ones (``fit``, ``bench``, ``speed``, ``check``)
+Commands are cheap to list: heavy ones (``fit``, ``bench``, ``speed``, ``check``, ``new-plugin``)
 import their modules only to build their parsers, and those modules import
 Lightning only when they run. Plugins add commands through ``register_commands``.
 """
@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("attnzoo.harness.fit", "train one (task, backbone, attention) triple and print its metrics"),
     "bench": ("attnzoo.leaderboard.cli", "run the leaderboard grid and write tables and plots (the main job)"),
     "speed": ("attnzoo.speed", "time forward+backward and peak memory of every variant vs SDPA"),
+    "new-plugin": ("attnzoo.newplugin", "write an installable plugin package for a new variant (pyproject, module, test)"),
 }
 
 
@@ -110,12 +111,13 @@ def _short_paper(paper: str, width: int = 40) -> str:
 
 
 def _warn_plugin_errors() -> None:
-    from attnzoo.plugins import get_host
+    from attnzoo.plugins import failure_summary
 
-    broken = [p for p in get_host().plugins() if p.errors]
-    if broken:
-        names = ", ".join(p.name if p.source == "builtin" else p.label for p in broken)
-        print(f"\n{len(broken)} plugin(s) failed and were skipped: {names} (see `attnzoo plugins`)", file=sys.stderr)
+    lines = failure_summary()
+    if lines:
+        print(f"\n{len(lines)} plugin(s) failed and were skipped (see `attnzoo plugins`):", file=sys.stderr)
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
 
 
 def _describe_kwargs(factory: Any) -> list[str]:
@@ -184,17 +186,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         known += task_registry.names()
     except ImportError:
         pass
+    from attnzoo.errors import plugin_failure_note
+    from attnzoo.plugins import failure_summary
+
     suggestions = close_matches(name, known)
     hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
     print(f"attnzoo show: unknown attention variant or task {name!r}{hint} "
           f"(`attnzoo list` and `attnzoo list --tasks` name them)", file=sys.stderr)
+    for line in failure_summary():
+        print(plugin_failure_note(line), file=sys.stderr)
     return 2
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from attnzoo.plugins import get_host
+    from attnzoo.plugins import load_all
 
-    infos = get_host().plugins()
+    # Run every registry's hooks: a hook that raises, a bad spec or a name
+    # clash is only found then, and must show here as an import failure does.
+    infos = load_all().plugins()
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
         return 0
