@@ -3,11 +3,14 @@
 Each row is written with one ``write`` of a whole line, flushed and fsynced
 before the next cell is recorded, so a driver killed at any moment leaves at
 most one torn last line. Reading skips a torn last line; appending first cuts
-it off, so the cell it belonged to simply runs again on ``--resume``.
+it off, so the cell it belonged to simply runs again on ``--resume``. Both say
+so, once per process: a results file is read several times by one command
+(resume, grid, report), and one damaged line is one warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -36,11 +39,38 @@ def _results_path(path: str | os.PathLike[str]) -> Path:
     return p / RESULTS if p.is_dir() or p.suffix != ".jsonl" else p
 
 
+#: (file, line number or 0 for the torn tail, digest of the line) already warned about in this process
+_warned: set[tuple[str, int, str]] = set()
+
+
+def _warn_once(path: Path, lineno: int, raw: bytes, message: str) -> None:
+    key = (str(path.resolve()), lineno, hashlib.sha1(raw).hexdigest())
+    if key in _warned:
+        return
+    _warned.add(key)
+    print(message, file=sys.stderr)
+
+
+def _warn_torn(path: Path, tail: bytes) -> None:
+    _warn_once(path, 0, tail, f"warning: {path}: the last line was cut off (a killed run); that cell will run again")
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def read_rows(path: str | os.PathLike[str], *, warn: bool = True) -> list[dict[str, Any]]:
     """Every complete row of a results file (or of ``DIR/results.jsonl``), in file order.
 
-    A torn last line (the driver was killed while writing it) is skipped; a
-    corrupt line elsewhere is skipped with a warning naming its line number.
+    A torn last line (the driver was killed while writing it) is skipped with
+    one warning; a corrupt line elsewhere is skipped with a warning naming its
+    line number. Each is warned about once per process, however often the
+    file is read. A last line that is whole JSON but lacks its newline (killed
+    between the row and its ``\\n``) is a complete row and is kept.
     """
     p = _results_path(path)
     if not p.exists():
@@ -48,18 +78,21 @@ def read_rows(path: str | os.PathLike[str], *, warn: bool = True) -> list[dict[s
     rows: list[dict[str, Any]] = []
     with open(p, "rb") as fh:
         lines = fh.read().split(b"\n")
-    last = len(lines) - 1
+    last = len(lines) - 1  # the text after the final newline: b"" unless the write was cut
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if warn and i != last:
-                print(f"warning: {p}:{i + 1}: skipping a line that is not valid JSON", file=sys.stderr)
+        row = _parse(raw)
+        if row is None:
+            if not warn:
+                continue
+            if i == last:
+                _warn_torn(p, raw)
+            else:
+                _warn_once(p, i + 1, raw, f"warning: {p}:{i + 1}: skipping a line that is not valid JSON "
+                                          f"(its cell counts as not run)")
             continue
-        if isinstance(row, dict):
-            rows.append(row)
+        rows.append(row)
     return rows
 
 
@@ -105,7 +138,7 @@ class ResultStore:
             fh.seek(size - 1)
             if fh.read(1) == b"\n":
                 return
-            # find the last newline; everything after it is a torn row
+            # find the last newline; everything after it is the unfinished row
             pos, chunk = size, 4096
             keep = 0
             while pos > 0:
@@ -117,7 +150,17 @@ class ResultStore:
                     keep = start + idx + 1
                     break
                 pos = start
-            fh.truncate(keep)
+            fh.seek(keep)
+            tail = fh.read()
+            if tail.strip() and _parse(tail) is not None:
+                # Cut just before its newline: the row is whole, so finish the
+                # line rather than drop a result that read_rows counted.
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\n")
+            else:
+                if tail.strip():
+                    _warn_torn(self.path, tail)
+                fh.truncate(keep)
             fh.flush()
             os.fsync(fh.fileno())
 
