@@ -359,3 +359,58 @@ def test_sort_any_knobs(length, extra, seed):
 @given(depth=st.integers(1, 4), args=st.integers(2, 4), max_length=st.integers(8, 40), seed=st.integers(0, 99))
 def test_listops_any_knobs(depth, args, max_length, seed):
     _check(create_task("listops", max_depth=depth, max_args=args, max_length=max_length, min_length=4), seed)
+
+
+# -- solve thresholds and contrasts (what the leaderboard's findings check) ---------------------------
+from attnzoo.errors import SpecError  # noqa: E402
+from attnzoo.tasks.base import (  # noqa: E402
+    CONTRAST_KINDS,
+    DEFAULT_SOLVE_THRESHOLD,
+    NO_ATTENTION,
+    Contrast,
+    TaskSpec,
+    attention_beats_baseline,
+    solves,
+)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_solve_threshold_and_contrasts_are_well_formed(name):
+    spec = get_task_class(name).spec
+    assert 0.0 < spec.solve_threshold <= 1.0
+    assert all(isinstance(c, Contrast) and c.kind in CONTRAST_KINDS for c in spec.contrasts)
+    assert all(c.why for c in spec.contrasts), "every claim says where the expectation comes from"
+    hash(spec)  # still a usable dict key
+
+
+def test_content_addressed_tasks_claim_attention_beats_the_baselines():
+    for name in ("associative-recall", "mqar", "induction-heads", "selective-copy"):
+        kinds = [c.kind for c in get_task_class(name).spec.contrasts]
+        assert "attention_beats_baseline" in kinds, name
+    copy_kinds = {c.kind for c in get_task_class("copy").spec.contrasts}
+    assert {"solves", "fails_long", "degrades_with_length"} <= copy_kinds
+    assert "depth_helps" in {c.kind for c in get_task_class("induction-heads").spec.contrasts}
+    sort = get_task_class("sort").spec.contrasts
+    assert any(c.kind == "solves" and c.get("variant") == "pointer" for c in sort)
+
+
+def test_no_attention_matches_the_leaderboards_baseline_name():
+    from attnzoo.leaderboard.grid import BASELINE
+
+    assert NO_ATTENTION == BASELINE
+
+
+def test_bad_threshold_and_contrasts_are_named():
+    with pytest.raises(SpecError, match="solve_threshold.*got 1.5"):
+        TaskSpec("t", "s", solve_threshold=1.5)
+    with pytest.raises(SpecError, match="contrasts.*got 'beats'"):
+        TaskSpec("t", "s", contrasts=("beats",))
+    with pytest.raises(SpecError, match="kind.*got 'nope'"):
+        Contrast("nope")
+    with pytest.raises(SpecError, match="unknown parameter.*colour"):
+        Contrast("solves", (("variant", "x"), ("colour", "red")))
+    with pytest.raises(SpecError, match="split.*'val'"):
+        solves("x", split="val")
+    assert TaskSpec("t", "s").solve_threshold == DEFAULT_SOLVE_THRESHOLD
+    c = attention_beats_baseline(margin=0.2)
+    assert c.get("margin") == 0.2 and c.get("backbone") is None and c.get("split") == "test"

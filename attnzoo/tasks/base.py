@@ -20,6 +20,8 @@ Training batches are drawn fresh every step from a seeded ``torch.Generator``
 from __future__ import annotations
 
 import inspect
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,9 +31,121 @@ from torch import Tensor
 from attnzoo.errors import SpecError
 from attnzoo.spec import validate_name
 
-__all__ = ["TaskSpec", "Task", "PAD"]
+__all__ = [
+    "TaskSpec", "Task", "PAD", "Contrast", "CONTRAST_KINDS", "DEFAULT_SOLVE_THRESHOLD", "NO_ATTENTION",
+    "attention_beats_baseline", "variant_beats", "solves", "fails_long", "degrades_with_length", "depth_helps",
+]  # fmt: skip
 
 PAD = 0
+
+#: a seed "solved" a task when its main test metric reaches this (TaskSpec.solve_threshold's default,
+#: and the report's fallback for rows of a task it cannot look up, e.g. a plugin's that is not installed)
+DEFAULT_SOLVE_THRESHOLD = 0.9
+
+#: the variant name of backbones run without attention (the leaderboard's baselines; = leaderboard.grid.BASELINE)
+NO_ATTENTION = "none"
+
+#: kinds of :class:`Contrast` that :mod:`attnzoo.leaderboard.findings` checks, with the parameters each takes
+CONTRAST_KINDS: dict[str, tuple[str, ...]] = {
+    # the best attention variant beats the best no-attention baseline by ``margin`` on ``split``
+    "attention_beats_baseline": ("split", "backbone", "baseline_backbone", "margin"),
+    # variant ``a`` (on ``backbone``) beats ``b`` (on ``b_backbone``, default the same) by ``margin``;
+    # a negative margin reads "at least as good as, within -margin"
+    "variant_beats": ("a", "b", "backbone", "b_backbone", "split", "margin"),
+    # the median seed of ``variant`` reaches the task's solve threshold on ``split``
+    "solves": ("variant", "backbone", "split"),
+    # ``variant`` does not reach the threshold on test_long (or cannot run at another length at all)
+    "fails_long": ("variant", "backbone"),
+    # ``variant`` loses at least ``margin`` from test to test_long and ends below the best attention
+    # variant on the same backbone there; ``metric`` overrides the main metric (e.g. token_acc, as BLEU
+    # gives partial credit in Bahdanau et al.'s Fig. 2)
+    "degrades_with_length": ("variant", "backbone", "metric", "margin"),
+    # the best attention variant with ``deeper`` layers beats the best with ``shallower`` by ``margin``
+    "depth_helps": ("backbone", "deeper", "shallower", "margin"),
+}
+_SPLITS = ("test", "test_long")
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One claim a task exists to show, checked against the results by the leaderboard's findings.
+
+    Build one with the helpers below (:func:`attention_beats_baseline`, :func:`variant_beats`,
+    :func:`solves`, :func:`fails_long`, :func:`degrades_with_length`, :func:`depth_helps`), which
+    name their parameters; the report prints each claim with its numbers and says whether the data
+    support it.
+
+    :param kind: one of :data:`CONTRAST_KINDS`.
+    :param params: the kind's parameters as sorted ``(name, value)`` pairs (hashable, so a
+        :class:`TaskSpec` stays hashable); read them with :meth:`get`.
+    :param why: where the expectation comes from (a paper and the result in it).
+    """
+
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTRAST_KINDS:
+            raise SpecError(f"Contrast.kind: expected one of {', '.join(CONTRAST_KINDS)}, got {self.kind!r}")
+        params = dict(self.params.items() if isinstance(self.params, Mapping) else self.params)
+        unknown = sorted(set(params) - set(CONTRAST_KINDS[self.kind]))
+        if unknown:
+            raise SpecError(f"Contrast({self.kind!r}): unknown parameter(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(CONTRAST_KINDS[self.kind])}")
+        if params.get("split", "test") not in _SPLITS:
+            raise SpecError(f"Contrast({self.kind!r}).split: expected one of {_SPLITS}, got {params['split']!r}")
+        margin = params.get("margin", 0.0)
+        if not isinstance(margin, (int, float)) or not math.isfinite(margin):
+            raise SpecError(f"Contrast({self.kind!r}).margin: expected a finite number, got {margin!r}")
+        object.__setattr__(self, "params", tuple(sorted(params.items())))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The parameter ``name``, or ``default`` when the contrast does not set it."""
+        return dict(self.params).get(name, default)
+
+
+def _contrast(kind: str, why: str, **params: Any) -> Contrast:
+    return Contrast(kind, tuple((k, v) for k, v in params.items() if v is not None), why)
+
+
+def attention_beats_baseline(*, split: str = "test", backbone: str | None = None,
+                             baseline_backbone: str | None = None, margin: float = 0.1,
+                             why: str = "") -> Contrast:
+    """The best attention variant (on ``backbone``, default any) beats the best no-attention
+    baseline (on ``baseline_backbone``, default any) by at least ``margin`` in median."""
+    return _contrast("attention_beats_baseline", why, split=split, backbone=backbone,
+                     baseline_backbone=baseline_backbone, margin=margin)
+
+
+def variant_beats(a: str, b: str, *, backbone: str | None = None, b_backbone: str | None = None,
+                  split: str = "test", margin: float = 0.0, why: str = "") -> Contrast:
+    """Variant ``a``'s median is at least ``b``'s plus ``margin`` (negative: "at least as good, within")."""
+    return _contrast("variant_beats", why, a=a, b=b, backbone=backbone, b_backbone=b_backbone, split=split,
+                     margin=margin)
+
+
+def solves(variant: str, *, backbone: str | None = None, split: str = "test", why: str = "") -> Contrast:
+    """The median seed of ``variant`` reaches the task's ``solve_threshold`` on ``split``."""
+    return _contrast("solves", why, variant=variant, backbone=backbone, split=split)
+
+
+def fails_long(variant: str, *, backbone: str | None = None, why: str = "") -> Contrast:
+    """``variant`` stays below the solve threshold on ``test_long`` (or cannot run it at all)."""
+    return _contrast("fails_long", why, variant=variant, backbone=backbone)
+
+
+def degrades_with_length(variant: str, *, backbone: str, metric: str | None = None, margin: float = 0.1,
+                         why: str = "") -> Contrast:
+    """``variant`` loses at least ``margin`` from test to test_long and ends below the best attention
+    variant on ``backbone`` there (``metric``: e.g. ``"token_acc"``; default the task's)."""
+    return _contrast("degrades_with_length", why, variant=variant, backbone=backbone, metric=metric, margin=margin)
+
+
+def depth_helps(*, backbone: str = "transformer", deeper: int = 2, shallower: int = 1, margin: float = 0.1,
+                why: str = "") -> Contrast:
+    """The best attention variant at ``num_layers=deeper`` beats the best at ``shallower`` by ``margin``."""
+    return _contrast("depth_helps", why, backbone=backbone, deeper=deeper, shallower=shallower, margin=margin)
 
 
 @dataclass(frozen=True)
@@ -49,6 +163,11 @@ class TaskSpec:
     :param content_addressed: the answer needs lookup by content (recall, induction);
         a fixed-window MLP is expected to fail here.
     :param slices: names of per-example slices (``batch["slice"]`` indexes them).
+    :param solve_threshold: a seed *solved* the task when its main test metric reaches this; the
+        leaderboard reports "k/n solved" beside the median. Say in the task why if it is not
+        :data:`DEFAULT_SOLVE_THRESHOLD`.
+    :param contrasts: the claims the task exists to show (:class:`Contrast`), checked against the
+        results and printed, supported or not, in the report's ``findings.md``.
     """
 
     name: str
@@ -60,6 +179,8 @@ class TaskSpec:
     length_generalization: bool = False
     content_addressed: bool = False
     slices: tuple[str, ...] = ()
+    solve_threshold: float = DEFAULT_SOLVE_THRESHOLD
+    contrasts: tuple[Contrast, ...] = ()
 
     def __post_init__(self) -> None:
         validate_name(self.name, "TaskSpec.name")
@@ -68,6 +189,13 @@ class TaskSpec:
         if self.output not in ("tokens", "pointers"):
             raise SpecError(f"TaskSpec.output must be 'tokens' or 'pointers', got {self.output!r}")
         object.__setattr__(self, "slices", tuple(self.slices))
+        t = self.solve_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
+            raise SpecError(f"TaskSpec.solve_threshold: expected a number in (0, 1], got {t!r}")
+        object.__setattr__(self, "contrasts", tuple(self.contrasts))
+        bad = [c for c in self.contrasts if not isinstance(c, Contrast)]
+        if bad:
+            raise SpecError(f"TaskSpec.contrasts: expected Contrast objects (attnzoo.tasks.base), got {bad[0]!r}")
 
 
 class Task:

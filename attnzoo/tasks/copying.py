@@ -6,9 +6,41 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require
-from attnzoo.tasks.base import Task, TaskSpec
+from attnzoo.tasks.base import (
+    NO_ATTENTION,
+    Contrast,
+    Task,
+    TaskSpec,
+    attention_beats_baseline,
+    degrades_with_length,
+    fails_long,
+    solves,
+    variant_beats,
+)
 
 __all__ = ["CopyTask", "ReverseTask", "TASKS"]
+
+
+def _sequence_contrasts(name: str) -> tuple[Contrast, ...]:
+    """What copy and reverse exist to show (DESIGN.md, "Measuring honestly")."""
+    return (
+        solves(NO_ATTENTION, backbone="mlp",
+               why=f"{name} at one length is a fixed permutation, which an MLP over the flattened input can learn"),
+        fails_long(NO_ATTENTION, backbone="mlp",
+                   why="an MLP is built for one input length and has no way to run at another"),
+        # token accuracy: Bahdanau et al.'s Fig. 2 is BLEU, which gives partial credit, and exact
+        # sequence accuracy at twice the length is near 0 for every variant of a small budget
+        degrades_with_length(NO_ATTENTION, backbone="seq2seq", metric="token_acc",
+                             why="Bahdanau et al. 2015, Fig. 2: without attention the encoder's fixed-size state "
+                                 "must hold the whole sequence, and quality falls as sequences grow"),
+        attention_beats_baseline(backbone="seq2seq", baseline_backbone="seq2seq",
+                                 why="Bahdanau et al. 2015: attention lets the decoder read the encoder states "
+                                     "it needs instead of one summary vector"),
+        # hard samples from softmax(general score) (HardAttention's default), so general is its soft twin
+        variant_beats("general", "hard", backbone="seq2seq", margin=-0.02,
+                      why="Deng et al. 2018: soft attention trains at least as well as hard (sampled) attention "
+                          "at small budgets; general is the score hard samples from"),
+    )
 
 
 class CopyTask(Task):
@@ -38,6 +70,12 @@ class CopyTask(Task):
         url="https://arxiv.org/abs/1410.5401",
         metric="exact_acc",
         length_generalization=True,
+        contrasts=(
+            *_sequence_contrasts("copy"),
+            variant_beats("ntm", NO_ATTENTION, backbone="ntm", b_backbone="seq2seq", split="test_long",
+                          why="Graves et al. 2014, Fig. 4: the NTM's copy generalizes to longer sequences than "
+                              "an LSTM's (the attention-less seq2seq here)"),
+        ),
     )
 
     def __init__(self, length: int = 10, num_symbols: int = 16, long_length: int | None = None) -> None:
@@ -91,6 +129,7 @@ class ReverseTask(CopyTask):
         url="https://arxiv.org/abs/1506.02516",
         metric="exact_acc",
         length_generalization=True,
+        contrasts=_sequence_contrasts("reverse"),
     )
 
     def _target(self, src: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import python_rng
-from attnzoo.tasks.base import Task, TaskSpec
+from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline
 
 __all__ = ["DateFormatTask", "FORMATS", "CHARS", "TASKS"]
 
@@ -95,6 +95,11 @@ class DateFormatTask(Task):
         paper="Bahdanau et al. 2015 (attention for seq2seq); the date-normalisation toy of NMT tutorials",
         url="https://arxiv.org/abs/1409.0473",
         metric="exact_acc",
+        contrasts=(
+            attention_beats_baseline(backbone="seq2seq", baseline_backbone="seq2seq",
+                                     why="Bahdanau et al. 2015: with non-monotonic alignment (the year moves "
+                                         "from last to first) the decoder gains from reading the encoder states"),
+        ),
     )
 
     def __init__(self) -> None:

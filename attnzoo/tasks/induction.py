@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, depth_helps
 
 __all__ = ["InductionHeadsTask", "TASKS"]
 
@@ -61,6 +61,13 @@ class InductionHeadsTask(Task):
         length_generalization=True,
         content_addressed=True,
         slices=("single", "name"),
+        contrasts=(
+            attention_beats_baseline(why="Olsson et al. 2022: an induction head looks up the earlier occurrence "
+                                         "of the current token by content; a fixed window cannot"),
+            depth_helps(backbone="transformer", deeper=2, shallower=1,
+                        why="Olsson et al. 2022: an induction head is two heads in sequence (a previous-token "
+                            "head, then the lookup), so it needs two layers of attention"),
+        ),
     )
 
     def __init__(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct, sample_weighted_distinct
-from attnzoo.tasks.base import PAD, Task, TaskSpec
+from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, variant_beats
 
 __all__ = ["AssociativeRecallTask", "MQARTask", "TASKS"]
 
@@ -44,6 +44,13 @@ class AssociativeRecallTask(Task):
         url="https://arxiv.org/abs/1610.06258",
         metric="exact_acc",
         content_addressed=True,
+        contrasts=(
+            attention_beats_baseline(why="lookup by content: a model that cannot bind keys to values names one "
+                                         "of the values it saw, 1/num_pairs (Ba et al. 2016)"),
+            variant_beats("general", "hard", backbone="seq2seq", margin=-0.02,
+                          why="Deng et al. 2018: soft attention trains at least as well as hard (sampled) "
+                              "attention at small budgets; general is the score hard samples from"),
+        ),
     )
 
     QUERY = 1
@@ -127,6 +134,10 @@ class MQARTask(Task):
         url="https://arxiv.org/abs/2312.04927",
         metric="token_acc",
         content_addressed=True,
+        contrasts=(
+            attention_beats_baseline(why="Arora et al. 2023 (Zoology): attention solves MQAR where mixers "
+                                         "without content-based lookup stay near 1/num_kv_pairs"),
+        ),
     )
 
     def __init__(

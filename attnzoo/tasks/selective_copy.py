@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import Task, TaskSpec
+from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline
 
 __all__ = ["SelectiveCopyTask", "TASKS"]
 
@@ -45,6 +45,10 @@ class SelectiveCopyTask(Task):
         metric="token_acc",
         length_generalization=True,
         content_addressed=True,
+        contrasts=(
+            attention_beats_baseline(why="Gu & Dao 2023: the positions to copy vary per example, so selection "
+                                         "must read content; a fixed window (the MLP) cannot"),
+        ),
     )
 
     BLANK = 1

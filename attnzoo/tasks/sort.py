@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import Task, TaskSpec
+from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline, solves
 
 __all__ = ["SortTask", "TASKS"]
 
@@ -48,6 +48,12 @@ class SortTask(Task):
         metric="exact_acc",
         output="pointers",
         length_generalization=True,
+        contrasts=(
+            solves("pointer", backbone="pointer",
+                   why="Vinyals et al. 2015: a pointer network sorts by pointing at input positions"),
+            attention_beats_baseline(why="Vinyals et al. 2015: the answer is a position in the input, which a "
+                                         "fixed-window model has to learn as a fixed-size output"),
+        ),
     )
 
     MARK = 1
