@@ -144,6 +144,31 @@ def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: 
     return out * has_key
 
 
+def _check_floating(name: str, t: Tensor) -> None:
+    # Integer or bool inputs would fail deep inside a matmul or softmax with a
+    # message about "m1"/"self"; name the argument here instead.
+    if not t.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor (e.g. torch.float32), got dtype {t.dtype} shape {_shape(t)}")
+
+
+def _autocast_on(device: torch.device) -> bool:
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4 has no device argument
+        return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
+def _check_like_query(name: str, t: Tensor, query: Tensor) -> None:
+    """``t`` (key or value) must be on query's device and, outside autocast, have query's dtype."""
+    if t.device != query.device:
+        raise ValueError(f"{name}: expected the device of query ({query.device}), got {t.device}")
+    if t.dtype != query.dtype and not _autocast_on(query.device):
+        raise ValueError(
+            f"{name}: expected the dtype of query ({query.dtype}), got {t.dtype} "
+            f"(cast it with .to(query.dtype), or run under torch.autocast for mixed precision)"
+        )
+
+
 class Attention(nn.Module):
     """Base class for variants: checks arguments once, then calls :meth:`attend`.
 
@@ -181,13 +206,14 @@ class Attention(nn.Module):
     def check_query(self, query: Tensor) -> Tensor:
         """Validate ``query [B, Tq, Dq]`` alone (query-only variants such as the NTM call just this).
 
-        :raises ValueError: naming the expected shape and what came.
+        :raises ValueError: naming the expected shape (or a floating dtype) and what came.
         """
         if not isinstance(query, Tensor) or query.dim() != 3:
             got = _shape(query) if isinstance(query, Tensor) else type(query).__name__
             raise ValueError(f"query: expected a 3-D tensor [B, Tq, {self.query_dim}], got {got}")
         if query.shape[-1] != self.query_dim:
             raise ValueError(f"query: expected last dim {self.query_dim} ([B, Tq, {self.query_dim}]), got {_shape(query)}")
+        _check_floating("query", query)
         return query
 
     def check_inputs(
@@ -196,7 +222,12 @@ class Attention(nn.Module):
         """Fill in self-attention defaults, validate shapes, normalise the mask.
 
         :returns: ``(query [B,Tq,Dq], key [B,Tk,Dk], value [B,Tk,Dv], mask [B,Tq,Tk] | None)``.
-        :raises ValueError: naming the argument, the expected shape and what came.
+        Key and value must be floating tensors on query's device with query's
+        dtype; under autocast mixed floating dtypes are allowed, since autocast
+        casts them per op (an fp32 key beside a bf16 query is what autocast makes).
+
+        :raises ValueError: naming the argument, the expected shape, dtype or
+            device and what came.
         """
         self.check_query(query)
         if key is None:
@@ -212,6 +243,9 @@ class Attention(nn.Module):
                 raise ValueError(f"{arg}: expected batch size {b} (query's), shape [{b}, Tk, {d}], got {_shape(t)}")
             if t.shape[-1] != d:
                 raise ValueError(f"{arg}: expected last dim {d} ([{b}, Tk, {d}]), got {_shape(t)}")
+        for arg, t in (("key", key), ("value", value)):
+            _check_floating(arg, t)
+            _check_like_query(arg, t, query)
         tk = key.shape[1]
         if value.shape[1] != tk:
             raise ValueError(f"value: expected {tk} positions like key ([{b}, {tk}, {self.value_dim}]), got {_shape(value)}")

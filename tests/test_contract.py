@@ -140,3 +140,58 @@ def test_dot_family_equations():
     torch.testing.assert_close(gen(q, k, v).context, expect @ v, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="key_dim"):
         attnzoo.create_attention("dot", 6, 4)
+
+
+# --------------------------------------------------------------------------- dtypes, over the registry (timm style)
+
+VARIANTS = attnzoo.list_attention()
+
+
+def _cross(name: str) -> bool:
+    return attnzoo.get_spec(name).cross_attention
+
+
+def _build(name: str):
+    return attnzoo.create_attention(name, 8, 8, 6) if _cross(name) else attnzoo.create_attention(name, 8)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_mixed_dtypes_are_named_like_shapes(name):
+    """Issue 12: a float16 query beside a float32 key was a raw 'expected m1 and m2 to have the same dtype'."""
+    if not _cross(name):
+        pytest.skip(f"{name} takes no key/value (query-only)")
+    m = _build(name).eval()
+    q, k, v = torch.randn(2, 3, 8), torch.randn(2, 4, 8), torch.randn(2, 4, 6)
+    with pytest.raises(ValueError, match=r"^key: expected the dtype of query \(torch\.float16\), got torch\.float32"):
+        m(q.half(), k, v.half())
+    with pytest.raises(ValueError, match=r"^value: expected the dtype of query \(torch\.float32\), got torch\.float64"):
+        m(q, k, v.double())
+    with pytest.raises(ValueError, match=r"^key: expected a floating-point tensor .*got dtype torch\.bool shape \[2, 4, 8\]"):
+        m(q, k > 0, v)
+    # Same dtypes throughout are fine in float64 as in float32.
+    assert m.double()(q.double(), k.double(), v.double()).context.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_non_floating_query_is_named(name):
+    m = _build(name)
+    q = torch.randint(0, 5, (2, 3, 8))
+    with pytest.raises(ValueError, match=r"^query: expected a floating-point tensor .*got dtype torch\.int64 shape \[2, 3, 8\]"):
+        m(q)
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if _cross(n)])
+def test_autocast_may_mix_dtypes(name):
+    """Under autocast a bf16 query beside an fp32 key is what autocast itself produces: no error."""
+    m = _build(name).eval()
+    q, k, v = torch.randn(2, 3, 8, dtype=torch.bfloat16), torch.randn(2, 4, 8), torch.randn(2, 4, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(q, k, v)
+    assert out.context.shape == (2, 3, 6)
+
+
+def test_device_mismatch_is_named():
+    m = attnzoo.create_attention("dot", 4)
+    q = torch.randn(1, 2, 4)
+    with pytest.raises(ValueError, match=r"^key: expected the device of query \(cpu\), got meta"):
+        m(q, torch.randn(1, 3, 4, device="meta"))
