@@ -9,10 +9,21 @@ from attnzoo.testing import check_attention
 
 VARIANTS = attnzoo.list_attention()
 
+#: Variants whose NaN propagation is being fixed in their own files (issue 12: hard
+#: points at position 0 with weight 1.0, local-p gives all-zero weights). Only the
+#: NaN checks may fail for them (reported as xfail); anything else fails the test.
+#: Once a fix lands the test simply passes; then remove the name here.
+NAN_FIX_PENDING = {"hard", "local-p"}
+NAN_CHECKS = {"nan.propagates", "multihead.nan.propagates"}
+
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_conforms(name: str) -> None:
     report = check_attention(name)
+    failed = {r.name for r in report.failures}
+    if name in NAN_FIX_PENDING and failed:
+        assert failed <= NAN_CHECKS, str(report)
+        pytest.xfail(f"{name}: NaN propagation pending in its own module ({', '.join(sorted(failed))})")
     report.raise_for_failures()
     assert report.ok
     # every capability-driven check ran or said why not

@@ -176,8 +176,7 @@ class ToyMemory(Attention):
             raise ValueError(f"key: ToyMemory takes query only, got key {list(key.shape) if key is not None else None}")
         if mask is not None:
             raise ValueError("mask: ToyMemory takes no mask (expected None), got a tensor")
-        if query.dim() != 3 or query.shape[-1] != self.query_dim:
-            raise ValueError(f"query: expected [B, Tq, {self.query_dim}], got {list(query.shape)}")
+        self.check_query(query)  # the base's shape and dtype rules
         b, tq, _ = query.shape
         s = self.initial_state(b, query.device, query.dtype) if state is None or self.leak_state else state
         ctxs, ws = [], []
@@ -234,6 +233,8 @@ class ToyHard(Good):
         else:
             idx = safe.argmax(-1, keepdim=True)
         w = torch.zeros_like(probs).scatter_(-1, idx, 1.0) * has
+        # argmax/multinomial turn a NaN score into a confident pick; NaN in must be NaN out.
+        w = torch.where(torch.isnan(s).any(-1, keepdim=True), float("nan"), w)
         log_prob = (logp.gather(-1, idx).squeeze(-1) * has.squeeze(-1)).sum(-1)  # (B,)
         entropy = -(probs * logp).sum(-1).sum(-1)
         return AttentionOutput(torch.bmm(w, value), w, None, {"log_prob": log_prob, "entropy": entropy})
@@ -269,3 +270,134 @@ def test_cli_failure_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     with registered(_spec("broken-cli", multihead=False), NotNormalised) as name:
         assert check_cli.main(_args(name)) == 1
     assert "✗ weights.distribution" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- gradcheck, dtypes, NaN (issue 12)
+
+
+class _HalfGradBmm(torch.autograd.Function):
+    """bmm whose backward is wrong for its second argument (half the true gradient)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return torch.bmm(grad, b.transpose(1, 2)), 0.5 * torch.bmm(a.transpose(1, 2), grad)
+
+
+class WrongBackward(ScoreAttention):
+    def score(self, query, key):
+        return _HalfGradBmm.apply(query, key.transpose(1, 2))  # the key's gradient is halved
+
+
+def test_wrong_backward_is_reported_as_a_gradient_mismatch() -> None:
+    report = check_attention(WrongBackward, spec=_spec("wrong-backward", multihead=False), checks=["gradcheck"])
+    r = report.get("gradcheck")
+    assert r.failed, str(report)
+    assert "AttributeError" not in r.message and "GradcheckError" not in r.message
+    assert "analytical and numerical gradients differ" in r.message
+    # which input (key, not query or value), which output, and how far off
+    assert "context w.r.t. key: max |analytical - numerical| = " in r.message, r.message
+    assert "w.r.t. query" not in r.message and "w.r.t. value" not in r.message
+    assert float(r.message.split("= ")[1].split(" ")[0]) > 1e-3
+
+
+def test_right_backward_passes_gradcheck() -> None:
+    class RightBmm(_HalfGradBmm):
+        @staticmethod
+        def backward(ctx, grad):
+            a, b = ctx.saved_tensors
+            return torch.bmm(grad, b.transpose(1, 2)), torch.bmm(a.transpose(1, 2), grad)
+
+    class RightBackward(ScoreAttention):
+        def score(self, query, key):
+            return RightBmm.apply(query, key.transpose(1, 2))
+
+    report = check_attention(RightBackward, spec=_spec("right-backward", multihead=False), checks=["gradcheck"])
+    assert report.get("gradcheck").passed, str(report)
+
+
+class IgnoresDtypes(Good):
+    """A plugin forward that skips the base's checks: float16 beside float32 reaches the matmul."""
+
+    def forward(self, query, key=None, value=None, *, mask=None, state=None, need_weights=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        from attnzoo.contract import normalize_mask
+
+        mask = normalize_mask(mask, query.shape[0], query.shape[1], key.shape[1])
+        return self.attend(query, key, value, mask, need_weights=True)
+
+
+def test_unnamed_dtype_error_is_caught() -> None:
+    report = check_attention(IgnoresDtypes, spec=_spec("ignores-dtypes", multihead=False), checks=["errors.dtypes"])
+    r = report.get("errors.dtypes")
+    assert r.failed and "expected ValueError" in r.message, str(report)
+    assert check_attention(Good, spec=_spec("good-dtypes"), checks=["errors.dtypes"]).ok
+
+
+class HidesNan(Good):
+    """nan_to_num on the scores: a NaN query silently becomes uniform attention."""
+
+    def score(self, query, key):
+        return torch.nan_to_num(super().score(query, key), nan=0.0)
+
+
+class LeaksNanAcrossBatch(Good):
+    def attend(self, query, key, value, mask, *, state=None, need_weights=True):
+        out = super().attend(query, key, value, mask, need_weights=need_weights)
+        ctx = out.context
+        if torch.isnan(query).any():
+            ctx = ctx + float("nan")  # every batch item, not just the one that had the NaN
+        return AttentionOutput(ctx, out.weights)
+
+
+class RaisesOnNan(Good):
+    def attend(self, query, key, value, mask, *, state=None, need_weights=True):
+        if torch.isnan(query).any() or torch.isnan(key).any() or torch.isnan(value).any():
+            raise FloatingPointError("query/key/value contain NaN")
+        return super().attend(query, key, value, mask, need_weights=need_weights)
+
+
+def test_nan_hiding_variant_is_caught() -> None:
+    report = check_attention(HidesNan, spec=_spec("hides-nan"))
+    assert {"nan.propagates", "multihead.nan.propagates"} <= _failed(report), str(report)
+    msg = report.get("nan.propagates").message
+    assert "NaN in query[1, 1]" in msg and "finite although they read the NaN" in msg
+    # only the NaN check: hiding a NaN breaks nothing else the kit looks at
+    assert _failed(report) == {"nan.propagates", "multihead.nan.propagates"}, str(report)
+
+
+def test_nan_leaking_into_other_batch_items_is_caught() -> None:
+    report = check_attention(LeaksNanAcrossBatch, spec=_spec("leaks-nan", multihead=False), checks=["nan.propagates"])
+    assert "leaked into batch item(s) [0, 2]" in report.get("nan.propagates").message, str(report)
+
+
+def test_named_nan_error_passes_and_good_variant_propagates() -> None:
+    report = check_attention(RaisesOnNan, spec=_spec("raises-on-nan", multihead=False), checks=["nan.propagates"])
+    assert report.get("nan.propagates").passed and "an error naming NaN" in report.get("nan.propagates").message
+    good = check_attention(Good, spec=_spec("good-nan"), checks=["nan.propagates", "multihead.nan.propagates"])
+    assert good.ok and len(good.results) == 2, str(good)
+
+
+# --------------------------------------------------------------------------- subsets and planned names
+
+
+def test_planned_checks_match_a_full_run_and_subsets_agree() -> None:
+    from attnzoo.testing import planned_checks
+
+    for spec in (_spec("plan-mh"), _spec("plan-memory", **STATEFUL)):
+        factory = ToyMemory if spec.stateful else Good
+        full = check_attention(factory, spec=spec)
+        assert [r.name for r in full.results] == planned_checks(spec)
+        for name in ("causal", "nan.propagates", "multihead.causal" if spec.multihead else "multihead"):
+            assert check_attention(factory, spec=spec, checks=[name]).results == [full.get(name)]
+
+
+def test_unknown_check_name_suggests_close_match() -> None:
+    with pytest.raises(ValueError, match=r"checks: unknown check name\(s\) 'gradchek' \(did you mean 'gradcheck'\?\)"):
+        check_attention("dot", checks=["gradchek"])

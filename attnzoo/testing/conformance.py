@@ -21,9 +21,17 @@ weights form a distribution over the allowed keys and are exactly 0 on masked
 keys; the two mask forms agree; a fully masked row gives zero context and zero
 weights and finite gradients; causal safety; batch independence; gradients reach
 every parameter (or, for non-differentiable variants, the declared ``aux``
-tensors exist and carry the estimator's gradient); float64 gradcheck; fast path
-== reference path; eval determinism; helpful ``ValueError`` on bad input;
-stateful step-by-step == one call; pointer logits; and the multi-head wrapper.
+tensors exist and carry the estimator's gradient); float64 gradcheck (a wrong
+backward is reported as the (output, input) pair whose analytical and numerical
+Jacobians differ, with the largest difference); fast path == reference path; eval
+determinism; helpful ``ValueError`` on bad shapes, masks and dtypes; NaN in = NaN
+out (a NaN in a query row or in a key/value it reads is never turned into a
+finite answer, and does not reach rows that do not read it); stateful
+step-by-step == one call; pointer logits; and the multi-head wrapper.
+
+``check_attention(name, checks=["gradcheck"])`` runs a subset;
+:func:`planned_checks` lists the names a spec gets. The pytest plugin
+(:mod:`attnzoo.testing.pytest_plugin`) turns each into its own test item.
 
 Every check runs in its own ``try``: a variant that raises inside one check
 fails that check (with the exception in the message) and the others still run.
@@ -33,17 +41,21 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+# ``torch.autograd.gradcheck`` is the function (the package re-exports it over its
+# submodule), so the exception has to come from the module itself.
+from torch.autograd.gradcheck import GradcheckError
+
 from attnzoo.contract import causal_mask
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["CheckResult", "ConformanceReport", "check_attention", "CHECKS", "PASSED", "FAILED", "SKIPPED"]
+__all__ = ["CheckResult", "ConformanceReport", "check_attention", "planned_checks", "CHECKS", "PASSED", "FAILED", "SKIPPED"]
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 _MARK = {PASSED: "✓", FAILED: "✗", SKIPPED: "-"}
@@ -52,6 +64,8 @@ _MARK = {PASSED: "✓", FAILED: "✗", SKIPPED: "-"}
 ATOL = 1e-5
 #: what counts as "exactly zero" for a gradient that must not exist (float32 noise).
 ZERO_TOL = 1e-7
+#: float64 gradcheck: finite-difference step and tolerances.
+GRADCHECK_EPS, GRADCHECK_ATOL, GRADCHECK_RTOL = 1e-6, 1e-4, 1e-3
 
 
 @dataclass(frozen=True)
@@ -681,11 +695,68 @@ def _c_gradcheck(s: _Suite) -> str:
 
     xs = tuple(inp[k].detach().clone().requires_grad_(True) for k in names)
     try:
-        torch.autograd.gradcheck(fn, xs, eps=1e-6, atol=1e-4, rtol=1e-3, fast_mode=True)
-    except torch.autograd.gradcheck.GradcheckError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise _Fail(f"{form}: analytical and numerical gradients differ: {first}") from None
+        torch.autograd.gradcheck(fn, xs, eps=GRADCHECK_EPS, atol=GRADCHECK_ATOL, rtol=GRADCHECK_RTOL, fast_mode=True)
+    except GradcheckError as exc:
+        said = str(exc).strip().splitlines()[0].rstrip(",")
+        where = _gradient_mismatch(fn, xs, names, ("context", "weights"))
+        raise _Fail(f"{form}: analytical and numerical gradients differ: {where} (gradcheck: {said})") from None
     return f"{form}: gradients w.r.t. {', '.join(names)} match finite differences"
+
+
+def _index(shape: torch.Size, flat: int) -> str:
+    return "[" + ", ".join(str(int(i)) for i in torch.unravel_index(torch.tensor(flat), shape)) + "]"
+
+
+def _gradient_mismatch(fn: Callable[..., tuple[Tensor, ...]], xs: tuple[Tensor, ...], in_names: list[str],
+                       out_names: tuple[str, ...]) -> str:
+    """Say where the backward is wrong: the worst (output, input) pair and its largest difference.
+
+    gradcheck's fast mode only reports a random projection of the Jacobians, which
+    tells a plugin author nothing about *which* input's gradient is wrong. On the
+    kit's tiny float64 inputs the full Jacobians are cheap: one backward per output
+    element (analytical) and two forwards per input element (central differences).
+    """
+    with torch.no_grad():
+        outs = fn(*xs)
+    numerical: list[list[Tensor]] = [[torch.zeros(o.numel(), x.numel(), dtype=o.dtype) for x in xs] for o in outs]
+    for j, x in enumerate(xs):
+        flat = x.detach().reshape(-1)
+        for i in range(flat.numel()):
+            plus, minus = list(map(Tensor.detach, xs)), list(map(Tensor.detach, xs))
+            for sign, args in ((1.0, plus), (-1.0, minus)):
+                t = flat.clone()
+                t[i] += sign * GRADCHECK_EPS
+                args[j] = t.view_as(x)
+            with torch.no_grad():
+                up, down = fn(*plus), fn(*minus)
+            for k, (u, d) in enumerate(zip(up, down)):
+                numerical[k][j][:, i] = ((u - d) / (2 * GRADCHECK_EPS)).reshape(-1)
+    worst = None
+    mismatched: list[str] = []
+    for k, o in enumerate(outs):
+        oname = out_names[k] if k < len(out_names) else f"output {k}"
+        for r in range(o.numel()):
+            xs_r = tuple(x.detach().clone().requires_grad_(True) for x in xs)
+            out_r = fn(*xs_r)[k].reshape(-1)[r]
+            grads = torch.autograd.grad(out_r, xs_r, allow_unused=True) if out_r.requires_grad else (None,) * len(xs)
+            for j, gr in enumerate(grads):
+                ana = torch.zeros(xs[j].numel(), dtype=o.dtype) if gr is None else gr.reshape(-1)
+                diff = (ana - numerical[k][j][r]).abs()
+                tol = GRADCHECK_ATOL + GRADCHECK_RTOL * numerical[k][j][r].abs()
+                excess = diff - tol
+                c = int(excess.argmax())
+                if excess[c] > 0:
+                    label = f"{oname} w.r.t. {in_names[j]}"
+                    if label not in mismatched:
+                        mismatched.append(label)
+                    if worst is None or diff[c] > worst[0]:
+                        worst = (float(diff[c]), label, f"d {oname}{_index(o.shape, r)} / d {in_names[j]}{_index(xs[j].shape, c)}",
+                                 float(ana[c]), float(numerical[k][j][r, c]))
+    if worst is None:
+        return "no single Jacobian entry is off by more than the tolerance (is the backward nondeterministic?)"
+    d, label, entry, a, n = worst
+    return (f"{label}: max |analytical - numerical| = {d:.3g} at {entry} (analytical {a:.4g}, numerical {n:.4g}); "
+            f"mismatched pairs: {', '.join(mismatched)}")
 
 
 @_check("fused.fast-equals-reference", "need_weights=False (fast path) and need_weights=True (reference path) give the same context")
@@ -825,6 +896,127 @@ def _c_err_mask(s: _Suite) -> str:
     return f"{form}: 5 bad masks rejected with helpful messages"
 
 
+def _expect_dtype_error(label: str, arg: str, thunk: Callable[[], Any], dtypes: tuple[torch.dtype, ...]) -> str | None:
+    """None if ``thunk`` raises a ValueError naming ``arg`` and every dtype in ``dtypes``, else the problem."""
+    try:
+        thunk()
+    except ValueError as exc:
+        msg = str(exc)
+        lacks = [] if re.search(rf"\b{re.escape(arg)}\b", msg) else [f"the argument name {arg!r}"]
+        lacks += [f"the dtype {d}" for d in dtypes if str(d) not in msg and str(d).replace("torch.", "") not in msg]
+        return f"{label}: ValueError message {msg!r} does not show {', '.join(lacks)}" if lacks else None
+    except Exception as exc:  # noqa: BLE001
+        return f"{label}: raised {type(exc).__name__} ({exc}), expected ValueError naming {arg!r} and the dtypes"
+    return f"{label}: accepted silently, expected ValueError"
+
+
+@_check("errors.dtypes", "a key/value whose dtype differs from the query's, or a non-floating input, raises ValueError naming the argument and both dtypes")
+def _c_err_dtypes(s: _Suite) -> str:
+    form = s.forms()[-1]
+    m = s.module(form).eval()
+    inp = s.inputs(form)
+    q = inp["query"]
+    probs = [_expect_dtype_error("int64 query", "query", lambda: s.call(m, {**inp, "query": q.round().long()}), (torch.int64,))]
+    if form == "cross":
+        k, v = inp["key"], inp["value"]
+        half = {**inp, "query": q.half()}
+        probs += [
+            # float16 next to float32 is the raw "expected m1 and m2 to have the same dtype" case of issue 12.
+            _expect_dtype_error("float16 query, float32 key", "key",
+                                lambda: s.call(m, {**half, "value": v.half()}), (torch.float16, torch.float32)),
+            _expect_dtype_error("float32 query and key, float64 value", "value",
+                                lambda: s.call(m, {**inp, "value": v.double()}), (torch.float32, torch.float64)),
+            _expect_dtype_error("bool key", "key", lambda: s.call(m, {**inp, "key": k > 0}), (torch.bool,)),
+        ]
+    real = [p for p in probs if p]
+    _need(not real, "; ".join(real))
+    return f"{len(probs)} inputs of the wrong dtype rejected with their dtypes named ({form})"
+
+
+def _is_named_nan_error(exc: BaseException) -> bool:
+    return "nan" in str(exc).lower()
+
+
+def _rows_changed(a: Tensor, b: Tensor) -> Tensor:
+    """bool ``[B, Tq]``: where two contexts ``[B, Tq, Dv]`` differ by more than :data:`ATOL`."""
+    return ((a - b).abs() > ATOL).any(-1)
+
+
+def _moved_rows(s: _Suite, m: nn.Module, inp: dict[str, Tensor | None], arg: str, bi: int, pos: int,
+                mask: Tensor | None, need_weights: bool, clean: Tensor, g: torch.Generator, tries: int = 3) -> set[int]:
+    """Rows of item ``bi`` whose context moves when ``inp[arg][bi, pos]`` is replaced by random values.
+
+    The kit cannot read a variant's equations, so "depends on" is what moves: location
+    scores ignore the keys, a query row ignores the other queries, an NTM step ignores later steps.
+    """
+    moved = torch.zeros(clean.shape[1], dtype=torch.bool)
+    with torch.no_grad():
+        for _ in range(tries):
+            pert = dict(inp)
+            t = inp[arg].detach().clone()
+            t[bi, pos] = 3.0 * torch.randn(t[bi, pos].shape, generator=g, dtype=t.dtype)
+            pert[arg] = t
+            moved |= _rows_changed(s.call(m, pert, mask=mask, need_weights=need_weights).context, clean)[bi]
+    return {int(r) for r in moved.nonzero().flatten()}
+
+
+@_check("nan.propagates", "a NaN in query[b, t] (or in a key/value position row t attends to) gives NaN in that row's context "
+        "or an error naming NaN, never a finite answer; rows and batch items that do not depend on it stay finite")
+def _c_nan(s: _Suite) -> str:
+    form = s.forms()[-1]  # cross when possible: a NaN query then does not also sit in the keys
+    inp = s.inputs(form, b=3, tq=4 if form != "cross" else None)
+    b, tq, tk = s.lengths(inp)
+    mask = None if form == "query-only" else s.random_mask(b, tq, tk)
+    bi, t = 1, 1  # the poisoned batch item and query row; items 0 and 2 must not notice
+    g = s.gen(23)
+    m = s.module(form).eval()
+    with torch.no_grad():
+        ref = s.call(m, inp, mask=mask)
+    w = _require_weights(ref, f"{form} clean call")
+    cases = [("query", t)]
+    if form == "cross":
+        cases += [("key", int(w[bi, 0].argmax())), ("value", int(w[bi, 0].argmax()))]  # a key row 0 attends to
+    notes = []
+    for arg, pos in cases:
+        label = f"NaN in {arg}[{bi}, {pos}]"
+        for nw in ([True, False] if s.spec.fused else [True]):
+            where = label + ("" if nw else " (fast path)")
+            with torch.no_grad():
+                clean = s.call(m, inp, mask=mask, need_weights=nw).context
+            moved = _moved_rows(s, m, inp, arg, bi, pos, mask, nw, clean, g)
+            # A row always reads its own query, and a value it puts weight on (so a variant
+            # that hides NaN by ignoring it cannot hide behind an unlucky perturbation).
+            if arg == "query":
+                must_nan = moved | {t}
+            elif arg == "value":
+                must_nan = moved | {int(r) for r in (w[bi, :, pos] > 0).nonzero().flatten()}
+            else:
+                must_nan = moved
+            # Rows of item bi that must stay finite: only where the NaN sits in a query and
+            # nothing else (self-attention rows all read every value, and 0 * NaN is NaN even
+            # on a masked key, so a NaN spreading there is loud, not silent).
+            free = set(range(tq)) - must_nan if (arg == "query" and form != "self") else set()
+            bad = dict(inp)
+            bad[arg] = inp[arg].detach().clone()
+            bad[arg][bi, pos] = float("nan")
+            try:
+                with torch.no_grad():
+                    ctx = s.call(m, bad, mask=mask, need_weights=nw).context
+            except Exception as exc:  # noqa: BLE001
+                _need(_is_named_nan_error(exc), f"{where}: raised {type(exc).__name__} ({exc}) without naming the NaN")
+                notes.append(f"{label}: an error naming NaN")
+                continue
+            hidden = sorted(r for r in must_nan if not torch.isnan(ctx[bi, r]).any())
+            _need(not hidden, f"{where}: context row(s) {hidden} of item {bi} are finite although they read the NaN "
+                              f"(a silent wrong answer; NaN in must be NaN out)")
+            others = [i for i in range(b) if i != bi and not torch.isfinite(ctx[i]).all()]
+            _need(not others, f"{where}: the NaN leaked into batch item(s) {others}, which do not depend on it")
+            leaked = sorted(r for r in free if not torch.isfinite(ctx[bi, r]).all())
+            _need(not leaked, f"{where}: the NaN leaked into row(s) {leaked} of item {bi}, which do not depend on it")
+            notes.append(f"{label} -> NaN in row(s) {sorted(must_nan) or 'none (nothing reads it)'}")
+    return f"{form}: " + "; ".join(dict.fromkeys(notes))
+
+
 def _tree_diff(a: Any, b: Any) -> float:
     """Largest abs difference between two states made of tensors/tuples/lists/dicts (0 when not comparable)."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):
@@ -910,13 +1102,15 @@ def _c_pointer(s: _Suite) -> str:
     return f"aux['logits'] {_shape(lg)} finite, masked keys below allowed"
 
 
-@_check("multihead", "create_attention(name, D, num_heads=2) passes the shape, mask and causal checks")
+@_check("multihead", "create_attention(name, D, num_heads=2) passes the shape, mask, causal and NaN checks")
 def _c_multihead(s: _Suite) -> str:
     raise _Skip("run separately")  # placeholder; replaced in check_attention
 
 
 _MULTIHEAD_CHECKS = ("shapes.self", "shapes.cross", "shapes.batch1", "weights.distribution", "mask.forms-agree",
-                     "mask.fully-masked", "causal")
+                     "mask.fully-masked", "causal", "nan.propagates")
+#: what runs inside the wrapper, in run order ("construct" first).
+_MULTIHEAD_RUN = tuple(n for n, _ in _CHECK_FUNCS if n in ("construct", *_MULTIHEAD_CHECKS))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -937,6 +1131,40 @@ def _run(s: _Suite, names: tuple[str, ...] | None = None, prefix: str = "") -> I
             yield CheckResult(prefix + name, FAILED, f"raised {type(exc).__name__}: {exc}")
 
 
+def planned_checks(spec: AttentionSpec) -> list[str]:
+    """The names :func:`check_attention` reports for a variant with this spec, in run order.
+
+    Every check of :data:`CHECKS` appears (capability-driven ones as skipped when the
+    capability is absent), then either ``"multihead"`` (skipped: ``multihead=False``) or
+    one ``"multihead.<check>"`` per check re-run inside the multi-head wrapper. The
+    pytest plugin parametrizes over this list, one test item per name.
+    """
+    names = [n for n, _ in _CHECK_FUNCS if n != "multihead"]
+    if spec.multihead:
+        return names + ["multihead." + n for n in _MULTIHEAD_RUN]
+    return names + ["multihead"]
+
+
+def _all_check_names() -> list[str]:
+    return [n for n, _ in _CHECK_FUNCS] + ["multihead." + n for n in _MULTIHEAD_RUN]
+
+
+def _select(checks: Collection[str] | None) -> set[str] | None:
+    if checks is None:
+        return None
+    if isinstance(checks, str):
+        checks = (checks,)
+    known = _all_check_names()
+    unknown = [c for c in checks if c not in known]
+    if unknown:
+        import difflib
+
+        hints = [f"{c!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(c, known, 1)) else "")
+                 for c in unknown]
+        raise ValueError(f"checks: unknown check name(s) {', '.join(hints)}; known: {', '.join(known)}")
+    return set(checks)
+
+
 def check_attention(
     name_or_factory: str | Callable[..., nn.Module],
     *,
@@ -945,6 +1173,7 @@ def check_attention(
     key_dim: int | None = None,
     value_dim: int | None = None,
     seed: int = 0,
+    checks: Collection[str] | None = None,
     **kwargs: Any,
 ) -> ConformanceReport:
     """Run the conformance checks on one variant and return the report (never raises for a failing check).
@@ -957,13 +1186,18 @@ def check_attention(
     :param key_dim: Dk for cross-attention (default Dq).
     :param value_dim: Dv for cross-attention (default Dk + 4, so that Dv != Dk is exercised).
     :param seed: seeds the module's initialisation and the inputs.
+    :param checks: run only these checks (names from :func:`planned_checks`; ``"multihead"``
+        means every ``multihead.*`` check). Each check builds its module and inputs from
+        ``seed`` alone, so a check run on its own gives the same result as in a full run.
     :param kwargs: variant options (the spec's ``defaults`` fill the rest).
     :raises UnknownAttentionError: ``name_or_factory`` is a name that is not registered.
     :raises TypeError: a factory without ``spec``.
+    :raises ValueError: an unknown name in ``checks`` (with the close match).
     """
     from attnzoo.mechanisms.multihead import MultiHeadAttention
     from attnzoo.registry import create_attention, get_spec
 
+    wanted = _select(checks)
     if isinstance(name_or_factory, str):
         name = name_or_factory
         spec = spec or get_spec(name)
@@ -992,17 +1226,24 @@ def check_attention(
     key_dim = query_dim if key_dim is None else key_dim
     value_dim = key_dim + 4 if value_dim is None else value_dim
     report = ConformanceReport(spec.name)
-    suite = _Suite(spec, build, query_dim=query_dim, key_dim=key_dim, value_dim=value_dim, seed=seed)
-    report.results.extend(_run(suite))
+    main = None if wanted is None else tuple(n for n, _ in _CHECK_FUNCS if n in wanted)
+    if main is None or main:
+        suite = _Suite(spec, build, query_dim=query_dim, key_dim=key_dim, value_dim=value_dim, seed=seed)
+        report.results.extend(_run(suite, main))
 
+    sub_names = tuple(n for n in _MULTIHEAD_RUN if wanted is None or "multihead" in wanted or f"multihead.{n}" in wanted)
+    if not sub_names:
+        return report
     if not spec.multihead:
-        report.results.append(CheckResult("multihead", SKIPPED, "spec says multihead=False"))
+        why = "spec says multihead=False"
+        if wanted is None or "multihead" in wanted:
+            report.results.append(CheckResult("multihead", SKIPPED, why))
+        report.results.extend(CheckResult(f"multihead.{n}", SKIPPED, why) for n in sub_names if f"multihead.{n}" in (wanted or ()))
     else:
         dq = query_dim if query_dim % 2 == 0 else query_dim + 1
         dv = value_dim if value_dim % 2 == 0 else value_dim + 1
         # The wrapper is never fused from the outside (it always returns weights when asked).
         mh_spec = replace(spec, fused=False, multihead=False)
         mh = _Suite(mh_spec, build_mh, query_dim=dq, key_dim=key_dim, value_dim=dv, seed=seed, multihead=True)
-        sub = list(_run(mh, ("construct", *_MULTIHEAD_CHECKS), prefix="multihead."))
-        report.results.extend(sub)
+        report.results.extend(_run(mh, sub_names, prefix="multihead."))
     return report
