@@ -261,7 +261,14 @@ def test_cli_ok_json_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_cli.main(_args("dot")) == 0
     assert "attnzoo check dot: OK" in capsys.readouterr().out
     assert check_cli.main(_args("dot", "--json")) == 0
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    report = check_attention("dot")
+    assert [d["name"] for d in lines] == [r.name for r in report.results]  # one object per check, in order
+    assert all(set(d) == {"variant", "name", "status", "passed", "message"} and d["variant"] == "dot" for d in lines)
+    by = {d["name"]: d for d in lines}
+    assert by["gradcheck"]["passed"] is True and by["gradcheck"]["message"]
+    assert by["stateful.initial-state"] == {"variant": "dot", "name": "stateful.initial-state", "status": "skipped",
+                                            "passed": None, "message": "spec says stateful=False"}
     assert check_cli.main(_args("scaled")) == 2
     assert "scaled-dot" in capsys.readouterr().err  # suggestion
 
@@ -269,7 +276,16 @@ def test_cli_ok_json_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_failure_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     with registered(_spec("broken-cli", multihead=False), NotNormalised) as name:
         assert check_cli.main(_args(name)) == 1
-    assert "✗ weights.distribution" in capsys.readouterr().out
+        assert "✗ weights.distribution" in capsys.readouterr().out
+        assert check_cli.main(_args(name, "--json", "--check", "weights.distribution", "--check", "causal")) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["name"], d["passed"]) for d in lines] == [("weights.distribution", False), ("causal", True)]
+    assert "sum to" in lines[0]["message"]
+
+
+def test_cli_unknown_check_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_cli.main(_args("dot", "--check", "gradchek")) == 2
+    assert "did you mean 'gradcheck'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- gradcheck, dtypes, NaN (issue 12)

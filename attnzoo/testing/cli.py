@@ -7,6 +7,13 @@ The lead's CLI wires it as::
     p.set_defaults(func=attnzoo.testing.cli.main)
 
 Exit status: 0 all checks passed (skips allowed), 1 a check failed, 2 unknown name or bad option.
+
+``--json`` prints JSON Lines for other CI systems: one object per check, in run order::
+
+    {"variant": "dot", "name": "gradcheck", "status": "passed", "passed": true, "message": "cross: ..."}
+
+``status`` is ``passed``, ``failed`` or ``skipped``; ``passed`` is true, false, or
+null for a skipped check (neither: the spec rules it out, ``message`` says why).
 """
 
 from __future__ import annotations
@@ -16,7 +23,17 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["configure_parser", "main"]
+__all__ = ["configure_parser", "main", "json_lines"]
+
+
+def json_lines(report: Any) -> list[str]:
+    """One compact JSON object per check of a :class:`~attnzoo.testing.ConformanceReport` (JSON Lines)."""
+    passed = {"passed": True, "failed": False}
+    return [
+        json.dumps({"variant": report.name, "name": r.name, "status": r.status,
+                    "passed": passed.get(r.status), "message": r.message}, ensure_ascii=False)
+        for r in report.results
+    ]
 
 
 def _kv(text: str) -> tuple[str, Any]:
@@ -33,7 +50,10 @@ def _kv(text: str) -> tuple[str, Any]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``NAME``, ``--json``, ``--query-dim``, ``--seed`` and ``--option KEY=VALUE``."""
     parser.add_argument("name", metavar="NAME", help="registered attention variant (see `attnzoo list`)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per check (variant, name, status, passed, message), one per line")
+    parser.add_argument("--check", action="append", default=None, metavar="CHECK", dest="checks",
+                        help="run only this check (repeatable), e.g. --check gradcheck --check multihead.causal")
     parser.add_argument("--query-dim", type=int, default=8, help="feature size of the tiny test inputs (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the module and inputs (default 0)")
     parser.add_argument(
@@ -50,16 +70,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = check_attention(
             args.name, query_dim=getattr(args, "query_dim", 8), seed=getattr(args, "seed", 0),
-            **dict(getattr(args, "option", []) or []),
+            checks=getattr(args, "checks", None), **dict(getattr(args, "option", []) or []),
         )
     except UnknownAttentionError as exc:
         print(f"attnzoo check: {exc}", file=sys.stderr)
         return 2
-    except TypeError as exc:  # unknown variant option
+    except (TypeError, ValueError) as exc:  # unknown variant option, unknown --check name
         print(f"attnzoo check: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), indent=2))
+        for line in json_lines(report):
+            print(line)
     else:
         print(report)
     return 0 if report.ok else 1
