@@ -22,7 +22,23 @@ __all__ = [
 
 
 class AttnzooError(Exception):
-    """Base class of every error attnzoo raises on purpose."""
+    """Base class of every error attnzoo raises on purpose.
+
+    Errors pickle with their message and attributes, whatever their
+    ``__init__`` takes: they cross process boundaries (a leaderboard worker's
+    failure, a Ray task), where the default ``cls(*args)`` rebuild would call
+    ``__init__`` with the message alone and raise a ``TypeError`` instead.
+    """
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> "AttnzooError":
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:

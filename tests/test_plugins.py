@@ -302,3 +302,22 @@ def test_unknown_name_error_has_one_note_per_failure(failures, name):
     assert lines[0].startswith(f"unknown task {name!r}")
     assert lines[1:] == [f"note: {f}; the name may come from it (see `attnzoo plugins`)" for f in failures]
     assert err.plugin_failures == failures
+
+
+def test_errors_survive_pickling_across_processes():
+    import pickle
+
+    from attnzoo.errors import DuplicateRegistrationError, PluginError, SpecError, UnknownAttentionError
+
+    errors = [
+        attnzoo.UnknownNameError("task", "cpy", ["copy"], plugin_failures=["plugin 'x 1' failed to load (E: e)"]),
+        UnknownAttentionError("dott", ["dot"]),
+        DuplicateRegistrationError("task", "copy", "builtin", "x 1.0"),
+        PluginError("x", "boom"),
+        SpecError("bad"),
+    ]
+    for err in errors:
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert {k: v for k, v in vars(back).items()} == vars(err)
+    assert pickle.loads(pickle.dumps(errors[0])).suggestions == ["copy"]
