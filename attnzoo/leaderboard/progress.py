@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 __all__ = ["LineProgress", "RichProgress", "make_progress", "format_duration", "describe_row"]
@@ -38,40 +39,98 @@ def describe_row(gc: Any, row: dict[str, Any]) -> str:
     return text
 
 
+def _cell_cost_key(gc: Any) -> tuple[str, str, float | None]:
+    """``(task, backbone, steps)`` of a grid cell: what its cost is estimated from. Reads a plain cell
+    dict or a typed cell's attributes (``max_steps``), so either layout works."""
+    cell = getattr(gc, "cell", None)
+    steps = cell.get("max_steps") if isinstance(cell, dict) else getattr(cell, "max_steps", None)
+    backbone = getattr(gc, "backbone", None)
+    if backbone is None:
+        backbone = cell.get("backbone") if isinstance(cell, dict) else getattr(cell, "backbone", None)
+    steps = float(steps) if isinstance(steps, (int, float)) and not isinstance(steps, bool) and steps > 0 else None
+    return str(getattr(gc, "task", "")), str(backbone), steps
+
+
+def _ident(gc: Any) -> Any:
+    # the cell's id survives an executor that hands back a copy of the cell (Ray)
+    return getattr(gc, "id", None) or id(gc)
+
+
 class _Counts:
-    def __init__(self) -> None:
+    """Counts and the ETA, shared by both displays.
+
+    **ETA**: each remaining cell costs its steps x a seconds-per-step rate: the median
+    rate of finished cells of the same task and backbone, else of the same backbone,
+    else of all finished cells (cells differ by 10x in cost, a Transformer step is not
+    an MLP step, and the cheap cells tend to run first, so one overall per-cell time
+    under-estimates the second half of a grid). The sum is divided by the workers.
+    Without the cells (``start(..., cells=None)``) it falls back to remaining cells x
+    the median cell time.
+
+    :param clock: seconds, monotonic (tests pass a fake one).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.total = self.done = self.failed = self.na = self.skipped = 0
         self.slots = 1
         self.walls: list[float] = []
-        self.t0 = time.perf_counter()
+        self.t0 = clock()
+        self._pending: dict[Any, tuple[str, str, float | None]] = {}
+        self._rates: list[tuple[str, str, float]] = []  # (task, backbone, seconds per step) of finished cells
 
-    def start(self, total: int, skipped: int, na: int, slots: int) -> None:
+    def start(self, total: int, skipped: int, na: int, slots: int, cells: Sequence[Any] | None = None) -> None:
+        """:param cells: the cells about to run (their steps and backbones drive the ETA)."""
         self.total, self.skipped, self.na, self.slots = total, skipped, na, slots
         self.done = self.failed = 0
         self.walls = []
-        self.t0 = time.perf_counter()
+        self._rates = []
+        self._pending = {_ident(gc): _cell_cost_key(gc) for gc in cells} if cells is not None else {}
+        self.t0 = self.clock()
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: dict[str, Any], gc: Any = None) -> None:
         self.done += 1
         if row.get("status") != "ok":
             self.failed += 1
         wall = (row.get("provenance") or {}).get("wall_s")
-        if isinstance(wall, (int, float)):
+        key = self._pending.pop(_ident(gc), None) if gc is not None else None
+        if key is None and gc is not None:
+            key = _cell_cost_key(gc)
+        if isinstance(wall, (int, float)) and not isinstance(wall, bool) and wall >= 0:
             self.walls.append(float(wall))
+            steps = row.get("steps") if row.get("status") == "ok" else None
+            steps = steps if isinstance(steps, (int, float)) and steps > 0 else (key[2] if key else None)
+            if key is not None and steps:
+                self._rates.append((key[0], key[1], float(wall) / float(steps)))
 
     @property
     def running(self) -> int:
         return min(self.slots, self.total - self.done)
 
+    def _rate(self, task: str, backbone: str) -> float | None:
+        for match in (lambda t, b: t == task and b == backbone, lambda t, b: b == backbone, lambda t, b: True):
+            rates = [r for t, b, r in self._rates if match(t, b)]
+            if rates:
+                return statistics.median(rates)
+        return None
+
     def eta(self) -> float | None:
-        """Remaining cells x the median cell time / workers (the median ignores the first
-        cells' start-up cost in fresh workers)."""
+        """Seconds until the grid is done (None before the first cell finishes)."""
         if not self.done:
             return None
         left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        if self._pending and self._rates and len(self._pending) == left:
+            cost = 0.0
+            median_wall = statistics.median(self.walls) if self.walls else 0.0
+            for task, backbone, steps in self._pending.values():
+                rate = self._rate(task, backbone)
+                cost += rate * steps if (rate is not None and steps) else median_wall
+            return cost / max(1, self.slots)
         if self.walls:
             return statistics.median(self.walls) * left / max(1, self.slots)
-        return (time.perf_counter() - self.t0) / self.done * left
+        return (self.clock() - self.t0) / self.done * left
 
     def summary(self) -> str:
         text = f"done {self.done}/{self.total}, running {self.running}, failed {self.failed}, n/a {self.na}"
@@ -83,22 +142,22 @@ class _Counts:
 class LineProgress(_Counts):
     """One line per finished cell: ``[3/40] ok  copy / ... | running 2, failed 0, n/a 4, ETA 3m10s``."""
 
-    def __init__(self, stream: TextIO | None = None):
-        super().__init__()
+    def __init__(self, stream: TextIO | None = None, *, clock: Callable[[], float] = time.perf_counter):
+        super().__init__(clock)
         self.stream = stream or sys.stderr
 
-    def start(self, total: int, skipped: int, na: int, slots: int) -> None:
-        super().start(total, skipped, na, slots)
+    def start(self, total: int, skipped: int, na: int, slots: int, cells: Sequence[Any] | None = None) -> None:
+        super().start(total, skipped, na, slots, cells)
         print(f"grid: {total} cell(s) to run on {slots} worker(s), {skipped} already done, {na} n/a",
               file=self.stream, flush=True)
 
     def advance(self, gc: Any, row: dict[str, Any]) -> None:
-        self.record(row)
+        self.record(row, gc)
         print(f"[{self.done}/{self.total}] {describe_row(gc, row)} | running {self.running}, failed {self.failed}, "
               f"n/a {self.na}, ETA {format_duration(self.eta())}", file=self.stream, flush=True)
 
     def stop(self) -> None:
-        print(f"grid: {self.summary()} in {format_duration(time.perf_counter() - self.t0)}",
+        print(f"grid: {self.summary()} in {format_duration(self.clock() - self.t0)}",
               file=self.stream, flush=True)
 
 
@@ -121,13 +180,13 @@ class RichProgress(_Counts):
         return (f"running {self.running} · failed {self.failed} · n/a {self.na}"
                 + (f" · resumed {self.skipped}" if self.skipped else "") + f" · ETA {format_duration(self.eta())}")
 
-    def start(self, total: int, skipped: int, na: int, slots: int) -> None:
-        super().start(total, skipped, na, slots)
+    def start(self, total: int, skipped: int, na: int, slots: int, cells: Sequence[Any] | None = None) -> None:
+        super().start(total, skipped, na, slots, cells)
         self._progress.start()
         self._task = self._progress.add_task(self._describe(), total=total)
 
     def advance(self, gc: Any, row: dict[str, Any]) -> None:
-        self.record(row)
+        self.record(row, gc)
         style = "green" if row.get("status") == "ok" else "red"
         from rich.text import Text
 
@@ -136,7 +195,7 @@ class RichProgress(_Counts):
 
     def stop(self) -> None:
         self._progress.stop()
-        self.console.print(f"grid: {self.summary()} in {format_duration(time.perf_counter() - self.t0)}")
+        self.console.print(f"grid: {self.summary()} in {format_duration(self.clock() - self.t0)}")
 
 
 def make_progress(stream: TextIO | None = None, *, rich: bool | None = None) -> Any:

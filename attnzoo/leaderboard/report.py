@@ -2,24 +2,38 @@
 
 :func:`build_report` writes, in the results directory:
 
-- ``leaderboard.md`` / ``leaderboard.csv``: one table per task (variants
-  ranked by the task's main metric, mean +- std over seeds at the learning
-  rate that was best on validation, chance level, params, tokens/s, peak
-  memory, length-generalization accuracy) and an overall variants x tasks table
-  whose cells say ``n/a: reason`` where a variant does not fit;
+- ``findings.md``: for each task, one sentence per contrast the task exists to show
+  (:attr:`attnzoo.tasks.TaskSpec.contrasts`), with its numbers, supported or not
+  (:mod:`attnzoo.leaderboard.findings`);
+- ``leaderboard.md`` / ``leaderboard.csv``: one table per task (variants ranked
+  by the median over seeds of the task's main metric at the learning rate that
+  was best on validation, the spread that shows every seed, the solved rate
+  against the task's :attr:`~attnzoo.tasks.TaskSpec.solve_threshold`, chance,
+  params, tokens/s, peak memory, length generalization) and an overall variants x
+  tasks table whose cells say ``n/a: reason``, ``diverged``, ``oom`` or
+  ``failed: reason`` where a variant has no number;
 - ``heatmap.png``, ``acc_vs_speed.png``, ``curves_<task>.png``,
-  ``attention_<task>.png`` and, when ``speed.csv`` is present, ``speed.png``;
-- ``leaderboard.html``: one self-contained page (images inlined as data URIs).
+  ``attention_<task>.png`` and, when ``speed.csv`` is present, ``speed.png``
+  (:mod:`attnzoo.leaderboard.plots`);
+- ``leaderboard.html``: one self-contained page (images inlined as data URIs),
+  findings first, with a table of contents.
 
-Nothing here needs the harness, the registries or Lightning.
+**Summaries over seeds.** A seed that diverged, failed or ran out of memory at the
+chosen learning rate scored nothing: it counts as 0 in the median and the spread
+(so a variant that diverges on two seeds of three cannot rank on its third), is
+named in the per-seed list, and is never solved. An entry none of whose seeds
+produced a number reads as its status (``diverged``, ``oom``, ``failed: ...``),
+never as ``0.000``.
+
+Nothing here needs the harness or Lightning; the task registry is read (if it
+loads) only for the solve thresholds and contrasts.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
+import json
 import math
 import re
 import statistics
@@ -29,10 +43,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnzoo.leaderboard.findings import Finding, evaluate, findings_markdown, task_spec
 from attnzoo.leaderboard.grid import BASELINE
 from attnzoo.leaderboard.store import latest_rows, read_rows
+from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD
 
-__all__ = ["Entry", "aggregate", "build_report", "overall_table", "task_table", "file_slug"]
+__all__ = ["Entry", "aggregate", "build_report", "overall_table", "task_table", "file_slug", "seed_summary",
+           "format_summary", "solve_threshold", "PEAK_MEM_NOTE"]
+
+#: statuses of a run that produced no number
+NOT_OK = ("diverged", "oom", "failed")
+
+#: printed under a table whose peak-memory column was left empty for CPU rows
+PEAK_MEM_NOTE = ("peak MB is left empty for CPU cells: the harness can only see a worker process's resident-set "
+                 "growth there, which in a reused worker is not the cell's own peak (it read 0.0 for one cell and "
+                 "12.3 for its neighbour); CUDA cells show torch.cuda.max_memory_allocated.")
 
 
 # -- aggregation -------------------------------------------------------------------
@@ -58,17 +83,130 @@ def _sibling_metric(main_metric: str | None, split: str) -> str | None:
     return f"{split}/{main_metric.split('/', 1)[1]}"
 
 
+def solve_threshold(task_name: str | None, rows: Sequence[dict[str, Any]] = ()) -> float:
+    """The main-metric level at which a seed counts as solved: a row's own ``solve_threshold``
+    (rows written by a harness that records it), else the registered task's
+    :attr:`~attnzoo.tasks.TaskSpec.solve_threshold`, else :data:`DEFAULT_SOLVE_THRESHOLD`
+    (a plugin task that is not installed where the report is built)."""
+    for r in rows:
+        t = _num(r.get("solve_threshold"))
+        if t is not None:
+            return t
+    spec = task_spec(task_name)
+    return float(spec.solve_threshold) if spec is not None else DEFAULT_SOLVE_THRESHOLD
+
+
+def _peak_mb(row: dict[str, Any]) -> float | None:
+    """The cell's own peak memory, or None where the row's figure is not one (CPU rows; see PEAK_MEM_NOTE)."""
+    value = _num(row.get("peak_mem_mb"))
+    kind = row.get("peak_mem_kind")
+    if isinstance(kind, str):
+        return value if kind.startswith("cuda") else None
+    device = str((row.get("provenance") or {}).get("device") or "")
+    return value if device.startswith("cuda") else None
+
+
+@dataclass
+class SeedSummary:
+    """One metric over the seeds of an entry at its chosen learning rate.
+
+    ``scores[i]`` is seed ``i``'s value, 0.0 for a seed that did not finish (``status[i]``
+    says why); median, ``lo``/``hi`` (min/max) are over ``scores``; ``solved`` counts the
+    seeds whose value reached ``threshold`` (None: no threshold for this metric).
+    """
+
+    seeds: list[Any]
+    status: list[str]
+    values: list[float | None]       # None where the seed has no value (did not finish, or no such split)
+    scores: list[float]              # values with 0.0 for seeds that did not finish
+    median: float | None
+    lo: float | None
+    hi: float | None
+    threshold: float | None
+    solved: int
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def bad(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.status:
+            if s != "ok":
+                out[s] = out.get(s, 0) + 1
+        return out
+
+    @property
+    def finished(self) -> int:
+        return sum(s == "ok" for s in self.status)
+
+    def per_seed(self, digits: int = 2) -> str:
+        """``0.25 / 1.00 / diverged``: every seed, in seed order."""
+        return " / ".join(s if s != "ok" else ("–" if v is None else f"{v:.{digits}f}")
+                          for s, v in zip(self.status, self.values))
+
+    def solved_text(self) -> str:
+        return "–" if self.threshold is None else f"{self.solved}/{self.n} solved"
+
+
+def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: float | None) -> SeedSummary | None:
+    """:class:`SeedSummary` of metric ``key`` (``None``: the row's ``main_value``) over ``rows`` (one per seed).
+
+    :returns: None when no finished seed has the metric at all (e.g. ``test_long`` of a
+        fixed-length model, which cannot run at another length).
+    """
+    seeds, status, values = [], [], []
+    for r in rows:
+        st = str(r.get("status"))
+        seeds.append(r.get("seed"))
+        status.append(st)
+        if st != "ok":
+            values.append(None)
+            continue
+        v = _num(r.get("main_value")) if key is None else _num((r.get("metrics") or {}).get(key))
+        values.append(v)
+    if "ok" in status and all(v is None for v in values):
+        return None  # the seeds that finished have no such metric; those that did not cannot say either
+    scores = [(v if v is not None else 0.0) if s == "ok" else 0.0 for v, s in zip(values, status)]
+    # a finished seed without the metric (a split it cannot run) is left out, not scored 0
+    counted = [sc for sc, v, s in zip(scores, values, status) if s != "ok" or v is not None]
+    solved = sum(1 for v in values if v is not None and threshold is not None and v >= threshold - 1e-12)
+    return SeedSummary(seeds, status, values, scores, _median(counted), min(counted) if counted else None,
+                       max(counted) if counted else None, threshold, solved)
+
+
+def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
+    """``0.905 (0.90–0.91), 2/2 solved`` (spread only with more than one seed; ``, 1 diverged`` when one did)."""
+    if s is None or s.median is None:
+        return "–"
+    text = f"{s.median:.{digits}f}"
+    if s.n > 1:
+        text += f" ({s.lo:.2f}–{s.hi:.2f})"
+    if s.threshold is not None:
+        text += f", {s.solved}/{s.n} solved"
+    if s.bad:
+        text += ", " + ", ".join(f"{n} {st}" for st, n in sorted(s.bad.items()))
+    return text
+
+
 @dataclass
 class Entry:
     """One (task, backbone, variant) of the leaderboard, over its seeds at the best learning rate."""
 
     task: str
-    backbone: str
-    variant: str
-    status: str = "ok"                 # ok | n/a | failed (no run at any lr finished ok)
+    backbone: str                      # the backbone label: its name, plus the kwargs that tell apart two
+    variant: str                       # entries of one backbone on one task (``transformer (num_layers=1)``)
+    status: str = "ok"                 # ok | n/a | diverged | oom | failed (no seed at the best lr finished)
     reason: str | None = None          # n/a reason or the first error
     main_metric: str | None = None
-    values: list[float] = field(default_factory=list)   # main metric per seed at the best lr
+    task_name: str | None = None       # the registered task (a preset label may differ)
+    backbone_name: str | None = None   # the registered backbone
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    threshold: float = DEFAULT_SOLVE_THRESHOLD
+    summary: SeedSummary | None = None        # main test metric over seeds
+    long_summary: SeedSummary | None = None   # the same metric on test_long (None: no such split)
+    values: list[float] = field(default_factory=list)   # main metric per seed at the best lr (0 if unfinished)
     mean: float | None = None
     std: float | None = None
     median: float | None = None
@@ -80,6 +218,7 @@ class Entry:
     params: float | None = None
     tokens_per_s: float | None = None
     peak_mem_mb: float | None = None
+    peak_mem_hidden: bool = False      # a CPU figure was left out (see PEAK_MEM_NOTE)
     train_time_s: float | None = None
     notes: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)  # rows at the best lr, by seed
@@ -93,9 +232,52 @@ class Entry:
     def name(self) -> str:
         return f"{self.variant} [{self.backbone}]"
 
+    @property
+    def solved(self) -> int:
+        return self.summary.solved if self.summary else 0
+
+    @property
+    def n_seeds(self) -> int:
+        return self.summary.n if self.summary else 0
+
+    @property
+    def has_number(self) -> bool:
+        return self.status == "ok" and self.median is not None
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """Rank: entries with a number first, by median, then solved rate, then mean."""
+        order = {"ok": 0, "n/a": 2}.get(self.status, 1)
+        frac = self.solved / self.n_seeds if self.n_seeds else 0.0
+        return (order, -(self.median if self.median is not None else -1.0), -frac,
+                -(self.mean if self.mean is not None else -1.0), self.variant, self.backbone)
+
+    def status_text(self) -> str:
+        """What a cell without a number says: ``n/a: reason``, ``diverged (3/3 seeds)``, ``failed: reason``."""
+        if self.status == "n/a":
+            return f"n/a: {self.reason}"
+        if self.status in ("diverged", "oom"):
+            n = self.summary.n if self.summary else 0
+            return f"{self.status} ({n}/{n} seeds)" if n else self.status
+        return f"failed: {self.reason}" if self.reason else "failed"
+
+
+def _first_error(rows: Sequence[dict[str, Any]]) -> str:
+    first = next((r for r in rows if r.get("error")), rows[0])
+    lines = str(first.get("error") or "").strip().splitlines()
+    # the last traceback line names the exception; a plain message is one line anyway
+    message = (lines[-1] if lines else "")[:160]
+    kind = str(first.get("status"))
+    return message if kind == "failed" and message else f"{kind}: {message}".rstrip(": ")
+
 
 def _entry(task: str, backbone: str, variant: str, rows: list[dict[str, Any]]) -> Entry:
     e = Entry(task, backbone, variant)
+    first = rows[0]
+    cell = first.get("cell") if isinstance(first.get("cell"), dict) else {}
+    e.task_name = str(first.get("task_name") or cell.get("task") or task)
+    e.backbone_name = str(cell.get("backbone") or first.get("backbone") or backbone)
+    e.backbone_kwargs = dict(cell.get("backbone_kwargs") or {})
+    e.threshold = solve_threshold(e.task_name, rows)
     na = [r for r in rows if r.get("status") == "n/a"]
     runs = [r for r in rows if r.get("status") != "n/a"]
     e.chance = _median(_num(r.get("chance")) for r in rows)
@@ -123,31 +305,30 @@ def _entry(task: str, backbone: str, variant: str, rows: list[dict[str, Any]]) -
     best = max(e.lrs, key=lambda lr: (score(lr), -lr))
     chosen = sorted(by_lr[best], key=lambda r: (r.get("seed") is None, r.get("seed")))
     ok_rows = [r for r in chosen if r.get("status") == "ok"]
-    if not any(r.get("status") == "ok" for r in runs):
-        e.status = "failed"
-        first = next((r for r in runs if r.get("error")), runs[0])
-        lines = str(first.get("error") or "").strip().splitlines()
-        # the last traceback line names the exception; a plain message is one line anyway
-        message = (lines[-1] if lines else "")[:160]
-        kind = str(first.get("status"))
-        e.reason = message if kind == "failed" and message else f"{kind}: {message}".rstrip(": ")
-    e.best_lr = best if len(e.lrs) > 0 else None
+    e.best_lr = best
     e.rows = chosen
-    e.values = [v for v in (_num(r.get("main_value")) for r in ok_rows) if v is not None]
-    # a seed that diverged at the best lr scored nothing: keep it in the mean as 0, say so in notes
-    diverged = [r for r in chosen if r.get("status") == "diverged"]
-    e.values += [0.0] * len(diverged)
+    e.summary = seed_summary(chosen, None, e.threshold)
+    if not ok_rows:
+        statuses = {str(r.get("status")) for r in chosen}
+        e.status = statuses.pop() if len(statuses) == 1 and statuses <= {"diverged", "oom"} else "failed"
+        e.reason = _first_error(chosen)
+    if e.summary is not None:
+        e.values = list(e.summary.scores)
+        e.median = e.summary.median if ok_rows else None
     e.mean, e.std = _mean_std(e.values)
-    e.median = _median(e.values)
+    if not ok_rows:
+        e.mean = e.std = None  # nothing finished: no number to show, the status says what happened
     if val_key:
         e.val_mean = _median(_num((r.get("metrics") or {}).get(val_key)) for r in ok_rows)
     long_key = _sibling_metric(e.main_metric, "test_long")
-    if long_key:
+    if long_key and ok_rows:
+        e.long_summary = seed_summary(chosen, long_key, e.threshold)
         longs = [v for v in (_num((r.get("metrics") or {}).get(long_key)) for r in ok_rows) if v is not None]
         e.long_mean = statistics.fmean(longs) if longs else None
     e.params = _median(_num(r.get("params")) for r in runs)
     e.tokens_per_s = _median(_num(r.get("tokens_per_s")) for r in ok_rows)
-    e.peak_mem_mb = _median(_num(r.get("peak_mem_mb")) for r in ok_rows)
+    e.peak_mem_mb = _median(_peak_mb(r) for r in ok_rows)
+    e.peak_mem_hidden = any(_peak_mb(r) is None for r in ok_rows)
     e.train_time_s = _median(_num(r.get("train_time_s")) for r in ok_rows)
     notes = []
     for lr in e.lrs:
@@ -161,21 +342,46 @@ def _entry(task: str, backbone: str, variant: str, rows: list[dict[str, Any]]) -
     return e
 
 
+def _kwargs_key(row: dict[str, Any]) -> str:
+    cell = row.get("cell") if isinstance(row.get("cell"), dict) else {}
+    return json.dumps(cell.get("backbone_kwargs") or {}, sort_keys=True, default=str)
+
+
+def _backbone_labels(keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """``(task, backbone, kwargs-json) -> label``: the backbone's name, plus the kwargs that differ where one
+    task runs one backbone with several settings (a 1- and a 2-layer Transformer)."""
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for task, backbone, kw in keys:
+        by_pair.setdefault((task, backbone), [])
+        if kw not in by_pair[(task, backbone)]:
+            by_pair[(task, backbone)].append(kw)
+    labels = {}
+    for (task, backbone), kws in by_pair.items():
+        if len(kws) == 1:
+            labels[(task, backbone, kws[0])] = backbone
+            continue
+        dicts = [json.loads(k) for k in kws]
+        differ = sorted({k for d in dicts for k in d if any(d.get(k) != o.get(k) for o in dicts)})
+        for kw, d in zip(kws, dicts):
+            labels[(task, backbone, kw)] = f"{backbone} ({', '.join(f'{k}={d.get(k)}' for k in differ)})"
+    return labels
+
+
 def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, list[Entry]]:
-    """``{task: [Entry, ...]}`` ranked by the main metric (n/a and failed last), tasks in first-seen order."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    """``{task: [Entry, ...]}`` ranked by the median (n/a and unfinished last), tasks in first-seen order."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     task_order: list[str] = []
     for r in latest_rows(rows):
-        key = (str(r.get("task")), str(r.get("backbone")), str(r.get("variant")))
+        key = (str(r.get("task")), str(r.get("backbone")), str(r.get("variant")), _kwargs_key(r))
         groups.setdefault(key, []).append(r)
         if key[0] not in task_order:
             task_order.append(key[0])
+    labels = _backbone_labels((t, b, kw) for t, b, _, kw in groups)
     out: dict[str, list[Entry]] = {t: [] for t in task_order}
-    for (task, backbone, variant), grp in groups.items():
-        out[task].append(_entry(task, backbone, variant, grp))
-    for task, entries in out.items():
-        entries.sort(key=lambda e: ({"ok": 0, "failed": 1, "n/a": 2}.get(e.status, 1),
-                                    -(e.mean if e.mean is not None else -1.0), e.variant, e.backbone))
+    for (task, backbone, variant, kw), grp in groups.items():
+        out[task].append(_entry(task, labels[(task, backbone, kw)], variant, grp))
+    for entries in out.values():
+        entries.sort(key=Entry.sort_key)
     return out
 
 
@@ -194,83 +400,118 @@ def _fmt_int(x: float | None) -> str:
     return f"{x:.0f}"
 
 
-def _pm(e: Entry) -> str:
-    if e.mean is None:
+def _spread(e: Entry) -> str:
+    s = e.summary
+    if s is None or s.lo is None:
         return "–"
-    return f"{e.mean:.3f} ± {e.std:.3f}" if len(e.values) > 1 else f"{e.mean:.3f}"
+    return f"{s.lo:.2f}–{s.hi:.2f}"
 
 
 def task_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of one task's ranked table."""
+    """Headers and rows of one task's table, ranked by the median over seeds.
+
+    Columns: rank, variant, backbone, median, min–max, every seed's value (in seed
+    order; ``diverged`` / ``oom`` / ``failed`` for a seed that did not finish), the
+    solved rate at the task's threshold, best lr, [test_long median], chance, params,
+    tokens/s, peak MB (empty for CPU rows: :data:`PEAK_MEM_NOTE`), train s, notes.
+    """
     metric = next((e.main_metric for e in entries if e.main_metric), "main")
-    has_long = any(e.long_mean is not None for e in entries)
-    headers = ["#", "variant", "backbone", f"{metric} (mean ± std)", "seeds", "best lr"]
-    headers += ["length gen."] if has_long else []
+    threshold = next((e.threshold for e in entries), DEFAULT_SOLVE_THRESHOLD)
+    has_long = any(e.long_summary is not None for e in entries)
+    headers = ["#", "variant", "backbone", f"{metric} median", "min–max", "per seed", f"solved (≥ {threshold:g})",
+               "best lr"]
+    headers += ["test_long median"] if has_long else []
     headers += ["chance", "params", "tokens/s", "peak MB", "train s", "notes"]
     rows = []
     rank = 0
     for e in entries:
-        if e.status == "ok":
+        if e.has_number:
             rank += 1
-            r = [str(rank), e.variant, e.backbone, _pm(e), str(len(e.values)),
-                 f"{e.best_lr:g}" if e.best_lr is not None else "–"]
-            r += [_fmt(e.long_mean)] if has_long else []
+            s = e.summary
+            r = [str(rank), e.variant, e.backbone, _fmt(e.median), _spread(e), s.per_seed() if s else "–",
+                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
+            r += [format_summary(e.long_summary, 2) if e.long_summary else "–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), _fmt_int(e.tokens_per_s), _fmt(e.peak_mem_mb, 1),
                   _fmt(e.train_time_s, 1), e.notes]
         else:
-            what = "n/a" if e.status == "n/a" else "failed"
-            r = ["–", e.variant, e.backbone, f"{what}: {e.reason}", "–", "–"]
+            s = e.summary
+            r = ["–", e.variant, e.backbone, e.status_text(), "–", s.per_seed() if s else "–",
+                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
             r += ["–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), "–", "–", "–", e.notes]
         rows.append(r)
     return headers, rows
 
 
+def _cell_text(e: Entry) -> str:
+    """An overall-table cell: ``1.000 (0.25–1.00), 2/3 solved (seq2seq)``, or the status of an entry without a
+    number."""
+    if not e.has_number:
+        return e.status_text() + (f" ({e.backbone})" if e.variant != BASELINE else "")
+    return format_summary(e.summary) + (f" ({e.backbone})" if e.variant != BASELINE else "")
+
+
 def overall_table(tasks: dict[str, list[Entry]]) -> tuple[list[str], list[list[str]], dict[str, dict[str, Entry]]]:
-    """Variants x tasks: each cell the variant's best backbone on that task, or ``n/a: reason``.
+    """Variants x tasks: each cell the variant's best backbone on that task (by median), or why there is no number.
+
+    Rows are ranked by how many tasks the variant solves (median at or above the task's
+    threshold), then by the mean of its medians over the tasks it has a number on; the
+    second column says which. ``none (...)`` rows are the baselines without attention.
 
     :returns: headers, rows, and the chosen :class:`Entry` per (label, task).
     """
     chosen: dict[str, dict[str, Entry]] = {}
-    na: dict[str, dict[str, list[Entry]]] = {}
+    others: dict[str, dict[str, list[Entry]]] = {}
     for task, entries in tasks.items():
         for e in entries:
-            if e.status == "n/a" or e.status == "failed" and e.mean is None:
-                na.setdefault(e.label, {}).setdefault(task, []).append(e)
+            if not e.has_number:
+                others.setdefault(e.label, {}).setdefault(task, []).append(e)
                 continue
             cur = chosen.setdefault(e.label, {}).get(task)
-            if cur is None or (e.mean or 0.0) > (cur.mean or 0.0):
+            if cur is None or e.sort_key() < cur.sort_key():
                 chosen[e.label][task] = e
-    labels = sorted(set(chosen) | set(na), key=lambda lab: (lab.startswith(BASELINE), lab))
-    headers = ["variant", *tasks]
+
+    def rank(lab: str) -> tuple[Any, ...]:
+        mine = list(chosen.get(lab, {}).values())
+        solved = sum(1 for e in mine if e.median is not None and e.median >= e.threshold)
+        mean = statistics.fmean(e.median for e in mine) if mine else -1.0
+        return (-solved, -mean, lab)
+
+    labels = sorted(set(chosen) | set(others), key=rank)
+    headers = ["variant", "tasks solved", *tasks]
     rows = []
     for lab in labels:
-        r = [lab]
+        mine = list(chosen.get(lab, {}).values())
+        solved = sum(1 for e in mine if e.median is not None and e.median >= e.threshold)
+        r = [lab, f"{solved} of {len(mine)}" if mine else "–"]
         for task in tasks:
             e = chosen.get(lab, {}).get(task)
             if e is not None:
-                r.append(_pm(e) + (f" ({e.backbone})" if e.variant != BASELINE else ""))
-            elif task in na.get(lab, {}):
-                r.append(_why_not(na[lab][task]))
+                r.append(_cell_text(e))
+            elif task in others.get(lab, {}):
+                r.append(_why_not(others[lab][task]))
             else:
                 r.append("–")
         rows.append(r)
-    chance = ["chance"] + [_fmt(next((e.chance for e in tasks[t] if e.chance is not None), None)) for t in tasks]
-    rows.append(chance)
+    rows.append(["chance", ""] + [_fmt(next((e.chance for e in tasks[t] if e.chance is not None), None))
+                                  for t in tasks])
+    rows.append(["solved at ≥", ""] + [f"{next((e.threshold for e in tasks[t]), DEFAULT_SOLVE_THRESHOLD):g}"
+                                       for t in tasks])
     return headers, rows, chosen
 
 
 def _why_not(entries: list[Entry]) -> str:
-    """``failed: reason (backbones)`` if it failed somewhere, else ``n/a: reason (backbones)``, grouped by reason."""
-    failed = [e for e in entries if e.status == "failed"]
-    shown, word = (failed, "failed") if failed else (entries, "n/a")
-    by_reason: dict[str, list[str]] = {}
+    """Why a variant has no number on a task: its runs' status (diverged / oom / failed: reason) if any ran,
+    else ``n/a: reason``, grouped by reason with the backbones."""
+    ran = [e for e in entries if e.status != "n/a"]
+    shown = ran or entries
+    by_text: dict[str, list[str]] = {}
     for e in shown:
-        by_reason.setdefault(str(e.reason), []).append(e.backbone)
+        by_text.setdefault(e.status_text(), []).append(e.backbone)
     parts = []
-    for reason, backbones in by_reason.items():
+    for text, backbones in by_text.items():
         where = f" ({', '.join(sorted(backbones))})" if shown[0].variant != BASELINE else ""
-        parts.append(f"{word}: {reason}{where}")
+        parts.append(f"{text}{where}")
     return "; ".join(parts)
 
 
@@ -281,6 +522,9 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+_STATUS_PREFIXES = ("n/a", "failed", "diverged", "oom")
+
+
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = []
@@ -288,7 +532,9 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
         cells = []
         for c in r:
             text = str(c)
-            cls = ' class="na"' if text.startswith(("n/a", "failed")) else ""
+            cls = ""
+            if text.startswith(_STATUS_PREFIXES):
+                cls = f' class="na {text.split(":")[0].split(" ")[0].replace("/", "")}"'
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -299,263 +545,11 @@ def file_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "task"
 
 
-# -- figures ------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _heatmap(tasks: dict[str, list[Entry]], path: Path) -> None:
-    import numpy as np
-
-    plt = _plt()
-    _, rows, chosen = overall_table(tasks)
-    labels = [r[0] for r in rows if r[0] != "chance"]
-    task_names = list(tasks)
-    data = np.full((len(labels), len(task_names)), np.nan)
-    text = [["" for _ in task_names] for _ in labels]
-    for i, lab in enumerate(labels):
-        for j, t in enumerate(task_names):
-            e = chosen.get(lab, {}).get(t)
-            if e is not None and e.mean is not None:
-                data[i, j] = e.mean
-                text[i][j] = f"{e.mean:.2f}"
-            else:
-                others = [x for x in tasks[t] if x.label == lab]
-                if others:
-                    text[i][j] = "failed" if any(x.status == "failed" for x in others) else "n/a"
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.6 + 1.1 * len(task_names)), 1.2 + 0.38 * len(labels)))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(task_names)), task_names, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(len(labels)):
-        for j in range(len(task_names)):
-            if text[i][j]:
-                v = data[i, j]
-                color = "white" if (not np.isnan(v) and v < 0.6) else "black"
-                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8, color=color)
-    fig.colorbar(im, ax=ax, label="main metric (test)")
-    ax.set_title("main test metric per variant and task\n(best backbone and lr, mean over seeds; grey: n/a or failed)",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _acc_vs_speed(tasks: dict[str, list[Entry]], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    markers = "osD^v<>pX*h"
-    backbones = sorted({e.backbone for es in tasks.values() for e in es})
-    colors = plt.get_cmap("tab10")
-    plotted = False
-    for ti, (task, entries) in enumerate(tasks.items()):
-        for e in entries:
-            if e.mean is None or not e.tokens_per_s:
-                continue
-            m = markers[backbones.index(e.backbone) % len(markers)]
-            ax.scatter(e.tokens_per_s, e.mean, color=colors(ti % 10), marker=m, s=36)
-            ax.annotate(e.variant, (e.tokens_per_s, e.mean), fontsize=6, xytext=(3, 2), textcoords="offset points")
-            plotted = True
-    if plotted:
-        ax.set_xscale("log")
-    ax.set_xlabel("training throughput (tokens/s, log)")
-    ax.set_ylabel("main metric (test)")
-    ax.set_ylim(-0.03, 1.05)
-    handles = [plt.Line2D([], [], color=colors(i % 10), marker="o", linestyle="", label=t)
-               for i, t in enumerate(tasks)]
-    handles += [plt.Line2D([], [], color="gray", marker=markers[i % len(markers)], linestyle="", label=b)
-                for i, b in enumerate(backbones)]
-    ax.legend(handles=handles, fontsize=7, loc="best")
-    ax.set_title("accuracy vs throughput")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _curves(task: str, entries: list[Entry], path: Path) -> bool:
-    plt = _plt()
-    series = []
-    for e in entries:
-        row = next((r for r in e.rows if r.get("status") == "ok" and r.get("curve")), None)
-        if row is not None:
-            series.append((e, row["curve"]))
-    if not series:
-        return False
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for e, curve in series:
-        pts = [p for p in curve if isinstance(p, (list, tuple)) and len(p) >= 3]
-        loss = [(p[0], p[1]) for p in pts if _num(p[1]) is not None]
-        val = [(p[0], p[2]) for p in pts if _num(p[2]) is not None]
-        style = "--" if e.variant == BASELINE else "-"
-        if loss:
-            ax_loss.plot(*zip(*loss), style, label=e.name, linewidth=1.2)
-        if val:
-            ax_val.plot(*zip(*val), style, marker=".", label=e.name, linewidth=1.2)
-    chance = next((e.chance for e in entries if e.chance is not None), None)
-    if chance is not None:
-        ax_val.axhline(chance, color="gray", linestyle=":", linewidth=1, label="chance")
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("train loss")
-    ax_val.set_xlabel("step")
-    metric = next((e.main_metric for e in entries if e.main_metric), "main")
-    ax_val.set_ylabel(_sibling_metric(metric, "val") or "validation")
-    ax_val.set_ylim(-0.03, 1.03)
-    ax_val.legend(fontsize=6, loc="best", ncol=2)
-    for ax in (ax_loss, ax_val):
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{task}: learning curves (best lr, first seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _tick_labels(tokens: Sequence[Any] | None, n: int) -> list[str] | None:
-    if not tokens or len(tokens) != n:
-        return None
-    return [str(t) for t in tokens]
-
-
-def _key_labels(am: dict[str, Any], tk: int) -> list[str] | None:
-    """Labels of the key axis: the input tokens, or for a decoder-only model that attends over
-    ``[source; separator; target[:-1]]``, those with ``|`` for the separator."""
-    keys = _tick_labels(am.get("key_tokens"), tk)
-    if keys:
-        return keys
-    src = am.get("src_tokens") or am.get("src") or []
-    tgt = am.get("tgt_tokens") or am.get("tgt") or []
-    if len(src) == tk:
-        return [str(t) for t in src]
-    if src and len(src) < tk <= len(src) + 1 + len(tgt):
-        return [str(t) for t in src] + ["|"] + [str(t) for t in tgt[: tk - len(src) - 1]]
-    return None
-
-
-def _attention(task: str, entries: list[Entry], path: Path) -> bool:
-    import numpy as np
-
-    plt = _plt()
-    maps = []
-    for e in entries:
-        row = next((r for r in e.rows if r.get("status") == "ok" and r.get("attention_map")), None)
-        if row is None:
-            continue
-        am = row["attention_map"]
-        try:
-            w = np.asarray(am.get("weights"), dtype=float)
-        except (TypeError, ValueError):
-            continue
-        if w.ndim != 2 or w.size == 0:
-            continue
-        maps.append((e, am, w))
-    if not maps:
-        return False
-    n = len(maps)
-    ncols = min(n, 4)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    for ax, (e, am, w) in zip(axes.flat, maps):
-        ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-9, float(np.nanmax(w))), aspect="auto",
-                  interpolation="nearest")
-        tq, tk = w.shape
-        xl = _key_labels(am, tk)
-        yl = _tick_labels(am.get("tgt_tokens") or am.get("query_tokens") or am.get("tgt"), tq)
-        step_x = max(1, math.ceil(tk / 24))
-        step_y = max(1, math.ceil(tq / 24))
-        ax.set_xticks(range(0, tk, step_x), (xl[::step_x] if xl else list(range(0, tk, step_x))), fontsize=6,
-                      rotation=90)
-        ax.set_yticks(range(0, tq, step_y), (yl[::step_y] if yl else list(range(0, tq, step_y))), fontsize=6)
-        ax.set_xlabel("key: " + ("input tokens" if xl else "position"), fontsize=7)
-        ax.set_ylabel("query: " + ("output tokens" if yl else "position"), fontsize=7)
-        acc = f" ({e.mean:.2f})" if e.mean is not None else ""
-        ax.set_title(f"{e.name}{acc}", fontsize=8)
-    fig.suptitle(f"{task}: attention on one test sample")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-# column names of ``attnzoo speed``'s speed.csv first, then common alternatives
-_X_KEYS = ("length", "seq_len", "T")
-_Y_KEYS = ("time_ms", "ms", "median_ms")
-_G_KEYS = ("variant", "name", "attention")
-_M_KEYS = ("peak_mb", "peak_mem_mb", "mem_mb")
-
-
-def _speed(csv_path: Path, path: Path) -> bool:
-    """The speed benchmark's scaling plot (time and memory vs sequence length per variant) from its CSV."""
-    plt = _plt()
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return False
-    cols = list(rows[0])
-    x = next((k for k in _X_KEYS if k in cols), None)
-    y = next((k for k in _Y_KEYS if k in cols), None)
-    g = next((k for k in _G_KEYS if k in cols), None)
-    if not (x and y and g):
-        return False
-    mem = next((k for k in _M_KEYS if k in cols), None)
-    series: dict[str, list[tuple[float, float, float | None]]] = {}
-    for r in rows:
-        if r.get("status") not in (None, "", "ok"):
-            continue
-        try:
-            xv, yv = float(r[x]), float(r[y])
-        except (TypeError, ValueError):
-            continue
-        mv = None
-        if mem:
-            try:
-                mv = float(r[mem])
-            except (TypeError, ValueError):
-                mv = None
-        series.setdefault(r[g], []).append((xv, yv, mv))
-    if not series:
-        return False
-    fig, axes = plt.subplots(1, 2 if mem else 1, figsize=(11 if mem else 6.5, 4.5), squeeze=False)
-    for name, pts in sorted(series.items()):
-        pts.sort()
-        axes[0][0].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name)
-        if mem:
-            mp = [(p[0], p[2]) for p in pts if p[2] is not None]
-            if mp:
-                axes[0][1].plot(*zip(*mp), marker=".", label=name)
-    axes[0][0].set_xscale("log", base=2)
-    axes[0][0].set_yscale("log")
-    axes[0][0].set_xlabel(x)
-    axes[0][0].set_ylabel(y)
-    axes[0][0].set_title("time vs sequence length")
-    axes[0][0].legend(fontsize=6, ncol=2)
-    if mem:
-        axes[0][1].set_xscale("log", base=2)
-        axes[0][1].set_yscale("log")
-        axes[0][1].set_xlabel(x)
-        axes[0][1].set_ylabel(mem)
-        axes[0][1].set_title("peak memory vs sequence length")
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 # -- the report -----------------------------------------------------------------------------
-_CSV_FIELDS = ["task", "rank", "variant", "backbone", "status", "reason", "main_metric", "mean", "std", "median",
-               "n_seeds", "values", "best_lr", "lrs", "val_mean", "length_gen", "chance", "params", "tokens_per_s",
-               "peak_mem_mb", "train_time_s", "notes"]
+_CSV_FIELDS = ["task", "rank", "variant", "backbone", "status", "reason", "main_metric", "median", "min", "max",
+               "per_seed", "solved", "n_seeds", "solve_threshold", "mean", "std", "values", "best_lr", "lrs",
+               "val_mean", "length_gen", "length_gen_median", "chance", "params", "tokens_per_s", "peak_mem_mb",
+               "train_time_s", "notes"]
 
 
 def _provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -586,25 +580,89 @@ def _provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1200px;
 padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}h3{margin-top:1.2em}
 table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
 th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}
 td.na{color:#888;font-style:italic;white-space:normal;max-width:28em}
+td.diverged,td.oom,td.failed{color:#a33}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+img.zoom{cursor:zoom-in}
+img.zoom:focus{position:fixed;inset:0;margin:0;width:100vw;height:100vh;max-width:none;object-fit:contain;
+background:rgba(255,255,255,.97);z-index:10;cursor:zoom-out;outline:none}
+p.note{font-size:12px;color:#555}
+nav.toc{font-size:14px;border:1px solid #ddd;background:#fafafa;padding:.5em 1.2em;display:inline-block}
+nav.toc ol{margin:.3em 0;padding-left:1.4em}
+ul.findings li{margin:.35em 0}
+.verdict-supported{color:#176b1f;font-weight:600}.verdict-not-supported{color:#a33;font-weight:600}
+.verdict-missing,.verdict-unknown{color:#8a6d00;font-weight:600}
+p.why{font-size:12px;color:#666;margin:.1em 0 .4em 1.5em}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}
 """
 
 
+def _anchors(tasks: Iterable[str]) -> dict[str, str]:
+    """A unique, valid HTML id per task label (``task-associative-recall``)."""
+    out: dict[str, str] = {}
+    used = {"findings", "overall", "speed", "provenance"}
+    for t in tasks:
+        base = "task-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", t).strip("-") or "x")
+        aid, i = base, 2
+        while aid in used:
+            aid, i = f"{base}-{i}", i + 1
+        used.add(aid)
+        out[t] = aid
+    return out
+
+
+def _csv_rows(tasks: dict[str, list[Entry]]) -> Iterable[dict[str, Any]]:
+    for task, entries in tasks.items():
+        rank = 0
+        for e in entries:
+            rank += e.has_number
+            s = e.summary
+            yield {
+                "task": task, "rank": rank if e.has_number else "", "variant": e.variant,
+                "backbone": e.backbone, "status": e.status, "reason": e.reason or "",
+                "main_metric": e.main_metric or "", "median": e.median,
+                "min": s.lo if s and e.has_number else None, "max": s.hi if s and e.has_number else None,
+                "per_seed": s.per_seed(4) if s else "", "solved": e.solved if s else "",
+                "n_seeds": e.n_seeds, "solve_threshold": e.threshold, "mean": e.mean, "std": e.std,
+                "values": " ".join(f"{v:.4f}" for v in e.values), "best_lr": e.best_lr,
+                "lrs": " ".join(f"{x:g}" for x in e.lrs), "val_mean": e.val_mean, "length_gen": e.long_mean,
+                "length_gen_median": e.long_summary.median if e.long_summary else None, "chance": e.chance,
+                "params": e.params, "tokens_per_s": e.tokens_per_s, "peak_mem_mb": e.peak_mem_mb,
+                "train_time_s": e.train_time_s, "notes": e.notes,
+            }
+
+
+def _html_findings(findings: list[Finding]) -> list[str]:
+    parts: list[str] = []
+    by_task: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_task.setdefault(f.task, []).append(f)
+    for task, fs in by_task.items():
+        parts.append(f"<h3>{html.escape(task)}</h3>")
+        if fs[0].context:
+            parts.append(f'<p class="note">{html.escape(fs[0].context)}</p>')
+        parts.append('<ul class="findings">')
+        for f in fs:
+            cls = "verdict-" + f.verdict.replace(" ", "-")
+            parts.append(f'<li>{html.escape(f.claim)}: <span class="{cls}">{html.escape(f.verdict_text)}</span>'
+                         + "</li>")
+            if f.why:
+                parts.append(f'<p class="why">Why expected: {html.escape(f.why)}</p>')
+        parts.append("</ul>")
+    return parts
+
+
 def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = None) -> list[Path]:
-    """Write every table and figure of ``directory`` from its ``results.jsonl``; returns the paths written."""
+    """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written."""
+    from attnzoo.leaderboard import plots
+
     d = Path(directory)
     rows = latest_rows(read_rows(d) if rows is None else rows)
     if not rows:
@@ -613,47 +671,63 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     written: list[Path] = []
     figures: dict[str, Path] = {}
 
+    _, o_rows_for_plot, chosen = overall_table(tasks)
     p = d / "heatmap.png"
-    _heatmap(tasks, p)
+    plots.heatmap(tasks, [r[0] for r in o_rows_for_plot if r[1] != ""], chosen, p)
     figures["heatmap"] = p
     p = d / "acc_vs_speed.png"
-    _acc_vs_speed(tasks, p)
+    plots.acc_vs_speed(tasks, p)
     figures["acc_vs_speed"] = p
     for task, entries in tasks.items():
         p = d / f"curves_{file_slug(task)}.png"
-        if _curves(task, entries, p):
+        if plots.curves(task, entries, p):
             figures[f"curves:{task}"] = p
         p = d / f"attention_{file_slug(task)}.png"
-        if _attention(task, entries, p):
+        if plots.attention(task, entries, p):
             figures[f"attention:{task}"] = p
     speed_csv, speed_png = d / "speed.csv", d / "speed.png"
     if speed_png.exists() and speed_csv.exists():  # `attnzoo speed --out DIR` drew it: show that one
         figures["speed"] = speed_png
     elif speed_csv.exists():
         try:
-            if _speed(speed_csv, speed_png):
+            if plots.speed(speed_csv, speed_png):
                 figures["speed"] = speed_png
                 written.append(speed_png)
         except Exception as exc:  # a CSV from another tool must not stop the report
             print(f"warning: could not plot {speed_csv}: {type(exc).__name__}: {exc}", file=sys.stderr)
     written += [p for k, p in figures.items() if k != "speed"]
 
+    # findings first: what the data say about each task's claims
+    findings = evaluate(tasks)
+    p = d / "findings.md"
+    p.write_text(findings_markdown(findings, n_rows=len(rows)), encoding="utf-8")
+    written.append(p)
+
+    def mem_note(entries: Iterable[Entry]) -> list[str]:
+        return [f"*{PEAK_MEM_NOTE}*", ""] if any(e.peak_mem_hidden for e in entries) else []
+
     # markdown
     prov = _provenance_summary(rows)
     o_headers, o_rows, _ = overall_table(tasks)
     md = ["# attnzoo leaderboard", ""]
     md += [f"- **{k}**: {v}" for k, v in prov]
-    md += ["", "Each cell: the task's main test metric, mean ± std over seeds at the learning rate that was best on "
-           "validation, for the variant's best backbone on that task (in parentheses). `none (...)` rows are the "
-           "baselines without attention. `n/a` cells say why a variant does not fit.", ""]
-    md += ["## Overall", "", _md_table(o_headers, o_rows), "", "![heatmap](heatmap.png)", "",
+    md += ["", "## Findings", "", "From [findings.md](findings.md): each task's claims checked against these "
+           "results.", ""]
+    md += [f"- {f.task}: {f.sentence}" for f in findings]
+    md += ["", "## Overall", "", "Each cell: the task's main test metric at the learning rate that was best on "
+           "validation, for the variant's best backbone on that task (in parentheses): the median over seeds, "
+           "the min–max over seeds, and how many seeds reached the task's solve threshold. A seed that diverged "
+           "or failed counts as 0 and is named. `none (...)` rows are the baselines without attention. Cells "
+           "without a number say why (`n/a: reason`, `diverged`, `oom`, `failed: reason`).", ""]
+    md += [_md_table(o_headers, o_rows), "", "![heatmap](heatmap.png)", "",
            "![accuracy vs throughput](acc_vs_speed.png)", ""]
     for task, entries in tasks.items():
         headers, trows = task_table(entries)
         chance = next((e.chance for e in entries if e.chance is not None), None)
-        md += [f"## {task}", "", f"Chance level: {_fmt(chance)}. Ranked by "
-               f"{next((e.main_metric for e in entries if e.main_metric), 'the main metric')}.", "",
-               _md_table(headers, trows), ""]
+        metric = next((e.main_metric for e in entries if e.main_metric), "the main metric")
+        md += [f"## {task}", "", f"Chance level: {_fmt(chance)}. Ranked by the median of {metric} over seeds; "
+               f"solved: a seed at ≥ {entries[0].threshold:g}.", "", _md_table(headers, trows), ""]
+        md += mem_note(entries)
         if f"curves:{task}" in figures:
             md += [f"![curves {task}]({figures[f'curves:{task}'].name})", ""]
         if f"attention:{task}" in figures:
@@ -669,50 +743,54 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     with open(p, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=_CSV_FIELDS)
         w.writeheader()
-        for task, entries in tasks.items():
-            rank = 0
-            for e in entries:
-                rank += e.status == "ok"
-                w.writerow({
-                    "task": task, "rank": rank if e.status == "ok" else "", "variant": e.variant,
-                    "backbone": e.backbone, "status": e.status, "reason": e.reason or "",
-                    "main_metric": e.main_metric or "", "mean": e.mean, "std": e.std, "median": e.median,
-                    "n_seeds": len(e.values), "values": " ".join(f"{v:.4f}" for v in e.values),
-                    "best_lr": e.best_lr, "lrs": " ".join(f"{x:g}" for x in e.lrs), "val_mean": e.val_mean,
-                    "length_gen": e.long_mean, "chance": e.chance, "params": e.params,
-                    "tokens_per_s": e.tokens_per_s, "peak_mem_mb": e.peak_mem_mb, "train_time_s": e.train_time_s,
-                    "notes": e.notes,
-                })
+        w.writerows(_csv_rows(tasks))
     written.append(p)
 
-    # html (self-contained: styles inline, images as data URIs)
+    # html (self-contained: styles inline, images as data URIs; click an image to enlarge it, pure CSS)
+    anchors = _anchors(tasks)
+    toc = [("findings", "Findings"), ("overall", "Overall")]
+    toc += [(anchors[t], t) for t in tasks]
+    toc += [("speed", "Speed")] if "speed" in figures else []
+    toc += [("provenance", "Provenance")]
     parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
              "<title>attnzoo leaderboard</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>attnzoo leaderboard</h1>", "<dl>"]
-    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in prov]
-    parts += ["</dl>", "<h2>Overall</h2>",
-              "<p>Main test metric, mean ± std over seeds at the best learning rate on validation, best backbone "
-              "in parentheses; <code>none (...)</code> rows are baselines without attention.</p>",
+             "<h1>attnzoo leaderboard</h1>", '<nav class="toc"><strong>Contents</strong><ol>']
+    parts += [f'<li><a href="#{aid}">{html.escape(text)}</a></li>' for aid, text in toc]
+    parts += ["</ol></nav>", '<h2 id="findings">Findings</h2>',
+              '<p class="note">Each task\'s claims (the contrasts it exists to show), checked against these '
+              "results; a claim the data do not support is shown as not supported, with its numbers. "
+              "The same text is in findings.md.</p>"]
+    parts += _html_findings(findings)
+    parts += ['<h2 id="overall">Overall</h2>',
+              "<p>Main test metric at the best learning rate on validation, best backbone in parentheses: median "
+              "over seeds (min–max), and how many seeds reached the task's solve threshold. A seed that diverged or "
+              "failed counts as 0 and is named. <code>none (...)</code> rows are baselines without attention.</p>",
               _html_table(o_headers, o_rows)]
 
     def img(key: str, alt: str) -> None:
         if key in figures:
-            parts.append(f'<img alt="{html.escape(alt)}" src="{_data_uri(figures[key])}">')
+            parts.append(f'<img class="zoom" tabindex="0" title="click to enlarge" alt="{html.escape(alt)}" '
+                         f'src="{plots.data_uri(figures[key])}">')
 
     img("heatmap", "accuracy heatmap, variants x tasks")
     img("acc_vs_speed", "accuracy vs throughput")
     for task, entries in tasks.items():
         headers, trows = task_table(entries)
         chance = next((e.chance for e in entries if e.chance is not None), None)
-        parts += [f"<h2>{html.escape(task)}</h2>", f"<p>Chance level: {_fmt(chance)}.</p>",
+        parts += [f'<h2 id="{anchors[task]}">{html.escape(task)}</h2>',
+                  f"<p>Chance level: {_fmt(chance)}. Solved: a seed at ≥ {entries[0].threshold:g}.</p>",
                   _html_table(headers, trows)]
+        if any(e.peak_mem_hidden for e in entries):
+            parts.append(f'<p class="note">{html.escape(PEAK_MEM_NOTE)}</p>')
         img(f"curves:{task}", f"learning curves, {task}")
         img(f"attention:{task}", f"attention maps, {task}")
     if "speed" in figures:
-        parts.append("<h2>Speed</h2>")
+        parts.append('<h2 id="speed">Speed</h2>')
         img("speed", "speed benchmark")
-    parts.append("</body></html>")
+    parts += ['<h2 id="provenance">Provenance</h2>', "<dl>"]
+    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in prov]
+    parts += ["</dl>", "</body></html>"]
     p = d / "leaderboard.html"
     p.write_text("\n".join(parts), encoding="utf-8")
     written.append(p)

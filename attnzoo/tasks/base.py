@@ -51,7 +51,7 @@ CONTRAST_KINDS: dict[str, tuple[str, ...]] = {
     "attention_beats_baseline": ("split", "backbone", "baseline_backbone", "margin"),
     # variant ``a`` (on ``backbone``) beats ``b`` (on ``b_backbone``, default the same) by ``margin``;
     # a negative margin reads "at least as good as, within -margin"
-    "variant_beats": ("a", "b", "backbone", "b_backbone", "split", "margin"),
+    "variant_beats": ("a", "b", "backbone", "b_backbone", "split", "metric", "margin"),
     # the median seed of ``variant`` reaches the task's solve threshold on ``split``
     "solves": ("variant", "backbone", "split"),
     # ``variant`` does not reach the threshold on test_long (or cannot run at another length at all)
@@ -119,10 +119,11 @@ def attention_beats_baseline(*, split: str = "test", backbone: str | None = None
 
 
 def variant_beats(a: str, b: str, *, backbone: str | None = None, b_backbone: str | None = None,
-                  split: str = "test", margin: float = 0.0, why: str = "") -> Contrast:
-    """Variant ``a``'s median is at least ``b``'s plus ``margin`` (negative: "at least as good, within")."""
+                  split: str = "test", metric: str | None = None, margin: float = 0.0, why: str = "") -> Contrast:
+    """Variant ``a``'s median is at least ``b``'s plus ``margin`` (negative: "at least as good, within");
+    ``metric`` (e.g. ``"token_acc"``) overrides the task's main metric."""
     return _contrast("variant_beats", why, a=a, b=b, backbone=backbone, b_backbone=b_backbone, split=split,
-                     margin=margin)
+                     metric=metric, margin=margin)
 
 
 def solves(variant: str, *, backbone: str | None = None, split: str = "test", why: str = "") -> Contrast:
