@@ -81,6 +81,9 @@ class AttentionSpec:
     aux_keys: tuple[str, ...] = ()
     #: Why a capability is missing, shown as "n/a: reason" by the leaderboard.
     notes: str = ""
+    #: The ``state`` to pass when a decoder calls the variant one query at a time, each call's
+    #: returned state feeding the next (Luong's local-m: ``0``, the target step t). None: no state.
+    step_state: Any = None
 
     def __post_init__(self) -> None:
         validate_name(self.name, "AttentionSpec.name")

@@ -203,17 +203,17 @@ def test_default_preset_has_the_contrasts():
     preset = load_preset("default")
     cells = expand(preset)
     runnable = [c for c in cells if c.runnable]
-    names = {c.cell["task"] for c in runnable}
+    names = {c.cell.task for c in runnable}
     assert names & {"associative-recall", "mqar"}
     assert {"copy", "sort"} <= names
-    recall = {(c.backbone, c.variant) for c in runnable if c.cell["task"] in ("associative-recall", "mqar")}
+    recall = {(c.backbone, c.variant) for c in runnable if c.cell.task in ("associative-recall", "mqar")}
     assert ("mlp", BASELINE) in recall and any(v != BASELINE for _, v in recall)
-    copy_pairs = {(c.backbone, c.variant) for c in runnable if c.cell["task"] in ("copy", "reverse")}
+    copy_pairs = {(c.backbone, c.variant) for c in runnable if c.cell.task in ("copy", "reverse")}
     assert ("seq2seq", BASELINE) in copy_pairs and any(b == "seq2seq" and v != BASELINE for b, v in copy_pairs)
-    assert any(c.backbone == "pointer" for c in runnable if c.cell["task"] == "sort")
+    assert any(c.backbone == "pointer" for c in runnable if c.cell.task == "sort")
     # equal budgets within a task
     for task in {c.task for c in runnable}:
-        budgets = {(c.cell["max_steps"], c.cell["batch_size"]) for c in runnable if c.task == task}
+        budgets = {(c.cell.max_steps, c.cell.batch_size) for c in runnable if c.task == task}
         assert len(budgets) == 1, (task, budgets)
 
 
@@ -228,12 +228,12 @@ def test_expand_has_na_rows_with_reasons_and_baselines(grid):
     assert by_pair[("sort", "mlp", BASELINE)].reason  # mlp serves tokens only
     # baselines: mlp (no attention at all) and seq2seq without attention
     assert by_pair[("copy", "mlp", BASELINE)].runnable
-    assert by_pair[("copy", "seq2seq", BASELINE)].cell["attention"] is None
+    assert by_pair[("copy", "seq2seq", BASELINE)].cell.attention is None
     # runnable cells: every seed x lr; n/a pairs once
     runs = [c for c in grid if c.runnable and c.task == "copy" and c.backbone == "seq2seq" and c.variant == "soft"]
     assert sorted((c.seed, c.lr) for c in runs) == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
-    assert runs[0].cell["attention_kwargs"] == {"width": 2}
-    assert runs[0].cell["task_kwargs"] == {"length": 3}
+    assert runs[0].cell.attention_kwargs == {"width": 2}
+    assert runs[0].cell.task_kwargs == {"length": 3}
     # sort only on the backbones its entry names
     assert {c.backbone for c in grid if c.task == "sort"} == {"pointer", "mlp"}
     ids = [c.id for c in grid]
@@ -341,7 +341,7 @@ def test_local_executor_runs_cells_in_reused_worker_processes(tmp_path, fake_pre
 def test_a_cell_that_kills_its_worker_is_retried_then_recorded(tmp_path, fake_preset, grid):
     cells = [c for c in grid if c.runnable and c.task == "copy" and c.seed == 0 and c.variant == "soft"]
     crash = copy.deepcopy(cells[0])
-    crash.id, crash.cell["task_kwargs"] = "crash", {"crash": True}
+    crash.id, crash.cell = "crash", crash.cell.replace(task_kwargs={"crash": True})
     cells = [crash, *cells]
     summary = run_grid(cells, ResultStore(tmp_path), LocalExecutor(2, fake_run_cell, max_attempts=2), fake_preset)
     rows = {r["cell_id"]: r for r in read_rows(tmp_path)}

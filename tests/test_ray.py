@@ -25,6 +25,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from attnzoo.cell import Cell  # noqa: E402
 from attnzoo.leaderboard import cli as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
@@ -57,9 +58,9 @@ def ray_env(monkeypatch):
 def _cells(n: int, **task_kwargs) -> list[GridCell]:
     out = []
     for i in range(n):
-        cell = {"task": "fake", "task_kwargs": dict(task_kwargs), "backbone": "b", "attention": "a", "seed": i,
-                "lr": 1e-3, "max_steps": 1, "trainer": {"accelerator": "cpu", "devices": 1}}
-        out.append(GridCell(f"cell{i:03d}", "fake", "b", "a", i, 1e-3, cell))
+        cell = Cell(task="fake", task_kwargs=dict(task_kwargs), backbone="b", attention="a", seed=i, lr=1e-3,
+                    max_steps=1, trainer={"accelerator": "cpu", "devices": 1})
+        out.append(GridCell(f"cell{i:03d}", "fake", "b", "a", cell))
     return out
 
 
@@ -96,12 +97,12 @@ def test_loopback_and_fingerprint_differences():
 def test_check_cells_refuses_ddp_and_missing_gpus():
     ex = RayExecutor(gpus_per_cell=0.0)
     gc = _cells(1)[0]
-    gc.cell["trainer"] = {"accelerator": "gpu", "devices": 2, "strategy": "ddp"}
+    gc.cell = gc.cell.replace(trainer={"accelerator": "gpu", "devices": 2, "strategy": "ddp"})
     with pytest.raises(RayBackendError) as info:
         ex.check_cells([gc])
     msg = str(info.value)
     assert "--gpus-per-cell is 0" in msg and "ddp_spawn" in msg and "--gpus-per-cell 2" in msg
-    gc.cell["trainer"] = {"accelerator": "gpu", "devices": 2, "strategy": "ddp_spawn"}
+    gc.cell = gc.cell.replace(trainer={"accelerator": "gpu", "devices": 2, "strategy": "ddp_spawn"})
     RayExecutor(gpus_per_cell=2).check_cells([gc])  # fine
 
 
@@ -115,7 +116,7 @@ def test_embedded_ray_matches_inline_on_real_smoke_cells():
                     key=lambda c: (c.variant not in ("scaled-dot", "dot"), c.backbone != "transformer"))[:1]
     assert len(cells) == 2, [c.label() for c in runnable]
     for gc in cells:
-        gc.cell["threads"] = 1
+        gc.cell = gc.cell.replace(threads=1)
     local = {gc.id: row for gc, row in InlineExecutor().run(cells)}
     ex = RayExecutor(jobs=2)
     try:

@@ -24,7 +24,7 @@ from torch import nn
 
 from attnzoo import plugins
 from attnzoo.errors import SpecError
-from attnzoo.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec
+from attnzoo.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec, check_fits
 from attnzoo.hookspecs import hookimpl
 from attnzoo.registry import Registry, check_kwargs
 
@@ -91,10 +91,11 @@ def create_backbone(name: str, task: Any, attention: str | None, **kwargs: Any) 
     """Build backbone ``name`` for ``task`` with variant ``attention``.
 
     :raises TypeError: unknown keyword arguments, listing the accepted ones.
-    :raises ValueError: the pair does not fit (the message carries ``spec.fits``'s reason).
+    :raises PairDoesNotFit: (a ValueError) the pair does not fit; the message carries ``spec.fits``'s reason.
     """
     spec, factory = get_backbone(name)
     check_kwargs(f"backbone {name!r}", factory, kwargs, skip=("task", "attention"))
+    check_fits(spec, task, attention)
     return factory(task, attention, **kwargs)
 
 

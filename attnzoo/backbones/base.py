@@ -209,11 +209,18 @@ def attention_spec_of(attention: str | None) -> AttentionSpec | None:
 
 
 def check_fits(spec: BackboneSpec, task: Any, attention: str | None) -> AttentionSpec | None:
-    """Raise ValueError with the reason when (task, attention) does not fit ``spec``; return the variant's spec."""
+    """Raise :class:`~attnzoo.cell.PairDoesNotFit` (a ValueError) with the spec's reason when
+    (task, attention) does not fit ``spec``; return the variant's spec.
+
+    :func:`attnzoo.backbones.create_backbone` calls it before any factory, with the same
+    decision (:func:`attnzoo.cell.fit_reason`) the grid uses for its n/a rows.
+    """
+    from attnzoo.cell import fit_reason, pair_does_not_fit
+
     aspec = attention_spec_of(attention)
-    reason = spec.fits(task.spec, aspec)
+    reason = fit_reason(spec, task.spec, aspec)
     if reason is not None:
-        raise ValueError(f"backbone {spec.name!r} cannot run task {task.spec.name!r} with attention {attention!r}: {reason}")
+        raise pair_does_not_fit(spec.name, task.spec.name, attention, reason)
     return aspec
 
 

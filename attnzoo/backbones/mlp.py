@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attnzoo.backbones.base import BackboneOutput, BackboneSpec, check_batch, check_fits
+from attnzoo.backbones.base import BackboneOutput, BackboneSpec, check_batch
 
 __all__ = ["SPEC", "MLPBackbone", "build_mlp"]
 
@@ -94,7 +94,6 @@ def build_mlp(
 ) -> MLPBackbone:
     """Build the MLP baseline for ``task``. ``attention`` must be None; ``num_heads``
     and ``attention_kwargs`` are accepted for a uniform factory signature and unused."""
-    check_fits(SPEC, task, attention)
     return MLPBackbone(
         task.vocab_size,
         task.num_classes,

@@ -29,7 +29,6 @@ from attnzoo.backbones.base import (
     BackboneOutput,
     BackboneSpec,
     check_batch,
-    check_fits,
     length_kwargs,
     longest_src,
     longest_tgt,
@@ -135,7 +134,6 @@ def build_ntm(
     A variant taking ``memory_slots`` gets at least the longest S + T of the
     task (the write head may move once per step) unless given.
     """
-    check_fits(SPEC, task, attention)
     assert attention is not None
     if num_layers != 1:
         raise ValueError(f"num_layers: the NTM backbone has one LSTM controller layer, got {num_layers}")

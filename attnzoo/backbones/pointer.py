@@ -34,7 +34,6 @@ from attnzoo.backbones.base import (
     BackboneOutput,
     BackboneSpec,
     check_batch,
-    check_fits,
 )
 from attnzoo.tasks.base import PAD
 
@@ -137,7 +136,6 @@ def build_pointer(
 ) -> PointerBackbone:
     """Build the pointer network for a pointer task. ``num_heads`` is accepted for a
     uniform factory signature and unused."""
-    check_fits(SPEC, task, attention)
     assert attention is not None
     return PointerBackbone(
         attention,

@@ -39,7 +39,6 @@ from attnzoo.backbones.base import (
     BackboneOutput,
     BackboneSpec,
     check_batch,
-    check_fits,
     length_kwargs,
     longest_src,
     teacher_inputs,
@@ -58,13 +57,15 @@ SPEC = BackboneSpec(
 )
 
 
-def step_state(attention: nn.Module) -> Any:
-    """The state to start step-by-step decoding with: ``0`` (the target step) for
-    Luong's local-m, which needs to know t when called one query at a time; None otherwise.
-    The returned state of each call is fed to the next."""
-    from attnzoo.mechanisms.local import LocalMonotonicAttention
+def step_state(attention: str | None) -> Any:
+    """The state to start step-by-step decoding with, as the variant's spec states it
+    (``AttentionSpec.step_state``: ``0``, the target step, for Luong's local-m). The returned
+    state of each call is fed to the next."""
+    if attention is None:
+        return None
+    from attnzoo.registry import get_spec
 
-    return 0 if isinstance(attention, LocalMonotonicAttention) else None
+    return get_spec(attention).step_state
 
 
 class Seq2SeqBackbone(nn.Module):
@@ -120,9 +121,11 @@ class Seq2SeqBackbone(nn.Module):
             from attnzoo.registry import create_attention
 
             self.attention = create_attention(attention, h, h, h, **(attention_kwargs or {}))
+            self.start_state = step_state(attention)
             self.W_c = nn.Linear(2 * h, h, bias=False)  # Eq. (5)
         else:
             self.attention = None
+            self.start_state = None
             self.W_c = None
         self.out = nn.Linear(h, num_classes)  # W_s, Eq. (6)
         self.record_attention = False
@@ -144,7 +147,7 @@ class Seq2SeqBackbone(nn.Module):
         key_mask = src != PAD  # (N, S)
         record = self.record_attention and self.attention is not None
         acc = AuxAccumulator()
-        att_state = step_state(self.attention) if self.attention is not None else None
+        att_state = self.start_state
         feed = enc.new_zeros(n, self.hidden)  # h~_0
         outs: list[Tensor] = []
         maps: list[Tensor] = []
@@ -186,7 +189,6 @@ def build_seq2seq(
     (single-head attention, as in the paper). Variants taking ``max_len``
     (location) get ``max_len >= the task's longest S`` unless given.
     """
-    check_fits(SPEC, task, attention)
     if attention is not None:
         attention_kwargs = length_kwargs(attention, attention_kwargs, longest_src(task))
     return Seq2SeqBackbone(

@@ -38,7 +38,6 @@ from attnzoo.backbones.base import (
     BackboneOutput,
     BackboneSpec,
     check_batch,
-    check_fits,
     length_kwargs,
     longest_src,
     longest_tgt,
@@ -184,7 +183,6 @@ def build_transformer(
         the task's training and test_long lengths (positions past the training
         length exist but are untrained: learned positions do not extrapolate).
     """
-    check_fits(SPEC, task, attention)
     assert attention is not None
     if max_len is None:
         max_len = max(512, 2 * (longest_src(task) + longest_tgt(task)))

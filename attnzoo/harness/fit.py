@@ -27,7 +27,9 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["configure_parser", "main", "parse_kwargs"]
+from attnzoo.cell import Cell, Row
+
+__all__ = ["build_cell", "configure_parser", "main", "parse_kwargs"]
 
 
 def parse_kwargs(items: list[str] | None, what: str) -> dict[str, Any]:
@@ -55,7 +57,10 @@ def parse_kwargs(items: list[str] | None, what: str) -> dict[str, Any]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Train one (task, backbone, attention) triple and print its metrics."
+    from attnzoo.cell import TRAINER_DEFAULTS, cell_default as d
+
+    parser.description = ("Train one (task, backbone, attention) triple and print its metrics. Every default is "
+                          "the attnzoo.cell.Cell field's, the same a leaderboard preset falls back to.")
     parser.add_argument("--task", required=True, help="task name (attnzoo list --tasks)")
     parser.add_argument("--backbone", default="transformer", help="backbone name (attnzoo list --backbones)")
     parser.add_argument("--attention", default=None,
@@ -64,22 +69,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-kwargs", nargs="+", metavar="KW", help="task knobs: JSON object or key=value ...")
     parser.add_argument("--backbone-kwargs", nargs="+", metavar="KW", help="backbone options (d_model=64 ...)")
     parser.add_argument("--attention-kwargs", nargs="+", metavar="KW", help="variant options")
-    parser.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (fresh batch each) [1000]")
-    parser.add_argument("--batch-size", type=int, default=64, help="examples per step (per device) [64]")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate [1e-3]")
-    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps [100]")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay [0.01]")
-    parser.add_argument("--val-every", type=int, default=None, help="validate every N steps [max_steps/10]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=d("max_steps"),
+                        help=f"optimizer steps (fresh batch each) [{d('max_steps')}]")
+    parser.add_argument("--batch-size", type=int, default=d("batch_size"),
+                        help=f"examples per step (per device) [{d('batch_size')}]")
+    parser.add_argument("--lr", type=float, default=d("lr"), help=f"peak AdamW learning rate [{d('lr'):g}]")
+    parser.add_argument("--warmup-steps", type=int, default=d("warmup_steps"),
+                        help=f"linear warmup steps [{d('warmup_steps')}]")
+    parser.add_argument("--weight-decay", type=float, default=d("weight_decay"),
+                        help=f"AdamW weight decay [{d('weight_decay'):g}]")
+    parser.add_argument("--val-every", type=int, default=d("val_every"), help="validate every N steps [max_steps/10]")
+    parser.add_argument("--seed", type=int, default=d("seed"), help=f"[{d('seed')}]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps, auto [auto]")
-    parser.add_argument("--devices", default="1", help="number of devices, or a list like 0,1 [1]")
-    parser.add_argument("--strategy", default="auto", help="auto, ddp, fsdp ... [auto]")
-    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed ... [32-true]")
+    for key, help_text in (("accelerator", "cpu, gpu, mps, auto"), ("devices", "number of devices, or a list like 0,1"),
+                           ("strategy", "auto, ddp, fsdp ..."), ("precision", "32-true, bf16-mixed, 16-mixed ...")):
+        parser.add_argument(f"--{key}", default=str(TRAINER_DEFAULTS[key]), help=f"{help_text} [{TRAINER_DEFAULTS[key]}]")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show Lightning's progress bar [on]")
     parser.add_argument("--record-attention", action="store_true", help="print one attention map after training")
-    parser.add_argument("--json", action="store_true", help="print the result row as JSON instead of a table")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result row as JSON (with the cell it ran) instead of a table")
 
 
 def _devices(raw: str) -> Any:
@@ -99,81 +108,87 @@ def _default_attention(backbone: str) -> str | None:
     return "scaled-dot"
 
 
-def _check(task: str, task_kwargs: dict, backbone: str, attention: str | None) -> str | None:
-    """Resolve the names before any training; a human error message, or None."""
-    from attnzoo.errors import UnknownNameError
-    from attnzoo.harness.module import PairDoesNotFit, resolve
-
-    try:
-        resolve(task, task_kwargs, backbone, attention)
-    except (UnknownNameError, PairDoesNotFit, TypeError, ValueError) as exc:
-        return str(exc)
-    return None
+def _fmt(v: Any, digits: int = 4) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def _si(v: float | None, unit: str) -> str:
+    """``123750.6`` -> ``124k tok/s``: three significant figures are all a timing means."""
+    if v is None:
+        return f"- {unit}"
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{prefix} {unit}"
+    return f"{v:.3g} {unit}"
 
 
-def _print_table(row: dict[str, Any], cell: dict[str, Any]) -> None:
-    main = row["main_metric"]
+def _print_table(row: Row, cell: Cell) -> None:
+    main = row.main_metric
     rows = []
-    for name, value in row["metrics"].items():
-        note = f"chance {row['chance']:.4g}" if name == main and row["chance"] is not None else ""
+    for name, value in row.metrics.items():
+        note = f"chance {row.chance:.3g}" if name == main and row.chance is not None else ""
         rows.append([name + (" *" if name == main else ""), _fmt(value), note])
     width = max([len(r[0]) for r in rows] + [6])
-    att = cell["attention"] if cell["attention"] is not None else "none"
-    print(f"\n{cell['task']} / {cell['backbone']} / {att}: {row['status']}")
+    print(f"\n{cell.task} / {cell.backbone} / {cell.variant} / seed {cell.seed} / lr {cell.lr:g}: {row.status}")
     for name, value, note in rows:
         print(f"  {name.ljust(width)}  {value:>8}  {note}")
-    per_step = (row["train_time_s"] / row["steps"]) if row["train_time_s"] and row["steps"] else None
-    print(f"  params {row['params']:,}  steps {row['steps']}  train {_fmt(row['train_time_s'])} s"
+    per_step = (row.train_time_s / row.steps) if row.train_time_s and row.steps else None
+    mem = f"peak mem {row.peak_mem_mb:.0f} MiB" if row.peak_mem_mb is not None else "peak mem: not measured on CPU"
+    params = f"{row.params:,}" if row.params is not None else "-"
+    print(f"  params {params}  steps {row.steps}  train {_fmt(row.train_time_s, 1)} s"
           + (f" ({per_step * 1000:.1f} ms/step)" if per_step else "")
-          + f"  {_fmt(row['tokens_per_s'])} tok/s  peak mem {_fmt(row['peak_mem_mb'])} MiB ({row['peak_mem_kind']})")
+          + f"  {_si(row.tokens_per_s, 'tok/s')}  {mem}")
+
+
+def build_cell(args: argparse.Namespace) -> Cell:
+    """The :class:`~attnzoo.cell.Cell` ``attnzoo fit``'s flags describe (kwargs parsed, names not yet resolved).
+
+    :raises ValueError: a ``--*-kwargs`` value that is neither ``key=value`` nor a JSON object.
+    """
+    attention = _default_attention(args.backbone) if args.attention is None else args.attention
+    attention = None if str(attention).lower() in ("none", "null", "") else attention
+    return Cell(
+        task=args.task, task_kwargs=parse_kwargs(args.task_kwargs, "--task-kwargs"),
+        backbone=args.backbone, backbone_kwargs=parse_kwargs(args.backbone_kwargs, "--backbone-kwargs"),
+        attention=attention, attention_kwargs=parse_kwargs(args.attention_kwargs, "--attention-kwargs"),
+        seed=args.seed, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, val_every=args.val_every,
+        threads=args.threads, record_attention=args.record_attention, progress=args.progress,
+        trainer={"accelerator": args.accelerator, "devices": _devices(args.devices),
+                 "strategy": args.strategy, "precision": args.precision},
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    from attnzoo.cell import CellError, PairDoesNotFit, resolve
+    from attnzoo.errors import UnknownNameError
+
     try:
-        task_kwargs = parse_kwargs(args.task_kwargs, "--task-kwargs")
-        backbone_kwargs = parse_kwargs(args.backbone_kwargs, "--backbone-kwargs")
-        attention_kwargs = parse_kwargs(args.attention_kwargs, "--attention-kwargs")
-    except ValueError as exc:
+        cell = build_cell(args)
+        resolve(cell)  # every name and kwarg checked before Lightning is imported
+    except (ValueError, CellError, PairDoesNotFit, UnknownNameError) as exc:
         print(f"attnzoo fit: {exc}", file=sys.stderr)
-        return 2
-    attention = _default_attention(args.backbone) if args.attention is None else args.attention
-    attention = None if str(attention).lower() in ("none", "null", "") else attention
-    problem = _check(args.task, task_kwargs, args.backbone, attention)
-    if problem:
-        print(f"attnzoo fit: {problem}", file=sys.stderr)
         return 2
 
     from attnzoo.harness.run import run_cell
 
-    cell = {
-        "task": args.task, "task_kwargs": task_kwargs,
-        "backbone": args.backbone, "backbone_kwargs": backbone_kwargs,
-        "attention": attention, "attention_kwargs": attention_kwargs,
-        "seed": args.seed, "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
-        "warmup_steps": args.warmup_steps, "weight_decay": args.weight_decay, "val_every": args.val_every,
-        "threads": args.threads, "record_attention": args.record_attention, "progress": args.progress,
-        "trainer": {"accelerator": args.accelerator, "devices": _devices(args.devices),
-                    "strategy": args.strategy, "precision": args.precision},
-    }
     row = run_cell(cell)
     if int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0:
-        return 0 if row["status"] == "ok" else 1
+        return 0 if row.status == "ok" else 1
     if args.json:
-        print(json.dumps(row))
+        out = row.replace(seed=cell.seed, lr=cell.lr, task=cell.task, task_name=cell.task, backbone=cell.backbone,
+                          variant=cell.variant, cell=cell.to_json())
+        print(json.dumps(out.to_json()))
     else:
         _print_table(row, cell)
-        if row["error"]:
-            print(f"\n{row['error']}", file=sys.stderr)
-        if row["attention_map"]:
-            am = row["attention_map"]
+        if row.error:
+            print(f"\n{row.error}", file=sys.stderr)
+        if args.record_attention and row.attention_map:
+            am = row.attention_map
             print(f"\nattention map (src {am['src']}, tgt {am['tgt']}):")
             for r in am["weights"]:
                 print("  " + " ".join(f"{w:.2f}" for w in r))
-    return 0 if row["status"] == "ok" else 1
+    return 0 if row.status == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ plain ``nn.Module`` built by the backbone's factory from the backbone registry
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -33,9 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from attnzoo.cell import Cell, PairDoesNotFit, Resolved, resolve
 from attnzoo.errors import AttnzooError
 from attnzoo.harness.data import default_test_splits
-from attnzoo.tasks import Task, create_task
+from attnzoo.tasks import Task
 
 __all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "build_model", "resolve"]
 
@@ -49,42 +51,22 @@ class TrainingDiverged(AttnzooError, FloatingPointError):
         super().__init__(f"training loss became {loss} at step {step}")
 
 
-class PairDoesNotFit(AttnzooError, ValueError):
-    """The backbone cannot host this (task, attention) pair; the message is the spec's reason."""
+def build_task(resolved: Resolved) -> Task:
+    """The cell's task object: its knobs (checked by :func:`attnzoo.cell.resolve`) and split sizes."""
+    cell = resolved.cell
+    task = resolved.task_class(**cell.task_kwargs)
+    for key in ("val_size", "test_size"):  # instance attributes shadow the class defaults
+        value = getattr(cell, key)
+        if value:
+            setattr(task, key, int(value))
+    return task
 
 
-def resolve(task: str | Task, task_kwargs: dict[str, Any] | None, backbone: str, attention: str | None):
-    """Look up the task, backbone and attention and check the triple fits.
-
-    :returns: ``(task, backbone_spec, attention_spec | None)``.
-    :raises UnknownNameError: an unknown name (with suggestions).
-    :raises PairDoesNotFit: ``backbone_spec.fits`` gave a reason.
-    """
-    from attnzoo.backbones import get_backbone
-    from attnzoo.registry import get_spec
-
-    if isinstance(task, Task):
-        if task_kwargs:
-            raise ValueError("task_kwargs: pass knobs only with a task name, not with a built Task")
-    else:
-        task = create_task(task, **(task_kwargs or {}))
-    spec, _ = get_backbone(backbone)
-    att_spec = get_spec(attention) if attention is not None else None
-    reason = spec.fits(task.spec, att_spec)
-    if reason:
-        raise PairDoesNotFit(
-            f"backbone {backbone!r} cannot run task {task.spec.name!r} with attention {attention!r}: {reason}"
-        )
-    return task, spec, att_spec
-
-
-def build_model(task: Task, backbone: str, attention: str | None, attention_kwargs: dict | None,
-                backbone_kwargs: dict | None) -> nn.Module:
-    """Build the backbone (``create_backbone``: unknown kwargs raise TypeError listing the accepted ones)."""
-    from attnzoo.backbones import create_backbone
-
-    return create_backbone(backbone, task, attention, attention_kwargs=dict(attention_kwargs or {}),
-                           **dict(backbone_kwargs or {}))
+def build_model(resolved: Resolved, task: Task) -> nn.Module:
+    """The backbone with the cell's variant, from the already resolved factory (kwargs checked once)."""
+    cell = resolved.cell
+    return resolved.backbone_factory(task, cell.attention, attention_kwargs=dict(cell.attention_kwargs),
+                                     **dict(cell.backbone_kwargs))
 
 
 def _sanitize(name: str) -> str:
@@ -92,54 +74,37 @@ def _sanitize(name: str) -> str:
 
 
 class AttnzooModule(L.LightningModule):
-    """Train and evaluate a backbone with an attention variant on a task.
+    """Train and evaluate a backbone with an attention variant on a task: one :class:`~attnzoo.cell.Cell`.
 
-    :param task: task name (built with ``task_kwargs``) or a built :class:`Task`.
-    :param task_kwargs: the task's knobs.
-    :param backbone: backbone name (``transformer``, ``seq2seq``, ``pointer``, ``ntm``, ``mlp``).
-    :param backbone_kwargs: the backbone factory's options (``d_model``, ``num_layers``, ...).
-    :param attention: attention variant name, or None for an attention-less baseline.
-    :param attention_kwargs: the variant's options.
-    :param lr: peak learning rate of AdamW.
-    :param weight_decay: AdamW weight decay (applied to parameters with >= 2 dims).
-    :param warmup_steps: linear warmup from ``lr/warmup_steps`` to ``lr``.
-    :param max_steps: length of the cosine decay (should equal the Trainer's ``max_steps``).
-    :param baseline_decay: decay of the REINFORCE moving-average baseline.
-    :param entropy_coef: weight of the entropy bonus for sampled attention (REINFORCE only).
-    :param seed: seeds the fixed sample batch for :meth:`attention_maps`.
+    Everything it reads (names, kwargs, learning rate, schedule, estimator
+    options) comes from the cell, so ``attnzoo fit``, ``attnzoo bench`` and a
+    checkpoint reload all train the same thing::
+
+        AttnzooModule(Cell(task="copy", backbone="seq2seq", attention="additive", lr=3e-3))
+
+    :param cell: the cell (or its JSON mapping; stored as the checkpoint's hyperparameters).
+    :param task: an already built task to use instead of building ``cell.task`` (tests, notebooks);
+        its spec name must be ``cell.task``.
+    :raises CellError: unknown names or kwargs (every mismatch listed).
+    :raises PairDoesNotFit: the backbone cannot host the pair (its spec's reason).
     """
 
-    def __init__(
-        self,
-        task: str | Task = "copy",
-        task_kwargs: dict[str, Any] | None = None,
-        backbone: str = "transformer",
-        backbone_kwargs: dict[str, Any] | None = None,
-        attention: str | None = "scaled-dot",
-        attention_kwargs: dict[str, Any] | None = None,
-        *,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        max_steps: int = 1000,
-        baseline_decay: float = 0.9,
-        entropy_coef: float = 1e-3,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, cell: Cell | Mapping[str, Any], *, task: Task | None = None) -> None:
         super().__init__()
-        task_obj, spec, att_spec = resolve(task, task_kwargs, backbone, attention)
-        if isinstance(task, Task):
-            # Store the name and knobs so a checkpoint can rebuild it by name.
-            task_kwargs = task.knobs()
-            task = task.spec.name
-        self.save_hyperparameters()
+        cell = Cell.from_json(cell)
+        resolved = resolve(cell)
+        if task is not None and task.spec.name != cell.task:
+            raise ValueError(f"task: the built task is {task.spec.name!r} but the cell says {cell.task!r}")
+        task_obj = task if task is not None else build_task(resolved)
+        self.save_hyperparameters({"cell": cell.to_json()})
+        self.cell = cell
         self.task = task_obj
-        self.backbone_spec = spec
-        self.attention_spec = att_spec
-        self.model = build_model(task_obj, backbone, attention, attention_kwargs, backbone_kwargs)
+        self.backbone_spec = resolved.backbone_spec
+        self.attention_spec = resolved.attention_spec
+        self.model = build_model(resolved, task_obj)
         #: test dataloaders in order (dataloader_idx -> split); no test_long for fixed-length models
         self.test_splits: tuple[str, ...] = tuple(
-            s for s in default_test_splits(task_obj) if spec.fits_split(s) is None
+            s for s in default_test_splits(task_obj) if resolved.backbone_spec.fits_split(s) is None
         )
         self.main_metric = f"test/{task_obj.spec.metric}"
 
@@ -190,9 +155,9 @@ class AttnzooModule(L.LightningModule):
             self.baseline_ready.fill_(True)
         advantage = reward - self.baseline
         term = -(advantage * log_prob).mean()
-        if "entropy" in aux and self.hparams.entropy_coef:
-            term = term - self.hparams.entropy_coef * aux["entropy"].mean()
-        decay = self.hparams.baseline_decay
+        if "entropy" in aux and self.cell.entropy_coef:
+            term = term - self.cell.entropy_coef * aux["entropy"].mean()
+        decay = self.cell.baseline_decay
         self.baseline.mul_(decay).add_((1 - decay) * reward.mean())
         return term
 
@@ -214,7 +179,7 @@ class AttnzooModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.cell
         decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -307,7 +272,7 @@ class AttnzooModule(L.LightningModule):
             for sample 0, or None when the backbone records no attention.
         """
         if sample is None:
-            g = torch.Generator().manual_seed(int(self.hparams.seed) + 4_000_037)
+            g = torch.Generator().manual_seed(int(self.cell.seed) + 4_000_037)
             sample = self.task.generate(1, g)
         src = sample["src"][:1].to(self.device)
         tgt = sample["tgt"][:1].to(self.device)

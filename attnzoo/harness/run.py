@@ -1,29 +1,19 @@
-"""``run_cell``: one (task, backbone, attention, seed) cell in, one JSON-able row out.
+"""``run_cell``: one :class:`~attnzoo.cell.Cell` in, one :class:`~attnzoo.cell.Row` out.
 
-This is what the leaderboard calls for every cell of its grid. It never raises:
-an unknown name or an exception becomes ``status="failed"`` with the last lines
-of the traceback, a NaN/inf training loss stops training at once and gives
-``"diverged"``, out-of-memory gives ``"oom"``, and a pair the backbone cannot
-host gives ``"n/a"`` with the spec's reason. Lightning is imported only when a
-cell runs, and its info logs and warnings are silenced while it does.
+This is what the leaderboard calls for every cell of its grid and what
+``attnzoo fit`` calls for its one cell. It never raises: an unknown name or a
+bad kwarg (:class:`~attnzoo.cell.CellError`) or an exception becomes
+``status="failed"`` with the last lines of the traceback, a NaN/inf training
+loss stops training at once and gives ``"diverged"``, out-of-memory gives
+``"oom"``, and a pair the backbone cannot host gives ``"n/a"`` with the spec's
+reason. Lightning is imported only when a cell runs, and its info logs and
+warnings are silenced while it does (unless ``cell.verbose``).
 
-Cell keys (all but ``task`` and ``backbone`` optional)::
-
-    task, task_kwargs, backbone, backbone_kwargs, attention, attention_kwargs,
-    seed (0), max_steps (1000), batch_size (64), lr (1e-3), warmup_steps (100),
-    weight_decay (0.01), val_every (max_steps // 10), eval_batch_size, val_size and
-    test_size (override the task's fixed split sizes, e.g. 64 in smoke tests), entropy_coef,
-    baseline_decay, trainer ({"accelerator", "devices", "precision", "strategy", ...}
-    passed to lightning.Trainer), disabled_plugins ([]), record_attention (False),
-    threads (None: leave torch's thread count), progress (False: Lightning's bar),
-    verbose (False: Lightning's info logs and warnings are silenced)
-
-Row keys: see ``attnzoo/.notes``/INTERFACES.md and :func:`run_cell`. Memory:
-``peak_mem_mb`` is CUDA ``max_memory_allocated`` on a GPU; on CPU it is how far
-the process's resident set rose above its size at the start of the cell (Linux
-``VmHWM`` after resetting it through ``/proc/self/clear_refs``; elsewhere the
-growth of ``ru_maxrss``, which reads 0 once an earlier cell peaked higher).
-``peak_mem_kind`` says which.
+Memory: ``peak_mem_mb`` is CUDA ``max_memory_allocated`` on a GPU
+(``peak_mem_kind="cuda_max_allocated"``). On the CPU it is left empty
+(``peak_mem_kind="none (CPU)"``): the process's resident set in a worker that
+is reused between cells rises once and then stays, so neither its growth nor
+its high-water mark is the cell's own peak.
 """
 
 from __future__ import annotations
@@ -31,62 +21,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["run_cell", "DEFAULTS"]
+from attnzoo.cell import Cell, CellError, PairDoesNotFit, Row
 
-#: defaults for missing cell keys
-DEFAULTS: dict[str, Any] = {
-    "task_kwargs": {},
-    "backbone_kwargs": {},
-    "attention": None,
-    "attention_kwargs": {},
-    "seed": 0,
-    "max_steps": 1000,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "warmup_steps": 100,
-    "weight_decay": 0.01,
-    "val_every": None,
-    "eval_batch_size": None,
-    "val_size": None,
-    "test_size": None,
-    "entropy_coef": 1e-3,
-    "baseline_decay": 0.9,
-    "trainer": {},
-    "disabled_plugins": [],
-    "record_attention": False,
-    "threads": None,
-    "progress": False,
-    "verbose": False,
-}
+__all__ = ["run_cell"]
 
-_TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "strategy": "auto"}
 _ERROR_LINES = 12
-
-
-def _empty_row() -> dict[str, Any]:
-    return {
-        "status": "failed",
-        "error": None,
-        "metrics": {},
-        "main_metric": None,
-        "main_value": None,
-        "chance": None,
-        "params": None,
-        "steps": 0,
-        "train_time_s": None,
-        "tokens_per_s": None,
-        "peak_mem_mb": None,
-        "peak_mem_kind": None,
-        "curve": [],
-        "attention_map": None,
-    }
+#: what peak_mem_kind says on the CPU, where no per-cell peak is measured (see the module docstring)
+CPU_PEAK_KIND = "none (CPU)"
 
 
 def _tail(exc: BaseException) -> str:
@@ -168,46 +115,6 @@ def _keep_determinism() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-class _CpuPeak:
-    """Peak resident memory of this process during a block, minus its size at the start (MiB)."""
-
-    def __init__(self) -> None:
-        import resource  # POSIX only; imported here so this module imports anywhere
-
-        self._resource = resource
-        self.kind = "cpu_rss_peak_delta"
-        self.start_rss = self._status("VmRSS")
-        self.start_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.reset_ok = False
-        if self.start_rss is not None:
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-                self.reset_ok = True
-            except OSError:
-                pass
-
-    @staticmethod
-    def _status(field: str) -> float | None:
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        return float(line.split()[1]) / 1024  # kB -> MiB
-        except OSError:
-            return None
-        return None
-
-    def peak_mb(self) -> float:
-        if self.reset_ok:
-            hwm = self._status("VmHWM")
-            if hwm is not None and self.start_rss is not None:
-                return max(0.0, hwm - self.start_rss)
-        scale = 2**20 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux -> MiB
-        maxrss = self._resource.getrusage(self._resource.RUSAGE_SELF).ru_maxrss
-        return max(0.0, (maxrss - self.start_maxrss) / scale)
-
-
 def _make_timer_callback():
     import lightning as L
 
@@ -244,43 +151,43 @@ def _make_timer_callback():
     return TrainTimer()
 
 
-def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate one cell; return its row. Never raises.
+def run_cell(cell: Cell | Mapping[str, Any]) -> Row:
+    """Train and evaluate one cell; return its row. Never raises (Ctrl-C excepted).
 
-    :param cell: see the module docstring (INTERFACES.md "Harness").
-    :returns: ``{"status", "error", "metrics", "main_metric", "main_value",
-        "chance", "params", "steps", "train_time_s", "tokens_per_s",
-        "peak_mem_mb", "peak_mem_kind", "curve", "attention_map"}``.
+    :param cell: a :class:`~attnzoo.cell.Cell`, or its JSON mapping (checked by ``Cell.from_json``).
+    :returns: the :class:`~attnzoo.cell.Row`: status, error, metrics, main metric and value, chance,
+        params, steps, train time, tokens/s, peak memory, curve and attention map.
     """
-    row = _empty_row()
+    row: dict[str, Any] = {}
     try:
-        cfg = {**DEFAULTS, **{k: v for k, v in cell.items() if v is not None or k == "attention"}}
+        cell = Cell.from_json(cell)
         with (
-            _quiet(not cfg["verbose"]),
-            _plugins(list(cfg["disabled_plugins"])),
-            _threads(cfg["threads"]),
+            _quiet(not cell.verbose),
+            _plugins(list(cell.disabled_plugins)),
+            _threads(cell.threads),
             _keep_determinism(),
         ):
-            _run(cfg, row)
+            _run(cell, row)
     except BaseException as exc:  # noqa: BLE001 - a row, never a crash (KeyboardInterrupt re-raised below)
         if isinstance(exc, KeyboardInterrupt):
             raise
         _fail(row, exc)
-    return row
+    return Row(**row)
 
 
 def _fail(row: dict[str, Any], exc: BaseException) -> None:
     row["error"] = _tail(exc)
+    row["status"] = "failed"
+    if isinstance(exc, (CellError, PairDoesNotFit)):
+        row["status"] = "n/a" if isinstance(exc, PairDoesNotFit) else "failed"
+        row["error"] = str(exc)
+        return
     try:  # the module imports Lightning; if that is what failed, the row is plainly "failed"
-        from attnzoo.harness.module import PairDoesNotFit, TrainingDiverged
+        from attnzoo.harness.module import TrainingDiverged
     except Exception:  # noqa: BLE001
-        row["status"] = "failed"
         return
     if isinstance(exc, TrainingDiverged):
         row["status"] = "diverged"
-        row["error"] = str(exc)
-    elif isinstance(exc, PairDoesNotFit):
-        row["status"] = "n/a"
         row["error"] = str(exc)
     elif _is_oom(exc):
         row["status"] = "oom"
@@ -288,39 +195,27 @@ def _fail(row: dict[str, Any], exc: BaseException) -> None:
         row["status"] = "failed"
 
 
-def _run(cfg: dict[str, Any], row: dict[str, Any]) -> None:
+def _run(cell: Cell, row: dict[str, Any]) -> None:
     import lightning as L
     import torch
 
     from attnzoo.harness.data import TaskDataModule
     from attnzoo.harness.module import AttnzooModule
 
-    seed = int(cfg["seed"])
-    max_steps = int(cfg["max_steps"])
-    val_every = int(cfg["val_every"] or max(1, max_steps // 10))
-    val_every = min(val_every, max_steps)
-    L.seed_everything(seed, workers=True, verbose=False)
+    max_steps = cell.max_steps
+    val_every = min(cell.val_every or max(1, max_steps // 10), max_steps)
+    L.seed_everything(cell.seed, workers=True, verbose=False)
 
-    module = AttnzooModule(
-        cfg["task"], cfg["task_kwargs"], cfg["backbone"], cfg["backbone_kwargs"],
-        cfg["attention"], cfg["attention_kwargs"],
-        lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]), warmup_steps=int(cfg["warmup_steps"]),
-        max_steps=max_steps, baseline_decay=float(cfg["baseline_decay"]),
-        entropy_coef=float(cfg["entropy_coef"]), seed=seed,
-    )
+    module = AttnzooModule(cell)
     task = module.task
-    for key in ("val_size", "test_size"):  # instance attributes shadow the class defaults
-        if cfg[key]:
-            setattr(task, key, int(cfg[key]))
     row["main_metric"] = module.main_metric
     row["chance"] = float(task.chance())
     row["params"] = int(sum(p.numel() for p in module.model.parameters()))
-    dm = TaskDataModule(task, int(cfg["batch_size"]), seed, eval_batch_size=cfg["eval_batch_size"],
+    dm = TaskDataModule(task, cell.batch_size, cell.seed, eval_batch_size=cell.eval_batch_size,
                         test_splits=module.test_splits)
 
-    trainer_opts = {**_TRAINER_DEFAULTS, **(cfg["trainer"] or {})}
-    accel = str(trainer_opts.get("accelerator", "cpu"))
-    on_cpu = accel == "cpu" or (accel == "auto" and not torch.cuda.is_available())
+    trainer_opts = cell.trainer_options()
+    on_cpu = cell.on_cpu()
     trainer_opts.setdefault("deterministic", on_cpu)
     timer = _make_timer_callback()
     callbacks = [timer, *trainer_opts.pop("callbacks", [])]
@@ -329,7 +224,7 @@ def _run(cfg: dict[str, Any], row: dict[str, Any]) -> None:
         val_check_interval=val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        enable_progress_bar=bool(cfg["progress"]),
+        enable_progress_bar=cell.progress,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -341,9 +236,6 @@ def _run(cfg: dict[str, Any], row: dict[str, Any]) -> None:
     cuda = not on_cpu and torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-        cpu_peak = None
-    else:
-        cpu_peak = _CpuPeak()
 
     try:
         trainer.fit(module, datamodule=dm)
@@ -362,13 +254,13 @@ def _run(cfg: dict[str, Any], row: dict[str, Any]) -> None:
         row["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 2)
         row["peak_mem_kind"] = "cuda_max_allocated"
     else:
-        row["peak_mem_mb"] = round(cpu_peak.peak_mb(), 2)
-        row["peak_mem_kind"] = cpu_peak.kind
+        row["peak_mem_mb"] = None
+        row["peak_mem_kind"] = CPU_PEAK_KIND
 
     metrics = {k: float(v) for k, v in sorted(module.results.items())}
     row["metrics"] = metrics
     row["main_value"] = metrics.get(module.main_metric)
-    if cfg["record_attention"]:
+    if cell.record_attention:
         row["attention_map"] = module.attention_maps()
     row["status"] = "ok"
     row["error"] = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from attnzoo.errors import AttnzooError
-from attnzoo.leaderboard.grid import (GridCell, PresetError, expand, list_presets, load_preset,
+from attnzoo.leaderboard.grid import (FilterError, GridCell, PresetError, expand, list_presets, load_preset,
                                       parse_shard, shard)
 from attnzoo.leaderboard.store import RESULTS, ResultStore, finished_ids, merge, read_rows
 
@@ -118,11 +118,31 @@ def _print_grid(cells: list[GridCell], done: set[str]) -> None:
         finished = sum(gc.id in done for gc in gcs)
         n_run += len(gcs)
         n_done += finished
-        steps = gcs[0].cell.get("max_steps")
+        steps = gcs[0].cell.max_steps
         extra = f", {finished} done" if finished else ""
         print(f"run   {name}  seeds {','.join(map(str, seeds))} x lr {','.join(f'{x:g}' for x in lrs)} "
               f"x {steps} steps ({len(gcs)} cell(s){extra})")
     print(f"\n{n_run} cell(s) to train ({n_done} already done), {n_na} n/a pair(s)")
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why results cannot be written under ``out`` (checked before any cell trains), or None."""
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is" if parent == out else f"has {parent}, which is"
+                return f"--out {out}: {what} a file, not a directory; pick another --out"
+            probe = parent / f".attnzoo-write-test-{os.getpid()}"
+            try:
+                if parent == out:
+                    probe.write_bytes(b"")
+                    probe.unlink()
+                else:
+                    out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return f"--out {out}: cannot write there ({exc.strerror or exc}); pick another --out"
+            return None
+    return None
 
 
 def _is_empty(d: Path) -> bool:
@@ -161,7 +181,8 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
               argv: list[str] | None = None) -> int:
     """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
     from attnzoo.leaderboard.progress import make_progress
-    from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, cpu_count, resume_hint, run_grid
+    from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, cpu_count, executor_from_args
+    from attnzoo.leaderboard.runner import resume_hint, run_grid
 
     trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
     overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
@@ -170,8 +191,12 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     except (PresetError, FileNotFoundError) as exc:
         _err(str(exc))
         return 2
-    cells = expand(preset, variants=_patterns(args.variants), tasks=_patterns(args.tasks),
-                   backbones=_patterns(args.backbones), catalog=catalog)
+    try:
+        cells = expand(preset, variants=_patterns(args.variants), tasks=_patterns(args.tasks),
+                       backbones=_patterns(args.backbones), catalog=catalog)
+    except FilterError as exc:
+        _err(str(exc))
+        return 2
     shard_tag = ""
     if args.shard:
         try:
@@ -182,12 +207,16 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         cells = shard(cells, i, n)
         shard_tag = f"-shard{i}of{n}"
     out = Path(args.out or Path("bench-out") / f"{preset.name}{shard_tag}")
+    problem = _unwritable(out) if not args.dry_run else None
+    if problem:
+        _err(problem)
+        return 2
     store = ResultStore(out)
     existing = read_rows(out) if out.exists() else []
     if args.dry_run:
         print(f"preset {preset.name} ({preset.source}), config hash {preset.config_hash()}, out {out}")
-        if preset.data.get("description"):
-            print(str(preset.data["description"]).strip())
+        if preset.description:
+            print(preset.description)
         print()
         _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed))
         return 0
@@ -209,16 +238,14 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         _err("--retry-failed only makes sense with --resume")
         return 2
     for gc in cells:
-        gc.cell["progress"] = bool(args.progress)
+        gc.cell = gc.cell.replace(progress=bool(args.progress))
     jobs = args.jobs
     if jobs is None:  # small models train best as one single-threaded cell per core
-        jobs = cpu_count() if preset.data["trainer"].get("accelerator") == "cpu" else 1
+        jobs = cpu_count() if preset.trainer.get("accelerator") == "cpu" else 1
     if jobs < 1:
         _err(f"--jobs must be >= 1, got {jobs}")
         return 2
     if executor is None:
-        from attnzoo.leaderboard.ray_backend import executor_from_args
-
         try:
             executor = executor_from_args(args, jobs=jobs, run_cell=args.run_cell or DEFAULT_RUN_CELL)
         except AttnzooError as exc:

@@ -1,12 +1,16 @@
-"""Presets (YAML) -> a validated grid of cells.
+"""Presets (YAML) -> a validated :class:`Preset` -> :class:`GridCell` entries, each holding a :class:`~attnzoo.cell.Cell`.
 
 A preset names the tasks (with their knobs), the backbones (with their
-kwargs), the variant patterns, the seeds and one training budget (steps, batch
-size, a small learning-rate grid). :func:`load_preset` checks it against the
-real signatures and raises one :class:`PresetError` listing every mismatch
-(torchtune style); :func:`expand` turns it into cells, one per
-task x backbone x variant x seed x learning rate, plus one ``"n/a"`` cell per
+kwargs), the variant patterns, the seeds and one training budget per task
+(steps, batch size, a small learning-rate grid). :func:`load_preset` checks it
+against the real signatures and raises one :class:`PresetError` listing every
+mismatch (torchtune style); :func:`expand` turns it into cells, one per
+task x backbone x variant x seed x learning rate, plus one ``"n/a"`` entry per
 task x backbone x variant pair that does not fit, carrying the reason.
+
+A key a preset leaves out takes the :class:`~attnzoo.cell.Cell` field's
+default (the one place defaults live), so ``attnzoo fit`` and ``attnzoo bench``
+cannot disagree on one.
 
 Example preset::
 
@@ -31,18 +35,21 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnzoo.cell import (TRAINER_DEFAULTS, TRAINER_KEYS, Catalog, Cell, Row, backbone_kwarg_problems,
+                          budget_problems, canonical_json, cell_default, digest, fit_reason)
 from attnzoo.errors import AttnzooError, close_matches
 
 __all__ = [
     "PresetError",
+    "FilterError",
     "Preset",
+    "TaskEntry",
+    "Budget",
     "GridCell",
     "Catalog",
     "PRESET_DIR",
@@ -66,7 +73,7 @@ BASELINE = "none"
 #: where the built-in presets live (the source tree's benchmarks/presets)
 PRESET_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "presets"
 
-#: cell keys a preset's ``training`` section may set (run_cell's other options)
+#: Cell fields a preset's ``training`` section may set for every cell
 TRAINING_KEYS = ("weight_decay", "eval_batch_size", "entropy_coef", "baseline_decay")
 
 #: top-level preset keys and what they mean (also the error message's listing)
@@ -87,37 +94,30 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "backbones": "backbone name -> kwargs (d_model, num_layers, num_heads, ...)",
     "tasks": "label -> {task, knobs, backbones, variants, max_steps, batch_size, lrs, warmup_steps, val_every}",
     "disabled_plugins": "plugins the workers must not load",
-    "training": f"other run_cell options for every cell: {', '.join(TRAINING_KEYS)}",
+    "training": f"other Cell options for every cell: {', '.join(TRAINING_KEYS)}",
 }
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
 TASK_KEYS = ("task", "knobs", "backbones", "variants", "max_steps", "batch_size", "lrs", "warmup_steps", "val_every")
 _BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "val_every")
 
-#: Trainer options a preset may set (run_cell hands them to lightning.Trainer; it sets
-#: max_steps, gradient clipping, logging and the progress bar itself)
-TRAINER_KEYS = ("accelerator", "devices", "precision", "strategy", "num_nodes", "accumulate_grad_batches",
-                "deterministic")
-#: arguments every backbone factory takes besides its own kwargs
-BACKBONE_COMMON_KWARGS = ("d_model", "num_layers", "num_heads")
 
-DEFAULTS: dict[str, Any] = {
-    "seeds": 1,
-    "max_steps": 200,
-    "batch_size": 32,
-    "lrs": [3e-3],
-    "warmup_steps": 10,
-    "val_every": 50,
-    "record_attention": True,
-    "trainer": {"accelerator": "cpu", "devices": 1, "precision": "32-true", "strategy": "auto"},
-    "variants": ["*"],
-    "baselines": True,
-    "attention_kwargs": {},
-    "disabled_plugins": [],
-}
-
-#: cell keys that do not change what a cell computes (left out of its id)
-_NON_IDENTITY_CELL_KEYS = ("threads", "record_attention", "progress")
+def _preset_defaults() -> dict[str, Any]:
+    """What a preset's missing keys mean: the budget from Cell's defaults, plus the preset's own selection keys."""
+    return {
+        "seeds": 1,
+        "max_steps": cell_default("max_steps"),
+        "batch_size": cell_default("batch_size"),
+        "lrs": [cell_default("lr")],
+        "warmup_steps": cell_default("warmup_steps"),
+        "val_every": cell_default("val_every"),
+        "record_attention": cell_default("record_attention"),
+        "trainer": dict(TRAINER_DEFAULTS),
+        "variants": ["*"],
+        "baselines": True,
+        "attention_kwargs": {},
+        "disabled_plugins": [],
+    }
 
 
 class PresetError(AttnzooError, ValueError):
@@ -130,76 +130,51 @@ class PresetError(AttnzooError, ValueError):
         super().__init__(f"preset {source}: {len(self.problems)} problem(s):\n{lines}")
 
 
-# -- canonical JSON and ids ----------------------------------------------------
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no spaces: the same config always gives the same text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+class FilterError(AttnzooError, ValueError):
+    """A ``--variants`` / ``--tasks`` / ``--backbones`` pattern that matches nothing (``problems`` says which)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
-def _digest(obj: Any, n: int = 12) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+# -- ids -------------------------------------------------------------------------
+def cell_id(cell: Mapping[str, Any] | Cell, label: str | None = None) -> str:
+    """Stable id of a cell: a hash of what it computes (see :meth:`Cell.identity`)."""
+    if not isinstance(cell, Cell):
+        data = dict(cell)
+        label = label or data.pop("task_label", None)
+        cell = Cell.from_json(data)
+    return cell.id(label)
 
 
-def cell_id(cell: Mapping[str, Any]) -> str:
-    """Stable id of a cell: a hash of its canonical config, without options that do not change results."""
-    return _digest({k: v for k, v in cell.items() if k not in _NON_IDENTITY_CELL_KEYS})
+# -- presets ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """One task's training budget: the same for every variant in it."""
+
+    max_steps: int
+    batch_size: int
+    lrs: tuple[float, ...]
+    warmup_steps: int
+    val_every: int | None
 
 
-# -- the catalog: what is registered --------------------------------------------
-class Catalog:
-    """Read access to the task, backbone and attention registries.
+@dataclass(frozen=True)
+class TaskEntry:
+    """One entry of a preset's ``tasks``: a label, the registered task, its knobs and budget."""
 
-    The default reads the real registries (plugins included); tests pass a
-    subclass with fakes.
-    """
-
-    def task_names(self) -> list[str]:
-        from attnzoo.tasks import list_tasks
-
-        return list_tasks()
-
-    def task_class(self, name: str) -> Any:
-        from attnzoo.tasks import get_task_class
-
-        return get_task_class(name)
-
-    def backbone_names(self) -> list[str]:
-        from attnzoo.backbones import list_backbones
-
-        return list_backbones()
-
-    def backbone(self, name: str) -> tuple[Any, Any]:
-        """``(BackboneSpec, factory)``."""
-        from attnzoo.backbones import get_backbone
-
-        return get_backbone(name)
-
-    def variant_names(self) -> list[str]:
-        from attnzoo.registry import list_attention
-
-        return list_attention()
-
-    def variant(self, name: str) -> tuple[Any, Any]:
-        """``(AttentionSpec, factory)``."""
-        from attnzoo.registry import get_entry
-
-        entry = get_entry(name)
-        return entry.spec, entry.factory
+    label: str
+    task: str
+    knobs: dict[str, Any]
+    budget: Budget
+    backbones: tuple[str, ...] | None = None  # patterns over the preset's backbones
+    variants: tuple[str, ...] | None = None   # patterns over registered variants
 
 
-def _accepted(factory: Any, skip: Iterable[str] = ()) -> dict[str, Any] | None:
-    from attnzoo.registry import accepted_kwargs
-
-    accepted = accepted_kwargs(factory)
-    if accepted is None:
-        return None
-    return {k: v for k, v in accepted.items() if k not in set(skip)}
-
-
-# -- presets -------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Preset:
-    """A validated preset: plain data, JSON-able through :meth:`to_dict`."""
+    """A validated preset: typed sections, plus the mapping they came from (``data``, for the hash and --dry-run)."""
 
     name: str
     source: str
@@ -209,8 +184,50 @@ class Preset:
         return self.data[key]
 
     @property
+    def description(self) -> str:
+        return str(self.data.get("description") or "").strip()
+
+    @property
     def seeds(self) -> list[int]:
         return _seed_list(self.data["seeds"])
+
+    @property
+    def trainer(self) -> dict[str, Any]:
+        return {**TRAINER_DEFAULTS, **dict(self.data.get("trainer") or {})}
+
+    @property
+    def variants(self) -> list[str]:
+        return _patterns(self.data.get("variants", ["*"])) or []
+
+    @property
+    def baselines(self) -> bool:
+        return bool(self.data.get("baselines", True))
+
+    @property
+    def backbones(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(kw or {}) for name, kw in (self.data.get("backbones") or {}).items()}
+
+    @property
+    def tasks(self) -> list[TaskEntry]:
+        out = []
+        for label, entry in (self.data.get("tasks") or {}).items():
+            entry = dict(entry or {})
+            budget = {k: entry.get(k, self.data.get(k)) for k in _BUDGET_KEYS}
+            budget["lrs"] = tuple(float(x) for x in budget["lrs"])
+            pats = {k: _patterns(entry.get(k)) for k in ("backbones", "variants")}
+            out.append(TaskEntry(label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
+                                 tuple(pats["backbones"]) if pats["backbones"] is not None else None,
+                                 tuple(pats["variants"]) if pats["variants"] is not None else None))
+        return out
+
+    def cell_options(self) -> dict[str, Any]:
+        """The Cell fields every cell of this preset shares (trainer, plugins, training section)."""
+        return {
+            "trainer": self.trainer,
+            "disabled_plugins": tuple(self.data.get("disabled_plugins") or ()),
+            "record_attention": bool(self.data.get("record_attention", cell_default("record_attention"))),
+            **dict(self.data.get("training") or {}),
+        }
 
     def config_hash(self) -> str:
         return config_hash(self.data)
@@ -237,7 +254,7 @@ def config_hash(data: Mapping[str, Any]) -> str:
     for label, entry in dict(keep.get("tasks") or {}).items():
         tasks[label] = {k: v for k, v in dict(entry or {}).items() if k not in ("backbones", "variants")}
     keep["tasks"] = tasks
-    return _digest(keep)
+    return digest(keep)
 
 
 def list_presets() -> list[str]:
@@ -251,6 +268,8 @@ def preset_path(name_or_path: str | Path) -> Path:
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
             raise FileNotFoundError(f"preset file {p} does not exist")
+        if p.is_dir():
+            raise FileNotFoundError(f"preset {p} is a directory; pass a .yaml file or a built-in name")
         return p
     candidate = PRESET_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -264,6 +283,26 @@ def preset_path(name_or_path: str | Path) -> Path:
     )
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PresetError(str(path), [f"not valid YAML: {where}{problem}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(str(path), [f"cannot read the file: {exc}"]) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PresetError(str(path), [f"the file must hold a mapping of keys, got {type(raw).__name__}"])
+    return raw
+
+
 def load_preset(
     name_or_path: str | Path | Mapping[str, Any],
     *,
@@ -274,24 +313,21 @@ def load_preset(
 
     :param overrides: top-level keys replacing the file's (the CLI's ``--steps``,
         ``--seeds``, trainer options merged into ``trainer``).
-    :raises PresetError: listing every mismatch at once.
+    :raises PresetError: listing every mismatch at once (a file that is not valid YAML included).
+    :raises FileNotFoundError: an unknown preset name (with close matches) or a missing file.
     """
     if isinstance(name_or_path, Mapping):
         raw = copy.deepcopy(dict(name_or_path))
         source = str(raw.get("name", "<mapping>"))
         stem = source
     else:
-        import yaml
-
         path = preset_path(name_or_path)
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-        if not isinstance(raw, dict):
-            raise PresetError(str(path), [f"the file must hold a mapping of keys, got {type(raw).__name__}"])
+        raw = _read_yaml(path)
         source = str(path)
         stem = path.stem
-    data = {**copy.deepcopy(DEFAULTS), **raw}
-    data["trainer"] = {**DEFAULTS["trainer"], **dict(raw.get("trainer") or {})}
+    defaults = _preset_defaults()
+    data = {**defaults, **raw}
+    data["trainer"] = {**defaults["trainer"], **dict(raw.get("trainer") or {})}
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -317,35 +353,10 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
             + f"; known: {', '.join(known) or 'none'}")
 
 
-def _check_kwargs(problems: list[str], where: str, given: Mapping[str, Any], accepted: Mapping[str, Any] | None) -> None:
-    if accepted is None:  # the factory takes **kwargs: anything goes
-        return
-    for key in sorted(set(given) - set(accepted)):
-        hint = close_matches(key, list(accepted))
-        problems.append(
-            f"{where}: unknown keyword {key!r}" + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
-            + f"; accepted: {', '.join(f'{k}={v!r}' for k, v in accepted.items()) or 'none'}"
-        )
-
-
-def _check_budget(problems: list[str], where: str, data: Mapping[str, Any]) -> None:
-    for key in ("max_steps", "batch_size", "val_every"):
-        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1):
-            problems.append(f"{where}{key}: expected a positive integer, got {data[key]!r}")
-    if "warmup_steps" in data and (not isinstance(data["warmup_steps"], int) or data["warmup_steps"] < 0):
-        problems.append(f"{where}warmup_steps: expected an integer >= 0, got {data['warmup_steps']!r}")
-    if "lrs" in data:
-        lrs = data["lrs"]
-        if not isinstance(lrs, list) or not lrs or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs
-        ):
-            problems.append(f"{where}lrs: expected a non-empty list of positive numbers, got {lrs!r}")
-
-
 def _patterns(value: Any) -> list[str] | None:
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     return None
 
@@ -356,6 +367,8 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
     :raises PresetError: with every mismatch found (unknown keys, tasks,
         backbones, variants, knobs, kwargs, bad budgets), not just the first.
     """
+    from attnzoo.registry import accepted_kwargs, kwarg_problems
+
     catalog = catalog or Catalog()
     problems: list[str] = []
     for key in data:
@@ -370,19 +383,14 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
             problems.append("seeds: at least one seed is needed")
     except (TypeError, ValueError):
         problems.append(f"seeds: expected an int or a list of ints, got {data.get('seeds')!r}")
-    _check_budget(problems, "", data)
-    trainer = data.get("trainer") or {}
-    if not isinstance(trainer, Mapping):
-        problems.append(f"trainer: expected a mapping, got {trainer!r}")
-    else:
-        for key in sorted(set(trainer) - set(TRAINER_KEYS)):
-            problems.append(f"trainer: unknown option {key!r}; accepted: {', '.join(TRAINER_KEYS)}")
+    problems += budget_problems(data)
     training = data.get("training") or {}
     if not isinstance(training, Mapping):
         problems.append(f"training: expected a mapping, got {training!r}")
     else:
         for key in sorted(set(training) - set(TRAINING_KEYS)):
             problems.append(f"training: unknown option {key!r}; accepted: {', '.join(TRAINING_KEYS)}")
+        problems += budget_problems({k: training[k] for k in TRAINING_KEYS if k in training}, "training.")
 
     # variants
     try:
@@ -409,7 +417,8 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
             problems.append(f"attention_kwargs.{vname}: expected a mapping, got {kwargs!r}")
             continue
         spec, factory = catalog.variant(vname)
-        _check_kwargs(problems, f"attention_kwargs.{vname}", kwargs, _accepted(factory, ("need_weights",)))
+        problems += kwarg_problems(f"attention_kwargs.{vname}", accepted_kwargs(factory), kwargs,
+                                   skip=("need_weights",), noun="keyword")
 
     # backbones
     try:
@@ -429,10 +438,7 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
             problems.append(f"backbones.{bname}: expected a mapping of kwargs, got {kwargs!r}")
             continue
         _spec, factory = catalog.backbone(bname)
-        accepted = _accepted(factory, ("task", "attention", "attention_kwargs"))
-        if accepted is not None:
-            accepted = {**{k: None for k in BACKBONE_COMMON_KWARGS}, **accepted}
-        _check_kwargs(problems, f"backbones.{bname}", kwargs or {}, accepted)
+        problems += backbone_kwarg_problems(f"backbones.{bname}", factory, kwargs or {})
 
     # tasks
     try:
@@ -456,7 +462,7 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
                                                                  "task knobs go under 'knobs')" if hint else
                                                                  " (task knobs go under 'knobs')")
                             + f"; known: {', '.join(TASK_KEYS)}")
-        _check_budget(problems, f"{where}.", entry)
+        problems += budget_problems(entry, f"{where}.")
         tname = entry.get("task", label)
         for key in ("backbones", "variants"):
             if key in entry:
@@ -477,7 +483,8 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
         if not isinstance(knobs, Mapping):
             problems.append(f"{where}.knobs: expected a mapping, got {knobs!r}")
             continue
-        _check_kwargs(problems, f"{where}.knobs (task {tname!r})", knobs, _accepted(catalog.task_class(tname)))
+        problems += kwarg_problems(f"{where}.knobs (task {tname!r})", accepted_kwargs(catalog.task_class(tname)),
+                                   knobs, noun="keyword")
     if problems:
         raise PresetError(source, problems)
 
@@ -485,18 +492,17 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
 # -- expansion -----------------------------------------------------------------
 @dataclass
 class GridCell:
-    """One entry of the grid: a runnable cell, or an ``n/a`` pair with its reason.
+    """One entry of the grid: a runnable :class:`~attnzoo.cell.Cell`, or an ``n/a`` pair with its reason.
 
-    ``cell`` is exactly what :func:`attnzoo.harness.run.run_cell` takes.
+    ``cell`` is exactly what :func:`attnzoo.harness.run.run_cell` takes; an n/a
+    entry keeps its cell (seed 0, the first learning rate) only to show its config.
     """
 
     id: str
     task: str              # the preset's label (usually the task name)
     backbone: str
     variant: str           # attention name, or "none" for baselines
-    seed: int | None
-    lr: float | None
-    cell: dict[str, Any]
+    cell: Cell
     status: str = "pending"  # "pending" or "n/a"
     reason: str | None = None
 
@@ -504,22 +510,28 @@ class GridCell:
     def runnable(self) -> bool:
         return self.status != "n/a"
 
+    @property
+    def seed(self) -> int | None:
+        return self.cell.seed if self.runnable else None
+
+    @property
+    def lr(self) -> float | None:
+        return self.cell.lr if self.runnable else None
+
     def label(self) -> str:
         base = f"{self.task} / {self.backbone} / {self.variant}"
         if not self.runnable:
             return base
         return f"{base} / seed {self.seed} / lr {self.lr:g}"
 
-    def na_row(self) -> dict[str, Any]:
+    def na_row(self) -> Row:
         """The results row an ``n/a`` pair leaves behind (the report prints its reason)."""
-        return empty_row("n/a", self.reason)
+        return Row.empty("n/a", self.reason)
 
 
 def empty_row(status: str, error: str | None) -> dict[str, Any]:
-    """A results row with no measurements: an n/a pair, or a cell whose worker died."""
-    return {"status": status, "error": error, "metrics": {}, "main_metric": None, "main_value": None,
-            "chance": None, "params": None, "steps": 0, "train_time_s": 0.0, "tokens_per_s": None,
-            "peak_mem_mb": None, "curve": [], "attention_map": None}
+    """Deprecated: ``Row.empty(status, error).to_json()`` (the one row with no measurements)."""
+    return Row.empty(status, error).to_json()
 
 
 def _matches(name: str, patterns: Iterable[str] | None) -> bool:
@@ -528,14 +540,37 @@ def _matches(name: str, patterns: Iterable[str] | None) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _fit_reason(backbone_spec: Any, task_spec: Any, attention_spec: Any) -> str | None:
-    fits = getattr(backbone_spec, "fits", None)
-    if fits is None:
-        return None
-    try:
-        return fits(task_spec, attention_spec)
-    except Exception as exc:  # a plugin's broken fits() must not drop the pair silently
-        return f"fits() raised {type(exc).__name__}: {exc}"
+def check_filters(
+    preset: Preset,
+    *,
+    variants: Iterable[str] | None = None,
+    tasks: Iterable[str] | None = None,
+    backbones: Iterable[str] | None = None,
+    catalog: Catalog | None = None,
+) -> None:
+    """Raise :class:`FilterError` for every filter pattern that matches nothing, with close matches.
+
+    A typo never narrows the grid silently, even when the other names in the list match.
+    """
+    catalog = catalog or Catalog()
+    entries = preset.tasks
+    pools = {
+        "variant": ("--variants", [*catalog.variant_names(), BASELINE], variants, "registered variants ('none' = "
+                    "the baselines)"),
+        "task": ("--tasks", sorted({e.label for e in entries} | {e.task for e in entries}), tasks,
+                 f"the tasks of preset {preset.name!r}"),
+        "backbone": ("--backbones", list(preset.backbones), backbones, f"the backbones of preset {preset.name!r}"),
+    }
+    problems = []
+    for kind, (flag, pool, patterns, where) in pools.items():
+        for pat in patterns or ():
+            if not fnmatch.filter(pool, pat):
+                hint = close_matches(pat, pool)
+                problems.append(f"{flag}: {pat!r} matches none of {where}"
+                                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+                                + f" (known: {', '.join(sorted(pool))})")
+    if problems:
+        raise FilterError(problems)
 
 
 def expand(
@@ -549,82 +584,64 @@ def expand(
     """Every cell of the preset, n/a pairs included, in a stable order.
 
     Order: seed-major (a grid stopped half-way still has whole seeds), then
-    task, backbone, variant, learning rate, as the preset lists them.
+    task, backbone, variant, learning rate, as the preset lists them. Whether a
+    pair fits is decided here, once, by :func:`attnzoo.cell.fit_reason`.
 
     :param variants, tasks, backbones: extra fnmatch filters (the CLI's
         ``--variants`` etc.); ``"none"`` selects the baselines.
+    :raises FilterError: a filter pattern matches nothing (see :func:`check_filters`).
     """
     catalog = catalog or Catalog()
-    data = preset.data
     variant_filter = list(variants) if variants is not None else None
     task_filter = list(tasks) if tasks is not None else None
     backbone_filter = list(backbones) if backbones is not None else None
+    check_filters(preset, variants=variant_filter, tasks=task_filter, backbones=backbone_filter, catalog=catalog)
     all_variants = catalog.variant_names()
-    top_patterns = _patterns(data.get("variants", ["*"])) or []
-    att_kwargs = dict(data.get("attention_kwargs") or {})
-    trainer = dict(data.get("trainer") or {})
-    seeds = preset.seeds
+    att_kwargs = dict(preset.data.get("attention_kwargs") or {})
+    shared = preset.cell_options()
 
-    # (task label, backbone, variant label, cell without seed/lr, learning rates, n/a reason)
-    pairs: list[tuple[str, str, str, dict[str, Any], list[float], str | None]] = []
-    for label, entry in (data.get("tasks") or {}).items():
-        entry = dict(entry or {})
-        if not _matches(label, task_filter) and not _matches(entry.get("task", label), task_filter):
+    # (task label, backbone, variant label, cell at seed 0 and the first lr, learning rates, n/a reason)
+    pairs: list[tuple[str, str, str, Cell, tuple[float, ...], str | None]] = []
+    for entry in preset.tasks:
+        if not _matches(entry.label, task_filter) and not _matches(entry.task, task_filter):
             continue
-        tname = entry.get("task", label)
-        task_spec = catalog.task_class(tname).spec
-        task_backbones = _patterns(entry.get("backbones"))
-        task_variants = _patterns(entry.get("variants"))
-        budget = {k: entry.get(k, data.get(k)) for k in _BUDGET_KEYS}
-        for bname, bkwargs in (data.get("backbones") or {}).items():
-            if not _matches(bname, task_backbones) or not _matches(bname, backbone_filter):
+        task_spec = catalog.task_class(entry.task).spec
+        for bname, bkwargs in preset.backbones.items():
+            if not _matches(bname, entry.backbones) or not _matches(bname, backbone_filter):
                 continue
             bspec, _factory = catalog.backbone(bname)
             mode = getattr(bspec, "attention", "required")
             names: list[str | None] = []
             if mode != "none":
-                names += [v for v in all_variants
-                          if _matches(v, top_patterns) and _matches(v, task_variants) and _matches(v, variant_filter)]
-            if mode in ("none", "optional") and data.get("baselines", True) and _matches(BASELINE, variant_filter):
+                names += [v for v in all_variants if _matches(v, preset.variants) and _matches(v, entry.variants)
+                          and _matches(v, variant_filter)]
+            if mode in ("none", "optional") and preset.baselines and _matches(BASELINE, variant_filter):
                 names.append(None)
+            budget = entry.budget
             for vname in names:
                 vspec = catalog.variant(vname)[0] if vname is not None else None
-                reason = _fit_reason(bspec, task_spec, vspec)
-                base = {
-                    "task": tname,
-                    "task_kwargs": dict(entry.get("knobs") or {}),
-                    "backbone": bname,
-                    "backbone_kwargs": dict(bkwargs or {}),
-                    "attention": vname,
-                    "attention_kwargs": dict(att_kwargs.get(vname) or {}) if vname else {},
-                    "max_steps": budget["max_steps"],
-                    "batch_size": budget["batch_size"],
-                    "warmup_steps": budget["warmup_steps"],
-                    "val_every": budget["val_every"],
-                    "trainer": dict(trainer),
-                    "disabled_plugins": list(data.get("disabled_plugins") or []),
-                    "record_attention": bool(data.get("record_attention", True)),
-                    "threads": None,
-                    "progress": False,
-                    **dict(data.get("training") or {}),
-                }
-                pairs.append((label, bname, vname or BASELINE, base, list(budget["lrs"]), reason))
+                cell = Cell(
+                    task=entry.task, task_kwargs=entry.knobs, backbone=bname, backbone_kwargs=bkwargs,
+                    attention=vname, attention_kwargs=dict(att_kwargs.get(vname) or {}) if vname else {},
+                    max_steps=budget.max_steps, batch_size=budget.batch_size, warmup_steps=budget.warmup_steps,
+                    val_every=budget.val_every, lr=budget.lrs[0], **shared,
+                )
+                pairs.append((entry.label, bname, vname or BASELINE, cell, budget.lrs,
+                              fit_reason(bspec, task_spec, vspec)))
 
     out: list[GridCell] = []
-    for label, bname, vlabel, base, _lrs, reason in pairs:
+    for label, bname, vlabel, cell, _lrs, reason in pairs:
         if reason is not None:
-            cell = {**base, "seed": None, "lr": None}
-            ident = {"na": True, "task_label": label, **{k: cell[k] for k in
-                                                         ("task", "task_kwargs", "backbone", "attention")}}
-            out.append(GridCell(_digest(ident), label, bname, vlabel, None, None, cell, "n/a", reason))
-    for seed in seeds:
+            ident = {"na": True, "task_label": label, "task": cell.task, "task_kwargs": cell.task_kwargs,
+                     "backbone": cell.backbone, "attention": cell.attention}
+            out.append(GridCell(digest(ident), label, bname, vlabel, cell, "n/a", reason))
+    for seed in preset.seeds:
         for label, bname, vlabel, base, lrs, reason in pairs:
             if reason is not None:
                 continue
             for lr in lrs:
-                cell = {**base, "seed": int(seed), "lr": float(lr)}
-                out.append(GridCell(cell_id({**cell, "task_label": label}), label, bname, vlabel, int(seed),
-                                    float(lr), cell))
+                cell = base.replace(seed=int(seed), lr=float(lr))
+                out.append(GridCell(cell.id(label), label, bname, vlabel, cell))
     return out
 
 

@@ -91,14 +91,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from attnzoo.errors import AttnzooError
-from attnzoo.leaderboard.grid import GridCell, empty_row
-from attnzoo.leaderboard.runner import DEFAULT_RUN_CELL, Executor, LocalExecutor, RunCell, cpu_count, execute_cell
+from attnzoo.cell import Cell, Row
+from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, Executor, RunCell, execute_cell
+from attnzoo.leaderboard.grid import GridCell
 
 __all__ = [
     "RayBackendError",
     "RayExecutor",
     "add_ray_arguments",
     "executor_from_args",
+    "ray_executor_from_args",
     "fingerprint",
     "fingerprint_differences",
     "is_loopback",
@@ -233,12 +235,11 @@ def _n_devices(devices: Any) -> int | None:
 
 
 # -- the remote side ------------------------------------------------------------------
-def _run_remote_cell(cell: dict[str, Any], run_cell: RunCell | str, plugin_state: dict[str, Any]) -> dict[str, Any]:
+def _run_remote_cell(cell: Cell, run_cell: RunCell | str, plugin_state: dict[str, Any]) -> Row:
     """The Ray task: :func:`execute_cell` in a (reused) worker, plus where it ran."""
     _apply_plugin_state(plugin_state)
     row = execute_cell(cell, run_cell)
-    prov = dict(row.get("provenance") or {})
-    prov["backend"] = "ray"
+    prov = {**row.provenance, "backend": "ray"}
     try:
         import ray
 
@@ -249,8 +250,7 @@ def _run_remote_cell(cell: dict[str, Any], run_cell: RunCell | str, plugin_state
             prov["ray_gpu_ids"] = list(gpus)
     except Exception:  # provenance is best effort
         pass
-    row["provenance"] = prov
-    return row
+    return row.replace(provenance=prov)
 
 
 def _remote_fingerprint(plugin_state: dict[str, Any]) -> dict[str, Any]:
@@ -526,7 +526,7 @@ class RayExecutor(Executor):
         """Refuse cells this backend cannot run as configured (one error listing every problem)."""
         problems: dict[str, None] = {}
         for gc in cells:
-            trainer = dict(gc.cell.get("trainer") or {})
+            trainer = gc.cell.trainer_options()
             accel = str(trainer.get("accelerator", "cpu")).lower()
             strategy = str(trainer.get("strategy", "auto")).lower()
             n = _n_devices(trainer.get("devices", 1))
@@ -547,7 +547,7 @@ class RayExecutor(Executor):
             lines = "\n".join(f"  - {p}" for p in problems)
             raise RayBackendError(f"--backend ray cannot run this grid as configured:\n{lines}")
 
-    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, dict[str, Any]]]:
+    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
         cells = list(cells)
         self.check_cells(cells)
         if not cells:
@@ -566,7 +566,7 @@ class RayExecutor(Executor):
         while queue or inflight:
             while queue and len(inflight) < self.slots:
                 gc = queue.pop()
-                cell = {**gc.cell, "threads": gc.cell.get("threads") or self.threads}
+                cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
                 inflight[task.remote(cell, self.run_cell, self._plugin_state)] = gc
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=5.0)
             for ref in ready:
@@ -584,22 +584,22 @@ class RayExecutor(Executor):
                     pass
         self.close()
 
-    def _row(self, ref: Any) -> dict[str, Any]:
+    def _row(self, ref: Any) -> Row:
         ray = self._ray
         try:
             return ray.get(ref)
         except ray.exceptions.OutOfMemoryError as exc:
-            return empty_row("oom", f"ray: the worker running this cell was killed for memory "
+            return Row.empty("oom", f"ray: the worker running this cell was killed for memory "
                                       f"({self.retries} retries spent): {str(exc)[:2000]}")
         except ray.exceptions.RayTaskError as exc:  # the task itself raised (attnzoo not importable there?)
-            return empty_row("failed", f"ray: the cell's task raised: {str(exc)[:2000]}")
+            return Row.empty("failed", f"ray: the cell's task raised: {str(exc)[:2000]}")
         except ray.exceptions.TaskCancelledError as exc:
-            return empty_row("failed", f"ray: the cell was cancelled: {exc}")
+            return Row.empty("failed", f"ray: the cell was cancelled: {exc}")
         except ray.exceptions.RayError as exc:
-            return empty_row("failed", f"ray: {type(exc).__name__} after {self.retries} retries (worker or "
+            return Row.empty("failed", f"ray: {type(exc).__name__} after {self.retries} retries (worker or "
                                          f"node died): {str(exc)[:2000]}")
         except Exception as exc:  # unpickling and the like
-            return empty_row("failed", f"{type(exc).__name__}: {str(exc)[:2000]}")
+            return Row.empty("failed", f"{type(exc).__name__}: {str(exc)[:2000]}")
 
     def close(self, *, cancel: bool = False) -> None:
         """Cancel cells in flight (``cancel``: Ctrl-C, a stopped grid) and let go of Ray.
@@ -656,25 +656,10 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                    help="reruns of a cell whose worker or node died before it is recorded as failed (default: 2)")
 
 
-def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
-                       start: bool = True) -> Executor:
-    """The executor ``attnzoo bench`` options ask for.
-
-    :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
-
-    ``--backend local`` (or no ``--backend``) gives a :class:`LocalExecutor`
-    with ``--jobs`` workers. ``--backend ray`` gives a :class:`RayExecutor`,
-    started at once (connection, address and preflight checks) when ``start``,
-    so problems surface before the grid runs and ``slots`` is the cluster's.
-
-    :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
-    """
-    run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
-    if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
-        jobs = getattr(args, "jobs", None) or cpu_count()
-    jobs = int(jobs)
-    if getattr(args, "backend", "local") != "ray":
-        return LocalExecutor(jobs, run_cell)
+def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str,
+                           start: bool = True) -> RayExecutor:
+    """The :class:`RayExecutor` ``--backend ray`` and its options ask for (see
+    :func:`attnzoo.leaderboard.executors.executor_from_args`, which the CLI calls)."""
     _import_ray()
     executor = RayExecutor(
         address=getattr(args, "ray_address", None),
@@ -686,3 +671,11 @@ def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run
         run_cell=run_cell,
     )
     return executor.start() if start else executor
+
+
+def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
+                       start: bool = True) -> Executor:
+    """Deprecated alias of :func:`attnzoo.leaderboard.executors.executor_from_args`."""
+    from attnzoo.leaderboard.executors import executor_from_args as _pick
+
+    return _pick(args, jobs=jobs, run_cell=run_cell, start=start)

@@ -54,5 +54,5 @@ def get_task_class(name: str) -> type[Task]:
 def create_task(name: str, **knobs: Any) -> Task:
     """Build task ``name`` with its knobs (unknown knobs raise TypeError listing the accepted ones)."""
     cls = get_task_class(name)
-    check_kwargs(f"task {name!r}", cls, knobs, noun="knob(s)")
+    check_kwargs(f"task {name!r}", cls, knobs, noun="knob")
     return cls(**knobs)

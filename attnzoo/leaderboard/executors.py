@@ -1,0 +1,329 @@
+"""Executors: where the grid's cells run. Each yields ``(grid cell, Row)`` as cells finish.
+
+The boundary is one function, :func:`attnzoo.harness.run.run_cell` (a
+:class:`~attnzoo.cell.Cell` in, a :class:`~attnzoo.cell.Row` out):
+
+- :class:`InlineExecutor`: in this process, one cell after another (tests, debugging);
+- :class:`LocalExecutor`: ``--jobs N`` worker processes (spawn/forkserver, reused
+  between cells, ``torch`` threads = cores / jobs each);
+- :class:`attnzoo.leaderboard.ray_backend.RayExecutor`: Ray core tasks (``--backend ray``).
+
+:func:`executor_from_args` is how the CLI picks one. Another backend (SLURM...)
+implements the same :class:`Executor` interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from attnzoo.cell import Cell, Row
+
+if TYPE_CHECKING:
+    from attnzoo.leaderboard.grid import GridCell
+
+__all__ = [
+    "DEFAULT_RUN_CELL",
+    "RunCell",
+    "Executor",
+    "InlineExecutor",
+    "LocalExecutor",
+    "cpu_count",
+    "execute_cell",
+    "executor_from_args",
+]
+
+#: the harness's cell runner, imported lazily in the worker (it imports Lightning)
+DEFAULT_RUN_CELL = "attnzoo.harness.run:run_cell"
+
+#: a cell runner: a Cell in, a Row (or its JSON dict, from fakes and older backends) out
+RunCell = Callable[[Cell], "Row | dict[str, Any]"]
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _resolve(run_cell: RunCell | str) -> RunCell:
+    if callable(run_cell):
+        return run_cell
+    module, _, attr = run_cell.partition(":")
+    return getattr(importlib.import_module(module), attr or "run_cell")
+
+
+def _device(cell: Cell) -> str:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return platform.machine()
+    accel = str(cell.trainer.get("accelerator", "cpu"))
+    if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    if accel == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
+    """Run one cell where we are (a worker) and add the worker's provenance. Never raises."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        row = Row.from_json(_resolve(run_cell)(cell))
+    except MemoryError as exc:
+        row = Row.empty("oom", f"MemoryError: {exc}")
+    except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
+        status = "oom" if "out of memory" in str(exc).lower() else "failed"
+        row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover
+        torch_version = None
+    prov = {
+        **row.provenance,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "torch_version": torch_version,
+        "python": platform.python_version(),
+        "device": _device(cell),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        # CPU seconds of this worker for the cell: on a shared machine wall_s grows with the
+        # load, cpu_s does not (with one torch thread per worker it is the cell's time on an idle core)
+        "cpu_s": round(time.process_time() - c0, 3),
+    }
+    return row.replace(provenance=prov)
+
+
+# -- executors -----------------------------------------------------------------
+class Executor:
+    """Runs cells somewhere and yields ``(cell, row)`` as each one finishes (any order).
+
+    Implementations: :class:`InlineExecutor`, :class:`LocalExecutor`; a cluster
+    backend implements the same two methods.
+    """
+
+    #: cells that can run at once (the progress display's "running")
+    slots: int = 1
+
+    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
+        raise NotImplementedError
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Release workers; ``cancel`` stops cells still running (after Ctrl-C)."""
+
+
+class InlineExecutor(Executor):
+    """One cell after another in this process."""
+
+    def __init__(self, run_cell: RunCell | str = DEFAULT_RUN_CELL):
+        self.run_cell = run_cell
+
+    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
+        for gc in cells:
+            yield gc, execute_cell(gc.cell, self.run_cell)
+
+
+def _alive(pid: int) -> bool:
+    if os.path.isdir("/proc/self"):  # Linux: a killed driver its parent has not reaped yet is a zombie
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return True
+
+
+def _watch_driver(pid: int, every_s: float = 1.0) -> None:
+    """Exit this worker when the driver is gone (killed with SIGKILL, a lost session):
+    an orphaned worker would otherwise train its cell to the end for nobody."""
+    while _alive(pid):
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _init_worker(threads: int | None, driver_pid: int | None = None) -> None:
+    # Ctrl-C goes to the whole process group: let the driver decide, quietly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid:
+        threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True, name="watch-driver").start()
+    if threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # pragma: no cover
+            pass
+
+
+class LocalExecutor(Executor):
+    """``jobs`` worker processes on this machine, reused between cells.
+
+    :param jobs: worker processes (cells in flight).
+    :param run_cell: the cell runner, a callable importable by the workers or
+        ``"module:function"`` (default: the harness's).
+    :param threads: torch threads per worker (default: cores // jobs, at least 1).
+    :param start_method: ``"forkserver"`` (default on Linux) or ``"spawn"``; never
+        ``fork`` (a forked torch with threads deadlocks).
+    :param max_attempts: a cell that kills its worker (segfault, out-of-memory kill)
+        while running alone is recorded as failed after this many crashes.
+    """
+
+    def __init__(
+        self,
+        jobs: int = 1,
+        run_cell: RunCell | str = DEFAULT_RUN_CELL,
+        *,
+        threads: int | None = None,
+        start_method: str | None = None,
+        max_attempts: int = 2,
+    ):
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.slots = self.jobs = jobs
+        self.run_cell = run_cell
+        self.threads = threads or max(1, cpu_count() // jobs)
+        methods = multiprocessing.get_all_start_methods()
+        self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        self.max_attempts = max_attempts
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        ctx = multiprocessing.get_context(self.start_method)
+        return cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(self.threads, os.getpid()))
+
+    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
+        queue = list(cells)
+        # When a worker dies, every cell in flight is lost with the pool and nothing says
+        # which one killed it: those cells run again one at a time ("solo"), and only a
+        # cell that kills its worker while running alone counts a crash.
+        solo: list[GridCell] = []
+        crashes: dict[str, int] = {}
+        inflight: dict[cf.Future, tuple[GridCell, bool]] = {}
+        self._pool = self._new_pool()
+
+        def submit(gc: GridCell, alone: bool) -> None:
+            cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
+            try:
+                fut = self._pool.submit(execute_cell, cell, self.run_cell)
+            except cf.process.BrokenProcessPool as exc:
+                # A worker died after the last wait returned: the pool refuses new work.
+                # Hand the cell to the lost-cells path below like any cell in flight.
+                fut = cf.Future()
+                fut.set_exception(exc)
+            inflight[fut] = (gc, alone)
+
+        def submit_more() -> None:
+            if solo:
+                if not inflight:
+                    submit(solo.pop(0), True)
+                return
+            # at most `jobs` cells submitted, so a broken pool loses only those
+            while queue and len(inflight) < self.jobs:
+                submit(queue.pop(0), False)
+
+        submit_more()
+        while inflight:
+            done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                gc, alone = inflight.pop(fut)
+                try:
+                    row = fut.result()
+                except cf.process.BrokenProcessPool:
+                    broken = True
+                    inflight[fut] = (gc, alone)  # handled with the rest of the lost cells below
+                    continue
+                except Exception as exc:  # pickling errors and the like
+                    row = Row.empty("failed", f"{type(exc).__name__}: {exc}")
+                yield gc, row
+            if broken:
+                lost = list(inflight.values())
+                inflight.clear()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                for gc, alone in lost:
+                    if not alone:
+                        solo.append(gc)
+                        continue
+                    crashes[gc.id] = crashes.get(gc.id, 0) + 1
+                    if crashes[gc.id] >= self.max_attempts:
+                        yield gc, Row.empty("failed", f"worker process died each time this cell ran "
+                                                        f"({crashes[gc.id]} time(s) alone): killed, or out of memory")
+                    else:
+                        solo.insert(0, gc)
+            submit_more()
+        self.close()
+
+    def close(self, *, cancel: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if cancel:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:  # stop cells in flight now rather than after they finish
+                try:
+                    p.terminate()
+                except Exception:  # already gone
+                    pass
+            for p in procs:
+                p.join(timeout=5)
+        else:
+            pool.shutdown(wait=True)
+
+
+def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
+                       start: bool = True) -> Executor:
+    """The executor ``attnzoo bench``'s options ask for.
+
+    ``--backend local`` (or none) gives a :class:`LocalExecutor` with ``jobs``
+    workers; ``--backend ray`` a :class:`~attnzoo.leaderboard.ray_backend.RayExecutor`,
+    started at once when ``start`` (connection, address and preflight checks), so
+    problems surface before the grid runs and ``slots`` is the cluster's.
+
+    :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
+    :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
+    """
+    run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
+    if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
+        jobs = getattr(args, "jobs", None) or cpu_count()
+    jobs = int(jobs)
+    if getattr(args, "backend", "local") != "ray":
+        return LocalExecutor(jobs, run_cell)
+    from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # imports ray only now
+
+    return ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
