@@ -266,3 +266,17 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
     row["error"] = None
     if row["main_value"] is not None and not math.isfinite(row["main_value"]):
         row["main_value"] = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULTS":  # the old untyped defaults table; the defaults now live on Cell's fields
+        import warnings
+
+        from attnzoo.cell import Cell, cell_default
+
+        warnings.warn("attnzoo.harness.run.DEFAULTS is deprecated: the defaults are attnzoo.cell.Cell's fields "
+                      "(attnzoo.cell.cell_default(name))", DeprecationWarning, stacklevel=2)
+        from dataclasses import fields
+
+        return {f.name: cell_default(f.name) for f in fields(Cell) if f.name not in ("task", "backbone")}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

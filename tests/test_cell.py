@@ -1,0 +1,139 @@
+"""Cell and Row: one typed path from a preset (or `attnzoo fit`'s flags) to the optimizer, and back as a row."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnzoo.cell import SCHEMA_VERSION, Cell, CellError, PairDoesNotFit, Row, cell_default, resolve
+from attnzoo.leaderboard.grid import expand, load_preset
+from attnzoo.leaderboard.store import read_rows
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "benchmarks" / "results" / "default" / "results.jsonl"
+
+names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
+json_scalars = st.one_of(st.integers(-5, 5), st.floats(0.1, 10), st.booleans(), names)
+kwargs = st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), json_scalars, max_size=3)
+
+
+@st.composite
+def cells(draw) -> Cell:
+    return Cell(
+        task=draw(names), backbone=draw(names), attention=draw(st.none() | names),
+        task_kwargs=draw(kwargs), backbone_kwargs=draw(kwargs), attention_kwargs=draw(kwargs),
+        seed=draw(st.integers(0, 10)), max_steps=draw(st.integers(1, 5000)), batch_size=draw(st.integers(1, 512)),
+        lr=draw(st.floats(1e-5, 1.0)), warmup_steps=draw(st.integers(0, 100)),
+        val_every=draw(st.none() | st.integers(1, 100)), weight_decay=draw(st.floats(0, 0.5)),
+        trainer={"accelerator": draw(st.sampled_from(["cpu", "gpu", "auto"])), "devices": draw(st.integers(1, 4))},
+        disabled_plugins=tuple(draw(st.lists(names, max_size=2))), threads=draw(st.none() | st.integers(1, 8)),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(cells())
+def test_cell_json_round_trip_and_stable_id(cell):
+    data = json.loads(json.dumps(cell.to_json()))
+    again = Cell.from_json(data)
+    assert again == cell
+    assert again.id("label") == cell.id("label")
+    # runtime options never change what a cell computes, so never its id
+    assert cell.replace(threads=7, progress=True, verbose=True, record_attention=False).id() == cell.id()
+    # everything else does
+    assert cell.replace(seed=cell.seed + 1).id() != cell.id()
+    assert cell.replace(max_steps=cell.max_steps + 1).id() != cell.id()
+    assert cell.replace(weight_decay=cell.weight_decay + 0.1).id() != cell.id()
+
+
+def test_a_cell_is_a_value():
+    knobs = {"length": 4}
+    cell = Cell(task="copy", backbone="seq2seq", task_kwargs=knobs)
+    knobs["length"] = 99
+    cell.to_json()["task_kwargs"]["length"] = 77
+    assert cell.task_kwargs == {"length": 4}
+
+
+def test_bad_cells_are_named_all_at_once():
+    with pytest.raises(CellError) as info:
+        Cell(task="copy", backbone="", max_steps=0, lr=-1, trainer={"acelerator": "gpu"})
+    text = str(info.value)
+    for piece in ("backbone", "max_steps", "lr", "'acelerator'", "did you mean 'accelerator'"):
+        assert piece in text, text
+    with pytest.raises(CellError, match="did you mean 'max_steps'"):
+        Cell.from_json({"task": "copy", "backbone": "mlp", "max_step": 3})
+
+
+def test_resolve_lists_every_mismatch_and_one_fit_error():
+    cell = Cell(task="copy", backbone="seq2seq", attention="aditive", task_kwargs={"lenght": 3},
+                backbone_kwargs={"d_modle": 8})
+    with pytest.raises(CellError) as info:
+        resolve(cell)
+    assert len(info.value.problems) == 3
+    text = str(info.value)
+    assert "did you mean 'additive'" in text and "'length'" in text and "'d_model'" in text
+    with pytest.raises(PairDoesNotFit) as fit:
+        resolve(Cell(task="copy", backbone="mlp", attention="dot"))
+    assert fit.value.reason == "no attention: baseline"
+    ok = resolve(Cell(task="copy", backbone="seq2seq", attention="additive"))
+    assert ok.attention_spec.name == "additive" and ok.backbone_spec.name == "seq2seq"
+
+
+def test_one_default_each_fit_and_presets_read_the_cell():
+    """`attnzoo fit`'s flags and a preset's missing keys both fall back to the Cell's field defaults."""
+    from attnzoo.harness import fit
+
+    parser = argparse.ArgumentParser()
+    fit.configure_parser(parser)
+    args = parser.parse_args(["--task", "copy", "--backbone", "seq2seq", "--attention", "additive"])
+    built = fit.build_cell(args)
+    for name in ("seed", "max_steps", "batch_size", "lr", "warmup_steps", "weight_decay", "val_every",
+                 "entropy_coef", "baseline_decay", "trainer"):
+        assert getattr(built, name) == cell_default(name), name
+    preset = load_preset({"name": "bare", "backbones": {"seq2seq": {}}, "tasks": {"copy": {}}})
+    runnable = [gc for gc in expand(preset) if gc.runnable]
+    assert runnable
+    for gc in runnable:
+        for name in ("max_steps", "batch_size", "lr", "warmup_steps", "val_every", "trainer"):
+            assert getattr(gc.cell, name) == cell_default(name), name
+
+
+def test_row_round_trip_keeps_plugin_columns_and_schema():
+    row = Row(status="ok", metrics={"test/exact_acc": 1.0}, main_metric="test/exact_acc", main_value=1.0,
+              extra={"my_metric": 3})
+    data = json.loads(json.dumps(row.to_json()))
+    assert data["schema"] == SCHEMA_VERSION and data["my_metric"] == 3
+    back = Row.from_json(data)
+    assert back == row and back["my_metric"] == 3 and back.get("missing") is None
+    assert Row.empty("n/a", "why").to_json()["train_time_s"] is None
+
+
+def test_reference_results_still_load_and_resume():
+    """Rows written before they had a schema load as schema 1, and every cell of the default preset
+    is recognised as done in the committed results (so --resume would train nothing)."""
+    rows = read_rows(REFERENCE)
+    assert rows
+    typed = [Row.from_json(r) for r in rows]
+    assert {r.schema for r in typed} <= {1, SCHEMA_VERSION}
+    assert all(r.cell_id and r.status for r in typed)
+    stored_cells = [Cell.from_json(r.cell) for r in typed if r.status != "n/a"]
+    assert stored_cells
+    ids = {r.cell_id for r in typed}
+    from attnzoo.registry import list_attention
+
+    # the variants the reference was run with (another installed plugin would add cells of its own)
+    known = [v for v in sorted({r.variant for r in typed}) if v == "none" or v in list_attention()]
+    grid = expand(load_preset("default"), variants=known)
+    assert len(grid) > 100
+    assert {gc.id for gc in grid} <= ids
+
+
+def test_cell_fields_documented():
+    doc = Cell.__doc__ or ""
+    missing = [f.name for f in fields(Cell) if f.name not in doc]
+    assert not missing, f"Cell's docstring does not describe: {missing}"

@@ -1,0 +1,68 @@
+"""Data flows one way: CLI -> leaderboard -> harness -> backbones -> mechanisms, never back.
+
+Checked on the source (every ``import`` in every module, function-level ones
+included), so a shortcut that only works because an import is deferred fails
+here before it becomes a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "attnzoo"
+
+#: layer -> packages/modules it must never import (at any depth, deferred imports included)
+FORBIDDEN = {
+    "mechanisms": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.tasks", "attnzoo.backbones", "attnzoo.cli",
+                   "attnzoo.cell", "lightning"),
+    "tasks": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.backbones", "attnzoo.cli", "lightning"),
+    "backbones": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+    "cell.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+    "registry.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.tasks", "attnzoo.backbones", "lightning"),
+    "plugins.py": ("attnzoo.harness", "attnzoo.leaderboard", "lightning"),
+    "harness": ("attnzoo.leaderboard", "attnzoo.cli"),
+    "leaderboard": ("attnzoo.cli",),
+    "__init__.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+    return out
+
+
+def _modules(layer: str) -> list[Path]:
+    target = PKG / layer
+    return [target] if target.is_file() else sorted(target.rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_import_against_the_flow(layer):
+    bad = []
+    for path in _modules(layer):
+        if path.name in ("tasks.py", "backbones.py") and path.parent.name == "harness":
+            continue  # deprecated aliases of the moved packages
+        for lineno, name in _imports(path):
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer]):
+                bad.append(f"{path.relative_to(PKG.parent)}:{lineno} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_multihead_wraps_a_factory_without_the_registry():
+    """The registry builds MultiHeadAttention; the wrapper never looks a name up (the old circle)."""
+    assert not [n for _, n in _imports(PKG / "mechanisms" / "multihead.py") if n.startswith("attnzoo.registry")]
+    from attnzoo.mechanisms import DotAttention, MultiHeadAttention
+
+    mha = MultiHeadAttention(DotAttention, 8, num_heads=2, name="dot")
+    assert isinstance(mha.inner, DotAttention) and mha.inner.query_dim == 4
+    with pytest.raises(TypeError, match=r"create_attention\('dot'"):
+        MultiHeadAttention("dot", 8, num_heads=2)
