@@ -17,18 +17,20 @@ or from the shell: ``attnzoo check my-variant [--json]``. See
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from attnzoo.testing.conformance import (
-    CHECKS,
-    FAILED,
-    PASSED,
-    SKIPPED,
-    CheckResult,
-    ConformanceReport,
-    check_attention,
-    planned_checks,
-)
+if TYPE_CHECKING:
+    from attnzoo.testing.conformance import (
+        CHECKS,
+        FAILED,
+        PASSED,
+        SKIPPED,
+        CheckResult,
+        ConformanceReport,
+        check_attention,
+        planned_checks,
+    )
+    from attnzoo.testing.pytest_plugin import conformance_tests
 
 __all__ = [
     "CHECKS",
@@ -44,9 +46,19 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # conformance_tests needs pytest, which a user of check_attention alone may not have.
+    # Lazy (PEP 562): pytest imports attnzoo.testing.pytest_plugin at the start of every
+    # run in an environment with attnzoo installed, and the kit pulls in torch. The
+    # pytest helper also needs pytest, which a user of check_attention alone may not have.
     if name == "conformance_tests":
         from attnzoo.testing.pytest_plugin import conformance_tests
 
         return conformance_tests
+    if name in __all__:
+        from attnzoo.testing import conformance
+
+        return getattr(conformance, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
