@@ -10,10 +10,10 @@ from attnzoo.testing import check_attention
 VARIANTS = attnzoo.list_attention()
 
 #: Variants whose NaN propagation is being fixed in their own files (issue 12: hard
-#: points at position 0 with weight 1.0, local-p gives all-zero weights). Only the
+#: points at position 0 with weight 1.0; local-p's fix has landed). Only the
 #: NaN checks may fail for them (reported as xfail); anything else fails the test.
 #: Once a fix lands the test simply passes; then remove the name here.
-NAN_FIX_PENDING = {"hard", "local-p"}
+NAN_FIX_PENDING = {"hard"}
 NAN_CHECKS = {"nan.propagates", "multihead.nan.propagates"}
 
 
