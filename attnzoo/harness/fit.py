@@ -163,6 +163,9 @@ def main(args: argparse.Namespace) -> int:
     from attnzoo.cell import CellError, PairDoesNotFit, resolve
     from attnzoo.errors import UnknownNameError
 
+    from attnzoo.plugins import warn_failures
+
+    warn_failures()
     try:
         cell = build_cell(args)
         resolve(cell)  # every name and kwarg checked before Lightning is imported

@@ -184,6 +184,9 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, cpu_count, executor_from_args
     from attnzoo.leaderboard.runner import resume_hint, run_grid
 
+    from attnzoo.plugins import warn_failures
+
+    warn_failures()  # a plugin that failed to load would otherwise just be missing from the grid
     trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
     overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
     try:

@@ -144,7 +144,7 @@ def run_grid(
         if gc.id not in done:
             store.append(finish_row(gc, gc.na_row(), preset, base_prov).to_json())
     if progress is not None:
-        progress.start(total=len(todo), skipped=summary.skipped, na=len(na), slots=executor.slots)
+        progress.start(total=len(todo), skipped=summary.skipped, na=len(na), slots=executor.slots, cells=todo)
     try:
         for gc, row in executor.run(todo):
             final = finish_row(gc, Row.from_json(row), preset, base_prov)
