@@ -30,6 +30,7 @@ from typing import Any
 from attnzoo.errors import AttnzooError, close_matches
 
 __all__ = [
+    "SCHEDULES",
     "SCHEMA_VERSION",
     "TRAINER_DEFAULTS",
     "TRAINER_KEYS",
@@ -55,6 +56,11 @@ TRAINER_DEFAULTS: Mapping[str, Any] = {"accelerator": "cpu", "devices": 1, "prec
 #: Trainer options a cell may set (run_cell sets max_steps, clipping, logging and the progress bar itself)
 TRAINER_KEYS = ("accelerator", "devices", "precision", "strategy", "num_nodes", "accumulate_grad_batches",
                 "deterministic")
+
+#: learning-rate schedules after the linear warmup (see :func:`attnzoo.harness.module.lr_factor`)
+SCHEDULES = ("cosine", "wsd", "constant")
+#: fraction of the steps the "wsd" schedule spends decaying to zero at the end
+WSD_DECAY_FRACTION = 0.2
 
 #: cell fields that do not change what a cell computes: left out of its id
 RUNTIME_FIELDS = ("threads", "record_attention", "progress", "verbose")
@@ -131,6 +137,8 @@ def budget_problems(data: Mapping[str, Any], where: str = "") -> list[str]:
             problems.append(f"{where}{key}: expected a number >= 0, got {data[key]!r}")
     if "baseline_decay" in data and not (_is_num(data["baseline_decay"]) and 0 <= data["baseline_decay"] < 1):
         problems.append(f"{where}baseline_decay: expected a number in [0, 1), got {data['baseline_decay']!r}")
+    if "schedule" in data and data["schedule"] not in SCHEDULES:
+        problems.append(f"{where}schedule: expected one of {', '.join(SCHEDULES)}, got {data['schedule']!r}")
     if "seed" in data and not _is_int(data["seed"]):
         problems.append(f"{where}seed: expected an integer, got {data['seed']!r}")
     trainer = data.get("trainer")
@@ -172,7 +180,10 @@ class Cell:
     :param seed: seeds the model, the training stream and the sample attention map.
     :param max_steps: optimizer steps (each on a freshly drawn batch): the budget.
     :param batch_size: training examples per step (per device).
-    :param lr: peak AdamW learning rate; :param warmup_steps: linear warmup, then cosine decay to 0.
+    :param lr: peak AdamW learning rate; :param warmup_steps: linear warmup steps.
+    :param schedule: after warmup, ``"cosine"`` decay to 0 over the rest, ``"wsd"`` (warmup-stable-decay:
+        constant, then linear to 0 over the last :data:`WSD_DECAY_FRACTION` of the steps) or ``"constant"``.
+        A task whose solution appears after a long plateau needs a rate that is still high when the jump comes.
     :param weight_decay: AdamW weight decay on matrices.
     :param val_every: validate every N steps (None: max_steps // 10).
     :param eval_batch_size: evaluation batch size (None: the task's choice).
@@ -197,6 +208,7 @@ class Cell:
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
+    schedule: str = "cosine"
     weight_decay: float = 0.01
     val_every: int | None = None
     eval_batch_size: int | None = None

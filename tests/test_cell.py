@@ -137,3 +137,35 @@ def test_cell_fields_documented():
     doc = Cell.__doc__ or ""
     missing = [f.name for f in fields(Cell) if f.name not in doc]
     assert not missing, f"Cell's docstring does not describe: {missing}"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 50), st.integers(1, 400), st.sampled_from(["cosine", "wsd", "constant"]))
+def test_lr_schedules(warmup, total, schedule):
+    from attnzoo.cell import WSD_DECAY_FRACTION
+    from attnzoo.harness.module import lr_factor
+
+    f = [lr_factor(s, schedule, warmup, total) for s in range(total)]
+    assert all(0.0 <= x <= 1.0 for x in f)
+    assert f[: min(warmup, total)] == sorted(f[: min(warmup, total)])  # warmup rises
+    after = f[warmup:]
+    assert after == sorted(after, reverse=True)  # never rises again
+    if schedule == "constant":
+        assert all(x == 1.0 for x in after)
+    if schedule == "wsd" and after:
+        stable_until = max(warmup, total - max(1, round(WSD_DECAY_FRACTION * total)))
+        assert all(x == 1.0 for x in f[warmup:stable_until])
+    if schedule in ("cosine", "wsd") and total - warmup >= 10:
+        assert f[-1] < 0.2  # both end near zero
+
+
+def test_schedule_is_a_budget_key_and_changes_ids():
+    base = load_preset({"name": "s", "backbones": {"seq2seq": {}}, "tasks": {"copy": {}}})
+    wsd = load_preset({"name": "s", "backbones": {"seq2seq": {}}, "tasks": {"copy": {"schedule": "wsd"}}})
+    a = [gc for gc in expand(base) if gc.runnable]
+    b = [gc for gc in expand(wsd) if gc.runnable]
+    assert {gc.cell.schedule for gc in a} == {"cosine"} and {gc.cell.schedule for gc in b} == {"wsd"}
+    assert not {gc.id for gc in a} & {gc.id for gc in b}
+    assert base.config_hash() != wsd.config_hash()
+    with pytest.raises(Exception, match="schedule"):
+        load_preset({"name": "s", "backbones": {"seq2seq": {}}, "tasks": {"copy": {"schedule": "linear"}}})

@@ -13,8 +13,9 @@ plain ``nn.Module`` built by the backbone's factory from the backbone registry
       loss    += -((reward - baseline) * log_prob).mean() - entropy_coef * entropy.mean()
       baseline = decay * baseline + (1 - decay) * reward.mean()
 
-- Optimiser: AdamW (weight decay on matrices only) with linear warmup and
-  cosine decay to zero, stepped every optimizer step. Gradient clipping is the
+- Optimiser: AdamW (weight decay on matrices only) with linear warmup and the
+  cell's schedule (cosine decay to zero, warmup-stable-decay, or constant; :func:`lr_factor`),
+  stepped every optimizer step. Gradient clipping is the
   Trainer's (``gradient_clip_val``).
 - Metrics (torchmetrics, synced under DDP): token accuracy over scored
   positions and exact-sequence accuracy (every scored position right), for
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from attnzoo.cell import Cell, PairDoesNotFit, Resolved, resolve
+from attnzoo.cell import WSD_DECAY_FRACTION, Cell, PairDoesNotFit, Resolved, resolve
 from attnzoo.errors import AttnzooError
 from attnzoo.harness.data import default_test_splits
 from attnzoo.tasks import Task
@@ -67,6 +68,26 @@ def build_model(resolved: Resolved, task: Task) -> nn.Module:
     cell = resolved.cell
     return resolved.backbone_factory(task, cell.attention, attention_kwargs=dict(cell.attention_kwargs),
                                      **dict(cell.backbone_kwargs))
+
+
+def lr_factor(step: int, schedule: str, warmup: int, total: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based).
+
+    Linear warmup over ``warmup`` steps, then ``"cosine"``: ``0.5 (1 + cos(pi p))`` with ``p`` the
+    fraction of the remaining steps done; ``"wsd"`` (warmup-stable-decay, Hu et al. 2024, MiniCPM):
+    1 until the last :data:`~attnzoo.cell.WSD_DECAY_FRACTION` of the steps, then linear to 0;
+    ``"constant"``: 1.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "wsd":
+        decay = max(1, round(WSD_DECAY_FRACTION * total))
+        start = max(warmup, total - decay)
+        return 1.0 if step < start else max(0.0, (total - step) / max(1, total - start))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _sanitize(name: str) -> str:
@@ -184,16 +205,8 @@ class AttnzooModule(L.LightningModule):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        warmup = max(0, int(hp.warmup_steps))
-        total = max(1, int(hp.max_steps))
-
-        def lr_lambda(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        warmup, total, schedule = max(0, int(hp.warmup_steps)), max(1, int(hp.max_steps)), hp.schedule
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, schedule, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # -- evaluation -------------------------------------------------------

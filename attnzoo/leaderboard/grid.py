@@ -85,6 +85,7 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "batch_size": "training batch size",
     "lrs": "learning rates tried per variant; the report keeps the best by validation",
     "warmup_steps": "linear warmup steps",
+    "schedule": "learning-rate schedule after warmup: cosine (to 0), wsd (warmup-stable-decay) or constant",
     "val_every": "validate every N steps (learning curves)",
     "record_attention": "keep one attention map per cell for the report",
     "trainer": "Lightning Trainer options (accelerator, devices, precision, strategy)",
@@ -92,14 +93,16 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "baselines": "also run backbones without attention (variant 'none')",
     "attention_kwargs": "variant name -> keyword arguments for its constructor",
     "backbones": "backbone name -> kwargs (d_model, num_layers, num_heads, ...)",
-    "tasks": "label -> {task, knobs, backbones, variants, max_steps, batch_size, lrs, warmup_steps, val_every}",
+    "tasks": "label -> {task, knobs, backbones, variants, max_steps, batch_size, lrs, warmup_steps, schedule, "
+             "val_every}",
     "disabled_plugins": "plugins the workers must not load",
     "training": f"other Cell options for every cell: {', '.join(TRAINING_KEYS)}",
 }
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
-TASK_KEYS = ("task", "knobs", "backbones", "variants", "max_steps", "batch_size", "lrs", "warmup_steps", "val_every")
-_BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "val_every")
+TASK_KEYS = ("task", "knobs", "backbones", "variants", "max_steps", "batch_size", "lrs", "warmup_steps", "schedule",
+             "val_every")
+_BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
 
 
 def _preset_defaults() -> dict[str, Any]:
@@ -157,6 +160,7 @@ class Budget:
     batch_size: int
     lrs: tuple[float, ...]
     warmup_steps: int
+    schedule: str
     val_every: int | None
 
 
@@ -212,7 +216,7 @@ class Preset:
         out = []
         for label, entry in (self.data.get("tasks") or {}).items():
             entry = dict(entry or {})
-            budget = {k: entry.get(k, self.data.get(k)) for k in _BUDGET_KEYS}
+            budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k != "lrs" else None)) for k in _BUDGET_KEYS}
             budget["lrs"] = tuple(float(x) for x in budget["lrs"])
             pats = {k: _patterns(entry.get(k)) for k in ("backbones", "variants")}
             out.append(TaskEntry(label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
@@ -624,7 +628,7 @@ def expand(
                     task=entry.task, task_kwargs=entry.knobs, backbone=bname, backbone_kwargs=bkwargs,
                     attention=vname, attention_kwargs=dict(att_kwargs.get(vname) or {}) if vname else {},
                     max_steps=budget.max_steps, batch_size=budget.batch_size, warmup_steps=budget.warmup_steps,
-                    val_every=budget.val_every, lr=budget.lrs[0], **shared,
+                    schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared,
                 )
                 pairs.append((entry.label, bname, vname or BASELINE, cell, budget.lrs,
                               fit_reason(bspec, task_spec, vspec)))
