@@ -57,7 +57,7 @@ def test_hard_equation_probs_log_prob_and_context():
     q, k, v = rand_qkv()
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 5:] = False
-    att = create_attention("hard", 8, 8, 3).train()
+    att = create_attention("hard", 8, 8, 3, expected_prob=0.0).train()
     out = att(q, k, v, mask=mask, need_weights=True)
     alpha = dense_softmax(general_scores(att.base, q, k), mask[:, None, :].expand(2, 5, 7))
     torch.testing.assert_close(out.aux["probs"], alpha)
@@ -84,7 +84,7 @@ def test_hard_samples_only_allowed_keys(b, tq, tk, per_query, estimator, data):
     mask = torch.tensor(bits, dtype=torch.bool).view(shape)
     full = mask if per_query else mask[:, None, :].expand(b, tq, tk)
     q, k, v = rand_qkv(b, tq, tk, d=4, dv=2, seed=len(bits))
-    att = create_attention("hard", 4, 4, 2, estimator=estimator).train()
+    att = create_attention("hard", 4, 4, 2, estimator=estimator, expected_prob=0.0).train()
     for _ in range(3):
         out = att(q, k, v, mask=mask, need_weights=True)
         w = out.weights.detach()
@@ -104,7 +104,7 @@ def test_hard_samples_only_allowed_keys(b, tq, tk, per_query, estimator, data):
 def test_hard_samples_follow_alpha():
     """s ~ Multinoulli(alpha): empirical frequencies match alpha (not the argmax)."""
     torch.manual_seed(1)
-    att = create_attention("hard", 4, score="dot").train()
+    att = create_attention("hard", 4, score="dot", expected_prob=0.0).train()
     k = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]])
     q = torch.tensor([0.5, 0.0, -0.5, 1.0]).expand(1, 20000, 4)
     out = att(q, k, need_weights=True)
@@ -129,13 +129,13 @@ def test_hard_eval_is_deterministic_argmax():
 
 def test_hard_estimator_gradients():
     q, k, v = rand_qkv()
-    gum = create_attention("hard", 8, 8, 3, estimator="gumbel", temperature=0.5).train()
+    gum = create_attention("hard", 8, 8, 3, estimator="gumbel", temperature=0.5, expected_prob=0.0).train()
     out = gum(q, k, v, need_weights=True)
     assert set(out.weights.detach().unique().tolist()) <= {0.0, 1.0}
     out.context.sum().backward()
     assert gum.base.W_a.weight.grad is not None and gum.base.W_a.weight.grad.abs().sum() > 0
 
-    rf = create_attention("hard", 8, 8, 3, estimator="reinforce").train()
+    rf = create_attention("hard", 8, 8, 3, estimator="reinforce", expected_prob=0.0).train()
     out = rf(q, k, v.requires_grad_())
     (gv,) = torch.autograd.grad(out.context.sum(), v, retain_graph=True)
     assert gv.abs().sum() > 0  # the sampled values get gradients
@@ -157,6 +157,148 @@ def test_hard_other_scores_and_errors():
         create_attention("hard", 8, estimator="vimco")
     mh = create_attention("hard", 8, num_heads=2)
     assert mh(q).aux["log_prob"].shape == (2, 2, 5)
+    with pytest.raises(ValueError, match="expected_prob"):
+        create_attention("hard", 8, expected_prob=1.5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6), tk=st.integers(1, 9), sample=st.booleans(), data=st.data())
+def test_hard_core_gradient_equals_autograd_reference(n, tk, sample, data):
+    """The fused backward of alpha, log alpha_s and H[alpha] is autograd's, masked keys and empty rows included."""
+    from attnzoo.mechanisms.hard import _Categorical, _fill_value
+
+    g = torch.Generator().manual_seed(n * 10 + tk)
+    s = torch.randn(n, tk, generator=g, dtype=torch.float64) * 3
+    bits = data.draw(st.lists(st.booleans(), min_size=n * tk, max_size=n * tk))
+    allowed = torch.tensor(bits, dtype=torch.bool).view(n, tk)
+    allowed[0] = True  # at least one row with every key
+    filled = s.masked_fill(~allowed, _fill_value(s.dtype)).requires_grad_()
+    u = torch.rand(n, generator=g, dtype=torch.float64) if sample else None
+    alpha, index, lp, h = _Categorical.apply(filled, u)
+    has = allowed.any(-1)
+    assert allowed[has].gather(-1, index[has, None]).all(), "drew a masked key"
+    w_a, w_lp, w_h = torch.randn(n, tk, generator=g, dtype=torch.float64), torch.randn(n, generator=g,
+                     dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64) * 3
+    ours = torch.autograd.grad(((alpha * w_a).sum(-1) + lp * w_lp + h * w_h)[has].sum(), filled)[0]
+
+    ref_in = s.clone().requires_grad_()
+    logp = torch.log_softmax(ref_in.masked_fill(~allowed, float("-inf")), -1)
+    p = logp.exp()
+    ref_h = -(p * logp.masked_fill(~allowed, 0.0)).sum(-1)
+    ref_lp = logp.gather(-1, index[:, None]).squeeze(-1)
+    ref_loss = ((p * w_a).sum(-1) + ref_lp * w_lp + ref_h * w_h)[has].sum()
+    ref = torch.autograd.grad(ref_loss, ref_in)[0]
+    torch.testing.assert_close(alpha[has], p[has].detach())
+    torch.testing.assert_close(lp[has], ref_lp[has].detach())
+    torch.testing.assert_close(h[has], ref_h[has].detach())
+    torch.testing.assert_close(ours[has], ref[has].masked_fill(~allowed[has], 0.0))
+    assert torch.isfinite(ours).all()
+
+
+def test_hard_inverse_cdf_edge_never_draws_a_masked_tail():
+    """u just below 1 rounds u * total up to total: the draw is the last key with mass, not a masked one."""
+    from attnzoo.mechanisms.hard import _Categorical, _fill_value
+
+    s = torch.zeros(3, 6)
+    s[:, 4:] = _fill_value(torch.float32)
+    _, index, _, _ = _Categorical.apply(s, torch.full((3,), 1 - 2**-24))
+    assert index.tolist() == [3, 3, 3]
+    _, index, _, _ = _Categorical.apply(s, torch.zeros(3))
+    assert index.tolist() == [0, 0, 0]
+
+
+def _soft_reference(att, q, k, v, mask=None):
+    allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool) if mask is None else (
+        mask if mask.dim() == 3 else mask[:, None, :].expand(q.shape[0], q.shape[1], k.shape[1]))
+    alpha = dense_softmax(general_scores(att.base, q, k), allowed)
+    return alpha, alpha @ v
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+def test_hard_expected_prob_one_is_soft_attention(estimator):
+    """Xu et al. Sec. 4.1 with probability 1: z = sum_i alpha_i a_i, no choice made, log_prob 0."""
+    q, k, v = rand_qkv()
+    mask = torch.ones(2, 5, 7, dtype=torch.bool)
+    mask[0, 1, 3:] = False
+    mask[1, 4] = False  # fully masked row
+    att = create_attention("hard", 8, 8, 3, expected_prob=1.0, estimator=estimator).train()
+    out = att(q, k, v, mask=mask, need_weights=True)
+    alpha, ctx = _soft_reference(att, q, k, v, mask)
+    torch.testing.assert_close(out.context, ctx)
+    torch.testing.assert_close(out.weights, alpha)
+    if estimator == "reinforce":
+        assert (out.aux["log_prob"] == 0).all()
+    assert (out.context[1, 4] == 0).all()
+    # gradients reach the score through alpha, as in soft attention
+    (g,) = torch.autograd.grad(out.context.sum(), att.base.W_a.weight)
+    assert g.abs().sum() > 0
+    # eval mode never takes the expected context: argmax as before
+    ev = att.eval()(q, k, v, mask=mask, need_weights=True)
+    assert set(ev.weights.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_hard_expected_prob_zero_always_samples():
+    q, k, v = rand_qkv(4, 5, 7)
+    att = create_attention("hard", 8, 8, 3, expected_prob=0.0).train()
+    for _ in range(5):
+        out = att(q, k, v, need_weights=True)
+        assert set(out.weights.unique().tolist()) == {0.0, 1.0} and (out.weights.sum(-1) == 1).all()
+        assert (out.aux["log_prob"] < 0).all()
+        torch.testing.assert_close(out.context, (out.weights @ v))
+
+
+def test_hard_expected_prob_half_splits_examples_and_the_harness_sums_only_sampled_log_probs():
+    """About half the examples take each branch (seeded); an expected example adds 0 to the REINFORCE sum."""
+    from attnzoo.backbones.base import AuxAccumulator
+
+    torch.manual_seed(0)
+    b = 400
+    q, k, v = rand_qkv(b, 3, 6, seed=5)
+    att = create_attention("hard", 8, 8, 3).train()  # the default is Xu's recipe
+    assert att.expected_prob == 0.5
+    torch.manual_seed(1)
+    out = att(q, k, v, need_weights=True)
+    alpha, soft = _soft_reference(att, q, k, v)
+    took_soft = torch.isclose(out.context, soft, atol=1e-6).all(-1).all(-1)  # (B,)
+    assert 0.4 < took_soft.float().mean() < 0.6
+    sampled = ~took_soft
+    assert torch.equal(out.weights[took_soft], alpha[took_soft])
+    assert ((out.weights[sampled] == 0) | (out.weights[sampled] == 1)).all()
+    lp = out.aux["log_prob"]
+    assert (lp[took_soft] == 0).all() and (lp[sampled] < 0).all()
+    acc = AuxAccumulator()
+    acc.add(out.aux)
+    acc.add(out.aux)  # two calls (two layers or decoder steps) add up per example
+    per_example = acc.result()["log_prob"]
+    assert per_example.shape == (b,)
+    assert (per_example[took_soft] == 0).all()
+    torch.testing.assert_close(per_example[sampled], 2 * lp[sampled].sum(-1))
+    # seeded: the same seed gives the same split and the same draws
+    torch.manual_seed(1)
+    again = att(q, k, v).context
+    torch.testing.assert_close(again, out.context)
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+@pytest.mark.parametrize("train", [True, False])
+def test_hard_nan_query_gives_nan_row(estimator, train):
+    """NaN in, NaN out: the row reading a NaN query is NaN (not key 0 with weight 1); a fully masked row stays 0."""
+    q, k, v = rand_qkv(2, 5, 7)
+    mask = torch.ones(2, 5, 7, dtype=torch.bool)
+    mask[1, 3] = False
+    bad = q.clone()
+    bad[0, 2, 4] = float("nan")
+    bad[1, 3, 0] = float("nan")  # the fully masked row
+    for expected in (0.0, 1.0):
+        att = create_attention("hard", 8, 8, 3, estimator=estimator, expected_prob=expected).train(train)
+        out = att(bad, k, v, mask=mask, need_weights=True)
+        assert torch.isnan(out.context[0, 2]).all() and torch.isnan(out.weights[0, 2]).all()
+        assert (out.context[1, 3] == 0).all() and (out.weights[1, 3] == 0).all()
+        rest = torch.ones(2, 5, dtype=torch.bool)
+        rest[0, 2] = False
+        assert torch.isfinite(out.context[rest]).all()
+        if estimator == "reinforce":
+            assert torch.isnan(out.aux["log_prob"][0, 2]) or (expected == 1.0 and train)
 
 
 # ----------------------------------------------------------------------------- local

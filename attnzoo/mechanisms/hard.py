@@ -13,10 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from attnzoo.contract import Attention, AttentionOutput, masked_log_softmax, masked_softmax
+from attnzoo.contract import Attention, AttentionOutput
 from attnzoo.hookspecs import hookimpl
 from attnzoo.mechanisms.scoring import build_score
 from attnzoo.spec import AttentionSpec
@@ -32,6 +31,76 @@ XU_URL = "https://arxiv.org/abs/1502.03044"
 ESTIMATORS = ("reinforce", "gumbel")
 
 
+def _fill_value(dtype: torch.dtype) -> float:
+    """Score for masked keys: exp() of it is 0 next to any real score, and it stays finite when the
+    backward multiplies it by an entropy gradient (finfo.min would overflow to -inf, and 0 * inf = NaN)."""
+    return torch.finfo(dtype).min / 2**30
+
+
+class _Categorical(torch.autograd.Function):
+    r"""One categorical distribution per row: ``alpha = softmax(S)``, a draw, ``log alpha_s`` and ``H[alpha]``.
+
+    Forward, from scores ``S [N, Tk]`` (masked keys already at :func:`_fill_value`)
+    and one uniform ``u [N]`` per row (None: the argmax instead of a draw):
+
+    - ``alpha = softmax(S)`` (one pass);
+    - the draw by inverting the CDF, ``s = min{i : cumsum(alpha)_i > u * sum(alpha)}``
+      (one cumsum and a binary search per row; an exact sample of alpha with one
+      random number per row instead of Tk Gumbel variates);
+    - ``log_prob = log alpha_s`` and ``H = lse - <alpha, S>`` with
+      ``lse = S_s - log alpha_s`` (one dot product per row; no log-softmax tensor).
+
+    Backward, in one expression (``c`` a per-row scalar, ``e_s`` the one-hot draw)::
+
+        dS = alpha * (g_alpha - <g_alpha, alpha> - g_lp + g_H <alpha, S> - g_H S) + g_lp e_s
+
+    which is softmax's backward for ``g_alpha``, ``e_s - alpha`` for ``log_prob`` and
+    ``-alpha (log alpha + H)`` for the entropy.
+
+    Returns ``alpha [N, Tk]``, ``index [N]`` (not differentiable), ``log_prob [N]``, ``entropy [N]``.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, u: Tensor | None):  # type: ignore[override]
+        alpha = torch.softmax(scores, dim=-1)  # (N, Tk)
+        # Fresh [N, Tk] buffers are costly on a CPU (the allocator maps new pages every time), so
+        # the CDF's buffer is reused for alpha * S below.
+        buf = torch.empty_like(alpha)
+        if u is None:
+            index = alpha.argmax(dim=-1, keepdim=True)  # (N, 1)
+        else:
+            cdf = torch.cumsum(alpha, dim=-1, out=buf)  # (N, Tk)
+            total = cdf[:, -1:].contiguous()  # (N, 1), 1 up to rounding
+            index = torch.searchsorted(cdf, u[:, None] * total, right=True)  # (N, 1)
+            # u * total can round up to total: take the last key with mass, never a masked tail.
+            index = torch.minimum(index, torch.searchsorted(cdf, total, right=False))
+            index.clamp_(max=scores.shape[-1] - 1)  # a NaN row (its CDF is NaN) searches past the end
+        picked = alpha.gather(-1, index).squeeze(-1)  # (N,)
+        log_prob = picked.log()  # (N,)
+        a_dot_s = torch.mul(alpha, scores, out=buf).sum(dim=-1)  # (N,) <alpha, S>; masked: 0 * fill = 0
+        entropy = scores.gather(-1, index).squeeze(-1) - log_prob - a_dot_s  # (N,) lse - <alpha, S>
+        ctx.save_for_backward(alpha, scores, index, a_dot_s)
+        ctx.mark_non_differentiable(index)
+        return alpha, index.squeeze(-1), log_prob, entropy
+
+    @staticmethod
+    def backward(ctx, g_alpha, _g_index, g_lp, g_h):  # type: ignore[override]
+        alpha, scores, index, a_dot_s = ctx.saved_tensors
+        n = alpha.shape[0]
+        g_lp = alpha.new_zeros(n) if g_lp is None else g_lp
+        g_h = alpha.new_zeros(n) if g_h is None else g_h
+        c = g_h * a_dot_s - g_lp  # (N,)
+        if g_alpha is not None:
+            grad = torch.mul(g_alpha, alpha)  # (N, Tk), the one fresh buffer of the backward
+            c = c - grad.sum(dim=-1)  # - <g_alpha, alpha>
+            torch.add(g_alpha, c[:, None], out=grad)
+        else:
+            grad = c[:, None].expand_as(alpha).clone()  # (N, Tk)
+        grad.addcmul_(scores, g_h[:, None], value=-1).mul_(alpha)  # alpha * (g_alpha + c - g_H S)
+        grad.scatter_add_(-1, index, g_lp[:, None])  # + g_lp e_s
+        return grad, None
+
+
 class HardAttention(Attention):
     r"""Stochastic "hard" attention of Xu et al. (2015), Sec. 4.1.
 
@@ -44,27 +113,46 @@ class HardAttention(Attention):
     The sample is not differentiable. With ``estimator="reinforce"`` the module
     returns ``aux["log_prob"] = log alpha_{t, s_t}`` and ``aux["entropy"] =
     H[alpha_t]``; the harness adds the REINFORCE term with a moving-average
-    baseline and the entropy bonus of Eq. (12). (Xu et al.'s other trick, using
-    the expected context with probability 0.5, is not done here.) With
-    ``estimator="gumbel"`` the sample is a straight-through Gumbel-softmax
-    (Jang et al. 2017): the forward is the same one-hot sample, the backward
-    that of ``softmax((log alpha + g) / temperature)``, so gradients reach the
-    score's parameters directly and only ``aux["entropy"]`` is returned.
+    baseline and the entropy bonus of Eq. (12). The draw inverts alpha's CDF
+    with one uniform per query (an exact sample, one pass over the scores).
+
+    **Xu et al.'s recipe** (Sec. 4.1): in training, with probability
+    ``expected_prob`` (default 0.5) per example the sampled location is replaced
+    by its expected value, the soft context ``z_t = sum_i alpha_{t,i} a_i``
+    (differentiable; gradients reach the score directly). Such an example made
+    no random choice, so its ``log_prob`` is 0: the harness's per-example sum of
+    ``aux["log_prob"]`` then holds only the sampled choices, and the REINFORCE
+    term covers exactly those. "Example" is a row of the batch this module sees:
+    under multi-head attention (heads folded into the batch) each head of an
+    example tosses its own coin, and each call (a decoder step) tosses anew.
+    ``expected_prob=0`` always samples. Eval mode never takes the expected context.
+
+    With ``estimator="gumbel"`` the sample is a straight-through Gumbel-softmax
+    (Jang et al. 2017): the forward is the Gumbel-max one-hot sample
+    ``argmax(e_t + g)``, the backward that of ``softmax((log alpha + g) /
+    temperature)`` with the same noise ``g``, so gradients reach the score's
+    parameters directly and only ``aux["entropy"]`` is returned (the expected
+    context of ``expected_prob`` applies as well).
 
     In eval mode (``module.eval()``) the sample is replaced by the argmax of
     ``alpha`` (deterministic). Masked keys are never chosen; a fully masked
     query row gives a zero context, zero weights, ``log_prob`` 0 and entropy 0.
+    A NaN score on an allowed key (a NaN in the query, or in a key the row may
+    see) gives that row a NaN context, ``log_prob`` and entropy.
 
     Shapes: query ``[B, Tq, Dq]``, key ``[B, Tk, Dk]``, value ``[B, Tk, Dv]`` ->
-    context ``[B, Tq, Dv]``; weights ``[B, Tq, Tk]`` (the one-hot sample, only
-    when asked for); ``aux["log_prob"]`` ``[B, Tq]`` (reinforce only),
-    ``aux["entropy"]`` ``[B, Tq]``, ``aux["probs"]`` ``[B, Tq, Tk]`` (alpha).
+    context ``[B, Tq, Dv]``; weights ``[B, Tq, Tk]`` (the one-hot sample, or alpha
+    for an example that took the expected context; only when asked for);
+    ``aux["log_prob"]`` ``[B, Tq]`` (reinforce only), ``aux["entropy"]``
+    ``[B, Tq]``, ``aux["probs"]`` ``[B, Tq, Tk]`` (alpha).
 
     :param score: a registered base score variant (anything with a
         ``.score(q, k)`` method) by name or as a factory: "general" (default), "dot", "scaled-dot", "additive", ...
     :param score_kwargs: options for the base score variant.
     :param estimator: "reinforce" (default) or "gumbel".
     :param temperature: Gumbel-softmax temperature (``gumbel`` only), > 0.
+    :param expected_prob: probability per example of the expected context in
+        training (Xu et al. Sec. 4.1; default 0.5; 0 turns it off), in [0, 1].
     :param need_weights: return the one-hot weights by default.
     """
 
@@ -78,6 +166,7 @@ class HardAttention(Attention):
         score_kwargs: dict[str, Any] | None = None,
         estimator: str = "reinforce",
         temperature: float = 1.0,
+        expected_prob: float = 0.5,
         need_weights: bool = False,
     ) -> None:
         super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
@@ -85,45 +174,93 @@ class HardAttention(Attention):
             raise ValueError(f"estimator: expected one of {', '.join(ESTIMATORS)}, got {estimator!r}")
         if not float(temperature) > 0:
             raise ValueError(f"temperature: expected a positive float, got {temperature!r}")
+        if isinstance(expected_prob, bool) or not 0.0 <= float(expected_prob) <= 1.0:
+            raise ValueError(f"expected_prob: expected a probability in [0, 1] (Xu et al. use 0.5), got {expected_prob!r}")
         self.score_name = score
         self.estimator = estimator
         self.temperature = float(temperature)
+        self.expected_prob = float(expected_prob)
         self.base = build_score("HardAttention", score, self.query_dim, self.key_dim, self.value_dim, score_kwargs)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, score={self.score_name!r}, estimator={self.estimator!r}"
+        return (f"{super().extra_repr()}, score={self.score_name!r}, estimator={self.estimator!r}, "
+                f"expected_prob={self.expected_prob:g}")
 
     def attend(self, query, key, value, mask, *, state=None, need_weights=True) -> AttentionOutput:
+        b, tq, _ = query.shape
+        tk, dv = key.shape[1], value.shape[-1]
         scores = self.base.score(query, key)  # (B, Tq, Tk)
-        log_alpha = masked_log_softmax(scores, mask)  # (B, Tq, Tk), masked = finfo.min
-        alpha = masked_softmax(scores, mask)  # (B, Tq, Tk), masked = 0
-        allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask
-        has_key = allowed.any(dim=-1)  # (B, Tq)
-        entropy = -(alpha * log_alpha.masked_fill(~allowed, 0.0)).sum(dim=-1)  # (B, Tq)
+        work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores  # softmax in >= fp32
+        has_key = None  # (B, Tq) or (B, 1) bool; None: every row has a key
+        if mask is not None:
+            rows = mask[:, :1] if mask.stride(1) == 0 else mask  # a key mask stays [B, 1, Tk]
+            work = work.masked_fill(~rows, _fill_value(work.dtype))  # (B, Tq, Tk)
+            has_key = rows.any(dim=-1)
+            if bool(has_key.all()):
+                has_key = None
+        sampling = self.training
+        gumbel = sampling and self.estimator == "gumbel"
+        u = torch.rand(b * tq, device=scores.device, dtype=work.dtype) if sampling and not gumbel else None
+        alpha, index, log_prob, entropy = _Categorical.apply(work.reshape(b * tq, tk), u)
+        alpha, index = alpha.view(b, tq, tk), index.view(b, tq)
+        log_prob, entropy = log_prob.view(b, tq), entropy.view(b, tq)
+        noise = None
+        if gumbel:
+            # Gumbel-max: argmax(e + g) = argmax(log alpha + g) is an exact sample of alpha; the relaxed
+            # sample below reuses the same g.
+            noise = -torch.empty_like(work).exponential_().log()  # (B, Tq, Tk) g ~ Gumbel(0, 1)
+            index = (work.detach() + noise).argmax(dim=-1)  # (B, Tq)
+            log_prob = alpha.gather(-1, index[..., None]).squeeze(-1).log()  # (B, Tq), for the NaN check only
+        # NaN in, NaN out: a NaN score on an allowed key makes the row's alpha NaN (argmax or the CDF would
+        # otherwise pick some key, and its finite value would hide the fault).
+        bad = torch.isnan(log_prob)  # (B, Tq)
+        bad = bad if bool(bad.any()) else None
+        if scores.dtype != work.dtype:
+            alpha, log_prob, entropy = alpha.to(scores.dtype), log_prob.to(scores.dtype), entropy.to(scores.dtype)
+        if has_key is not None:
+            alpha = alpha * has_key[..., None]  # a fully masked row: zeros, not uniform
+            entropy = entropy * has_key
+            log_prob = log_prob * has_key
 
-        if self.training:
-            # Gumbel-max: argmax(log alpha + g) is an exact sample of alpha.
-            gumbel = -torch.empty_like(log_alpha).exponential_().log()  # (B, Tq, Tk)
-            perturbed = log_alpha.detach() + gumbel
-            index = perturbed.masked_fill(~allowed, float("-inf")).argmax(dim=-1)  # (B, Tq)
-        else:
-            index = log_alpha.argmax(dim=-1)  # (B, Tq)
-        one_hot = F.one_hot(index, scores.shape[-1]).to(scores.dtype) * has_key[..., None]  # (B, Tq, Tk)
+        picked = value.gather(1, index[..., None].expand(b, tq, dv))  # (B, Tq, Dv) a_{s_t}
+        if has_key is not None:
+            picked = picked * has_key[..., None].to(value.dtype)
+        weights = None
+        context = picked
+        if need_weights:
+            weights = alpha.new_zeros(b, tq, tk).scatter_(-1, index[..., None], 1.0)  # (B, Tq, Tk) one-hot
+            if has_key is not None:
+                weights = weights * has_key[..., None]
+        if gumbel:
+            # Straight-through: forward = the one-hot sample, backward = the relaxed sample's.
+            soft = torch.softmax((work + noise) / self.temperature, dim=-1).to(value.dtype)  # (B, Tq, Tk)
+            if has_key is not None:
+                soft = soft * has_key[..., None]
+            st = soft - soft.detach()  # exactly 0 forward
+            context = context + torch.bmm(st, value)  # (B, Tq, Dv)
+            if weights is not None:
+                weights = weights + st
+
+        if sampling and self.expected_prob > 0:
+            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
+            take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
+            if bool(take.any()):
+                # The soft context of every example and a select: on a CPU one more matmul is cheaper
+                # than copying the chosen examples' alpha out and their gradient back in.
+                soft_ctx = torch.bmm(alpha.to(value.dtype), value)  # (B, Tq, Dv) sum_i alpha_i a_i
+                context = torch.where(take[:, None, None], soft_ctx, context)
+                if weights is not None:
+                    weights = torch.where(take[:, None, None], alpha.to(weights.dtype), weights)
+                log_prob = log_prob.masked_fill(take[:, None], 0.0)  # no choice was made: no score-function term
+        if bad is not None:
+            nan = context.new_tensor(float("nan"))
+            context = torch.where(bad[..., None], nan, context)
+            if weights is not None:
+                weights = torch.where(bad[..., None], nan, weights)
 
         aux = {"entropy": entropy, "probs": alpha}
-        if self.estimator == "gumbel" and self.training:
-            # Straight-through: forward = one-hot sample, backward = relaxed sample.
-            soft = masked_softmax((log_alpha + gumbel) / self.temperature, allowed)
-            weights = one_hot + (soft - soft.detach())  # exactly one_hot forward
-            context = torch.bmm(weights, value)  # (B, Tq, Dv)
-        else:
-            weights = one_hot
-            b, tq = index.shape
-            picked = index[..., None].expand(b, tq, value.shape[-1])  # (B, Tq, Dv)
-            context = value.gather(1, picked) * has_key[..., None].to(value.dtype)  # (B, Tq, Dv)
-            if self.estimator == "reinforce":
-                log_prob = log_alpha.gather(-1, index[..., None]).squeeze(-1)  # (B, Tq)
-                aux["log_prob"] = log_prob.masked_fill(~has_key, 0.0)
+        if self.estimator == "reinforce":
+            aux["log_prob"] = log_prob
         return AttentionOutput(context, weights if need_weights else None, state, aux)
 
 
@@ -138,7 +275,10 @@ SPECS: dict[str, tuple[AttentionSpec, Any]] = {
             differentiable=False,
             aux_keys=("log_prob", "entropy", "probs"),
             notes="the sample is not differentiable: estimator='reinforce' returns log_prob for the "
-            "harness's REINFORCE term; estimator='gumbel' is straight-through (no log_prob)",
+            "harness's REINFORCE term; estimator='gumbel' is straight-through (no log_prob). Xu et al.'s "
+            "recipe is the default: in training, with probability expected_prob=0.5 per example the "
+            "expected (soft) context replaces the sample and that example's log_prob is 0; "
+            "expected_prob=0 always samples",
         ),
         HardAttention,
     ),
