@@ -4,9 +4,10 @@ What it writes (into ``./attnzoo-NAME`` unless ``--dir`` says otherwise)::
 
     attnzoo-NAME/
       pyproject.toml            build system, name, version, attnzoo dependency, the `attnzoo` entry point
-      README.md                 the two-minute path: edit the score, pip install -e ., attnzoo check, bench
+      README.md                 the two-minute path: edit the score, pip install -e ., attnzoo check,
+                                bench --against default
       attnzoo_NAME/__init__.py  a ScoreAttention subclass, its AttentionSpec, the register_attention hook
-      tests/test_attnzoo_NAME.py  the conformance kit (attnzoo.testing.check_attention) on the variant
+      tests/test_attnzoo_NAME.py  the conformance kit on the variant, one pytest item per check
       .gitignore
 
 The files come from ``attnzoo/templates/plugin/*.tmpl`` (package data), filled
@@ -174,6 +175,6 @@ def main(args: argparse.Namespace) -> int:
         f"  edit the score in {root / names.module / '__init__.py'} ({names.cls}.score)\n"
         f"  pip install -e {root}\n"
         f"  attnzoo check {names.name}\n"
-        f"  attnzoo bench --variants {names.name} --preset smoke"
+        f"  attnzoo bench --variants {names.name} --against default   # where it ranks among the reference rows"
     )
     return 0
