@@ -16,8 +16,18 @@ four projections, so the comparison stays like for like.
 
 How the variants are called: self-attention variants get ``m(x)``; cross-only
 variants ``m(q, k, v)`` with Tq = Tk = T; query-only stateful variants (NTM)
-``m(x, state=m.initial_state(B))``. Modules are in train mode (hard attention
-samples).
+``m(x, state=m.initial_state(B))``. Modules are built with their default
+kwargs (``--option 'PATTERN:key=value'`` changes them, e.g. ``-o
+'local-*:window=32'``) and are in train mode (hard attention samples). Each
+step reseeds torch's generator first, so a stochastic variant draws the same
+samples and coin tosses in every repeat and the best-of-repeats cannot pick a
+lucky cheap draw.
+
+Denormal floats are flushed to zero for the run (``--no-flush-denormal`` keeps
+them): an unscaled score such as ``dot`` on ``randn`` inputs of width 64 puts
+most of ``exp(s - max)`` into the denormal range, which x86 CPUs compute about
+5x slower; with denormals kept, ``dot`` (one SDPA call) times 4-5x SDPA's
+``1/sqrt(d)``-scaled call, a figure about the CPU's slow path, not the mechanism.
 
 What is measured:
 
@@ -210,9 +220,13 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _make_step(
-    name: str, length: int, batch: int, dim: int, heads: int, device: torch.device, seed: int = 0
+    name: str, length: int, batch: int, dim: int, heads: int, device: torch.device, seed: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Callable[[], None], str]:
-    """A closure running one forward+backward of ``name`` at length T, and how it calls the variant."""
+    """A closure running one forward+backward of ``name`` at length T, and how it calls the variant.
+
+    :param options: constructor kwargs for the variant (``--option``), on top of its defaults.
+    """
     g = torch.Generator().manual_seed(seed)
 
     def leaf(*shape: int) -> Tensor:
@@ -248,7 +262,7 @@ def _make_step(
     torch.manual_seed(seed)
     wrap = heads > 1 and spec.multihead
     # Position-indexed variants (location's max_len) are built for the length measured.
-    opts = length_kwargs(name, {}, length)
+    opts = length_kwargs(name, dict(options or {}), length)
     module = (create_attention(name, dim, num_heads=heads, **opts) if wrap else create_attention(name, dim, **opts)).to(device)
     module.train()
     query_only = not spec.self_attention and not spec.cross_attention
@@ -261,6 +275,8 @@ def _make_step(
     else:
         kv = (leaf(batch, length, dim), leaf(batch, length, dim))
         call = "m(q, k, v)"
+    if options:
+        call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
     if wrap:
         call = f"MultiHead({heads}) " + call
     elif heads > 1:
@@ -270,6 +286,9 @@ def _make_step(
     def step() -> None:
         for p in [*module.parameters(), *leaves]:
             p.grad = None
+        # The same random draws every step: a stochastic variant (hard's samples and coin tosses)
+        # then does the same work in every repeat, and best-of-repeats cannot pick a lucky cheap draw.
+        torch.manual_seed(seed)
         kwargs: dict[str, Any] = {"need_weights": False}
         if spec.stateful:
             kwargs["state"] = module.initial_state(batch, device=device)
@@ -307,12 +326,15 @@ def run_speed(
     max_seconds: float = 60.0,
     baselines: bool = True,
     log: Callable[[str], None] | None = None,
+    options: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> list[SpeedRow]:
     """Measure every (variant, length) cell; never raises for a failing cell.
 
     :param variants: registered names (see :func:`attnzoo.list_attention`).
     :param lengths: sequence lengths T (Tq = Tk = T).
     :param max_seconds: skip a cell predicted (T^2 growth from the previous length) to take longer.
+    :param options: ``(pattern, kwargs)`` pairs: variants matching the fnmatch pattern are built
+        with those kwargs (later pairs win), e.g. ``[("local-*", {"window": 32})]``.
     :returns: one :class:`SpeedRow` per series and length, references first; ratios filled in.
     """
     dev = torch.device(device)
@@ -356,7 +378,7 @@ def run_speed(
             step = None
             if row.status == "ok":
                 try:
-                    step, row.call = _make_step(name, T, batch, dim, heads, dev)
+                    step, row.call = _make_step(name, T, batch, dim, heads, dev, options=options_for(name, options))
                     step()  # warm-up
                     _sync(dev)
                 except Exception as exc:  # noqa: BLE001 - an error row, timm style
@@ -393,6 +415,36 @@ def run_speed(
     rows.sort(key=lambda r: (order[r.variant], r.length))
     _fill_ratios(rows)
     return rows
+
+
+def options_for(name: str, options: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The kwargs ``--option`` gives variant ``name`` (none for the references)."""
+    out: dict[str, Any] = {}
+    if name in (SDPA, NAIVE):
+        return out
+    for pattern, kwargs in options:
+        if fnmatch.fnmatchcase(name, pattern):
+            out.update(kwargs)
+    return out
+
+
+def parse_option(text: str) -> tuple[str, dict[str, Any]]:
+    """``PATTERN:key=value[,key=value...]`` -> ``(pattern, {key: value})``; values are Python literals or strings."""
+    import ast
+
+    pattern, sep, rest = text.partition(":")
+    if not sep or not pattern or not rest:
+        raise argparse.ArgumentTypeError(f"expected PATTERN:key=value[,key=value] such as 'local-*:window=32', got {text!r}")
+    kwargs: dict[str, Any] = {}
+    for item in rest.split(","):
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise argparse.ArgumentTypeError(f"expected key=value in {text!r}, got {item!r}")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = val.strip()
+    return pattern, kwargs
 
 
 def _fill_ratios(rows: list[SpeedRow]) -> None:
@@ -478,6 +530,34 @@ def sdpa_target(rows: Sequence[SpeedRow], names: Sequence[str] = SDPA_SPEED_TARG
         out.append(f"- {name}: median time / SDPA over T >= {min_length} = {med:.2f}x "
                    f"(range {min(ratios):.2f}-{max(ratios):.2f}) -> {verdict}")
     return out
+
+
+def local_target(rows: Sequence[SpeedRow], names: Sequence[str] = ("local-m", "local-p"), ratio: float = 0.10) -> list[str]:
+    """Lines judging "at least 10x faster than SDPA" (time / SDPA <= 0.10) at the longest length measured."""
+    out = []
+    for name in names:
+        ok = [r for r in rows if r.variant == name and r.status == "ok" and r.vs_sdpa]
+        if not ok:
+            out.append(f"- {name}: not measured")
+            continue
+        r = max(ok, key=lambda r: r.length)
+        verdict = "met" if r.vs_sdpa <= ratio else "NOT met"
+        out.append(f"- {name} ({r.call.split(' with ')[-1] if ' with ' in r.call else 'default options'}): "
+                   f"time / SDPA at T={r.length} = {r.vs_sdpa:.3f}x ({1 / r.vs_sdpa:.1f}x faster) -> "
+                   f"at least {1 / ratio:.0f}x faster {verdict}")
+    return out
+
+
+def hard_target(rows: Sequence[SpeedRow], name: str = "hard", ref: str = "dot", ratio: float = 1.5) -> list[str]:
+    """A line judging "``hard`` within 1.5x of ``dot``" at every length measured."""
+    by = {(r.variant, r.length): r for r in rows if r.status == "ok" and r.time_ms}
+    lengths = sorted({t for v, t in by if v == name and (ref, t) in by})
+    if not lengths:
+        return [f"- {name} vs {ref}: not measured"]
+    rs = [by[(name, t)].time_ms / by[(ref, t)].time_ms for t in lengths]  # type: ignore[operator]
+    verdict = "met" if max(rs) <= ratio else "NOT met"
+    return [f"- {name} / {ref}: " + ", ".join(f"{x:.2f}x at T={t}" for x, t in zip(rs, lengths))
+            + f" -> within {ratio:g}x at every length {verdict}"]
 
 
 def additive_memory_target(device: str | torch.device = "cpu", batch: int = 4, length: int = 4096, dim: int = 64) -> str:
@@ -627,6 +707,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="skip a cell predicted to take longer than this (default 60)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
     parser.add_argument("--no-baselines", action="store_true", help="do not run the SDPA and naive references")
+    parser.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="PATTERN:KEY=VALUE",
+                        help="constructor kwargs for matching variants, repeatable, e.g. -o 'local-*:window=32' "
+                             "(values are Python literals)")
+    parser.add_argument("--no-flush-denormal", action="store_true",
+                        help="keep denormal floats (default: flush them to zero for the run; an unscaled dot "
+                             "score on random inputs underflows exp() into denormals, which x86 CPUs compute "
+                             "~5x slower, so the figure would time the CPU's slow path, not the mechanism)")
     parser.add_argument("--no-targets", action="store_true",
                         help="skip the target checks (SDPA parity; additive B=4,T=4096 memory)")
 
@@ -646,13 +733,18 @@ def main(args: argparse.Namespace) -> int:
     threads_before = torch.get_num_threads()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    flush = not getattr(args, "no_flush_denormal", False)
+    # set_flush_denormal reports whether the CPU supports it; there is no getter, so put back "off".
+    flushed = torch.set_flush_denormal(True) if flush else False
     try:
-        return _main(args, dev)
+        return _main(args, dev, flushed)
     finally:
         torch.set_num_threads(threads_before)
+        if flushed:
+            torch.set_flush_denormal(False)
 
 
-def _main(args: argparse.Namespace, dev: torch.device) -> int:
+def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) -> int:
     lengths = args.lengths or list(DEFAULT_CUDA_LENGTHS if dev.type == "cuda" else DEFAULT_CPU_LENGTHS)
     names = _select(getattr(args, "variants", "*"))
     if not names:
@@ -666,11 +758,14 @@ def _main(args: argparse.Namespace, dev: torch.device) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     log(f"attnzoo speed: {len(names)} variant(s) x {len(lengths)} length(s) on {dev}")
     t0 = time.perf_counter()
+    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    options = list(getattr(args, "option", None) or [])
     rows = run_speed(names, lengths, batch=args.batch, dim=args.dim, heads=args.heads, repeats=args.repeats,
-                     device=dev, max_seconds=args.max_seconds, baselines=not args.no_baselines, log=log)
+                     device=dev, max_seconds=args.max_seconds, baselines=not args.no_baselines, log=log,
+                     options=options)
     targets: list[str] = []
     if not args.no_targets:
-        targets = sdpa_target(rows)
+        targets = sdpa_target(rows) + local_target(rows) + hard_target(rows)
         if getattr(args, "variants", "*") in ("*", None) or "additive" in names:
             log("  additive memory target (B=4, T=4096, hidden=64) ...")
             targets.append(additive_memory_target(dev))
@@ -678,11 +773,15 @@ def _main(args: argparse.Namespace, dev: torch.device) -> int:
         "command": (f"attnzoo speed --lengths {','.join(map(str, lengths))} --batch {args.batch} --dim {args.dim} "
                     f"--heads {args.heads} --variants '{args.variants}' --repeats {args.repeats} --device {dev} "
                     f"--max-seconds {args.max_seconds:g}" + (" --no-baselines" if args.no_baselines else "")
-                    + (" --no-targets" if args.no_targets else "")),
+                    + (" --no-targets" if args.no_targets else "")
+                    + "".join(f" -o '{p}:" + ",".join(f"{k}={v!r}" for k, v in kw.items()) + "'" for p, kw in options)
+                    + (" --no-flush-denormal" if getattr(args, "no_flush_denormal", False) else "")),
+        "flush_denormal": flushed,
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({platform.processor() or platform.machine()})"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+        "load_average_start": load_start,
+        "load_average_end": " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
         "cpus": os.cpu_count(),
         "batch": args.batch, "dim": args.dim, "heads": args.heads, "repeats": args.repeats,
         "lengths": ",".join(map(str, lengths)),

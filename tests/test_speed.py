@@ -89,3 +89,72 @@ def test_slope_and_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
 def test_module_does_not_import_lightning() -> None:
     code = "import sys, attnzoo.speed; sys.exit(int('lightning' in sys.modules or 'pytorch_lightning' in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_option_parsing_and_matching() -> None:
+    pat, kw = speed.parse_option("local-*:window=32,impl='gather',score=dot")
+    assert pat == "local-*" and kw == {"window": 32, "impl": "gather", "score": "dot"}
+    for bad in ("local-m", "local-m:", ":window=3", "local-m:window", "local-m:1x=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            speed.parse_option(bad)
+    opts = [("local-*", {"window": 32}), ("local-p", {"window": 8})]
+    assert speed.options_for("local-m", opts) == {"window": 32}
+    assert speed.options_for("local-p", opts) == {"window": 8}  # later pairs win
+    assert speed.options_for("dot", opts) == {} and speed.options_for(speed.SDPA, [("*", {"window": 1})]) == {}
+    assert _args("-o", "local-*:window=32").option == [("local-*", {"window": 32})]
+
+
+def test_options_reach_the_variant_and_bad_ones_are_error_rows() -> None:
+    rows = speed.run_speed(["local-m"], [32], repeats=1, baselines=False,
+                           options=[("local-*", {"window": 2, "impl": "gather"})])
+    assert rows[0].status == "ok" and "window=2" in rows[0].call and "impl='gather'" in rows[0].call
+    rows = speed.run_speed(["local-m"], [32], repeats=1, baselines=False, options=[("local-m", {"windw": 2})])
+    assert rows[0].status == "error" and "windw" in rows[0].error
+
+
+class _Draws(Attention):
+    seen: list[float] = []
+
+    def attend(self, query, key, value, mask, *, state=None, need_weights=True):
+        from attnzoo.contract import AttentionOutput
+
+        _Draws.seen.append(float(torch.rand(())))
+        return AttentionOutput(value * 1.0)
+
+
+def test_every_step_draws_the_same_randoms() -> None:
+    """Repeats of a stochastic variant do the same work: the generator is reseeded per step."""
+    spec = attnzoo.AttentionSpec(name="draws-speed", family="test", summary="draws a random number")
+    attnzoo.add_attention(spec, _Draws)
+    try:
+        _Draws.seen = []
+        step, _ = speed._make_step("draws-speed", 8, 1, 4, 1, torch.device("cpu"))
+        for _ in range(3):
+            step()
+    finally:
+        attnzoo.remove_attention("draws-speed")
+    assert len(_Draws.seen) == 3 and len(set(_Draws.seen)) == 1
+
+
+def test_local_and_hard_targets() -> None:
+    def row(v, t, ms, vs=None):
+        return speed.SpeedRow(v, t, 4, 64, 1, "cpu", time_ms=ms, vs_sdpa=vs, call="m(x) with window=32")
+
+    rows = [row("local-m", 1024, 5.0, 0.5), row("local-m", 4096, 10.0, 0.05), row("local-p", 4096, 30.0, 0.2),
+            row("dot", 256, 2.0), row("hard", 256, 2.9), row("dot", 4096, 100.0), row("hard", 4096, 160.0)]
+    lines = speed.local_target(rows)
+    assert "T=4096" in lines[0] and "20.0x faster" in lines[0] and lines[0].endswith("met") and "NOT" not in lines[0]
+    assert "NOT met" in lines[1] and "window=32" in lines[1]
+    (h,) = speed.hard_target(rows)
+    assert "1.45x at T=256" in h and "1.60x at T=4096" in h and h.endswith("NOT met")
+    assert speed.hard_target(rows[:3]) == ["- hard vs dot: not measured"]
+
+
+def test_denormals_are_flushed_for_the_run_and_said_so(tmp_path: Path) -> None:
+    rc = speed.main(_args("--lengths", "8", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path),
+                          "--no-targets", "--variants", "dot", "--no-baselines", "--threads", "1"))
+    assert rc == 0
+    md = (tmp_path / "speed.md").read_text()
+    assert "flush_denormal: True" in md or "flush_denormal: False" in md  # False only where the CPU cannot
+    tiny = torch.tensor([1e-40])
+    assert float(tiny) != 0.0, "flushing must be switched off again after the run"
