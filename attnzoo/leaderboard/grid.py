@@ -53,6 +53,7 @@ __all__ = [
     "GridCell",
     "Catalog",
     "PRESET_DIR",
+    "shipped_dir",
     "preset_path",
     "list_presets",
     "load_preset",
@@ -70,8 +71,43 @@ __all__ = [
 #: the variant label of cells that run a backbone without attention
 BASELINE = "none"
 
-#: where the built-in presets live (the source tree's benchmarks/presets)
-PRESET_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "presets"
+#: kind -> (folder in the source tree, the package a wheel ships it as; see pyproject.toml's package-dir)
+_SHIPPED: dict[str, tuple[str, str]] = {
+    "presets": ("benchmarks/presets", "attnzoo._presets"),
+    "results": ("benchmarks/results", "attnzoo._results"),
+}
+
+
+def shipped_dir(kind: str) -> Path | None:
+    """The folder of attnzoo's built-in ``kind`` (``"presets"`` or ``"results"``), or None when absent.
+
+    A checkout (or an editable install of one) reads the project's own
+    ``benchmarks/presets`` and ``benchmarks/results``; an installed wheel carries
+    them as the data packages ``attnzoo._presets`` and ``attnzoo._results``
+    (namespace packages, so the spec's search location is a plain directory).
+    This is the one place either is looked up.
+    """
+    import importlib.util
+
+    try:
+        rel, package = _SHIPPED[kind]
+    except KeyError:
+        raise ValueError(f"kind: expected one of {', '.join(map(repr, _SHIPPED))}, got {kind!r}") from None
+    source = Path(__file__).resolve().parents[2] / rel
+    if source.is_dir():
+        return source
+    try:
+        spec = importlib.util.find_spec(package)
+    except ModuleNotFoundError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if Path(location).is_dir():
+            return Path(location)
+    return None
+
+
+#: where the built-in presets live (benchmarks/presets in a checkout, attnzoo/_presets in a wheel); None: nowhere
+PRESET_DIR: Path | None = shipped_dir("presets")
 
 #: Cell fields a preset's ``training`` section may set for every cell
 TRAINING_KEYS = ("weight_decay", "eval_batch_size", "entropy_coef", "baseline_decay")
@@ -262,8 +298,8 @@ def config_hash(data: Mapping[str, Any]) -> str:
 
 
 def list_presets() -> list[str]:
-    """Names of the built-in presets (``benchmarks/presets/*.yaml``)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """Names of the built-in presets (``*.yaml`` in :func:`shipped_dir` ``("presets")``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR is not None else []
 
 
 def preset_path(name_or_path: str | Path) -> Path:
@@ -275,15 +311,16 @@ def preset_path(name_or_path: str | Path) -> Path:
         if p.is_dir():
             raise FileNotFoundError(f"preset {p} is a directory; pass a .yaml file or a built-in name")
         return p
-    candidate = PRESET_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
+    candidate = PRESET_DIR / f"{name_or_path}.yaml" if PRESET_DIR is not None else None
+    if candidate is not None and candidate.exists():
         return candidate
     known = list_presets()
     hint = close_matches(str(name_or_path), known)
+    where = str(PRESET_DIR) if PRESET_DIR is not None else "this install (no benchmarks/presets, no attnzoo/_presets)"
     raise FileNotFoundError(
         f"unknown preset {str(name_or_path)!r}"
         + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
-        + f" (built-in: {', '.join(known) or 'none found in ' + str(PRESET_DIR)}; or pass a path to a .yaml file)"
+        + f" (built-in: {', '.join(known) or 'none found in ' + where}; or pass a path to a .yaml file)"
     )
 
 
