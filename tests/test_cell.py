@@ -169,3 +169,18 @@ def test_schedule_is_a_budget_key_and_changes_ids():
     assert base.config_hash() != wsd.config_hash()
     with pytest.raises(Exception, match="schedule"):
         load_preset({"name": "s", "backbones": {"seq2seq": {}}, "tasks": {"copy": {"schedule": "linear"}}})
+
+
+def test_per_task_backbone_kwargs_make_a_shallower_transformer():
+    """One task label can run the preset's transformer with other kwargs (1 vs 2 layers on induction heads)."""
+    preset = load_preset({"name": "depth", "backbones": {"transformer": {"d_model": 16, "num_layers": 2}},
+                          "tasks": {"induction-heads": {},
+                                    "induction-heads-1l": {"task": "induction-heads",
+                                                           "backbone_kwargs": {"transformer": {"num_layers": 1}}}},
+                          "variants": ["scaled-dot"], "baselines": False})
+    layers = {(gc.task, gc.cell.backbone_kwargs["num_layers"], gc.cell.backbone_kwargs["d_model"])
+              for gc in expand(preset) if gc.runnable}
+    assert layers == {("induction-heads", 2, 16), ("induction-heads-1l", 1, 16)}
+    with pytest.raises(Exception, match="num_layer'.*did you mean 'num_layers'"):
+        load_preset({"name": "d", "backbones": {"transformer": {}},
+                     "tasks": {"copy": {"backbone_kwargs": {"transformer": {"num_layer": 1}}}}})

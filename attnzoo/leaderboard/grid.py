@@ -110,7 +110,7 @@ def shipped_dir(kind: str) -> Path | None:
 PRESET_DIR: Path | None = shipped_dir("presets")
 
 #: Cell fields a preset's ``training`` section may set for every cell
-TRAINING_KEYS = ("weight_decay", "eval_batch_size", "entropy_coef", "baseline_decay")
+TRAINING_KEYS = ("weight_decay", "eval_batch_size", "val_size", "test_size", "entropy_coef", "baseline_decay")
 
 #: top-level preset keys and what they mean (also the error message's listing)
 TOP_LEVEL_KEYS: dict[str, str] = {
@@ -129,15 +129,15 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "baselines": "also run backbones without attention (variant 'none')",
     "attention_kwargs": "variant name -> keyword arguments for its constructor",
     "backbones": "backbone name -> kwargs (d_model, num_layers, num_heads, ...)",
-    "tasks": "label -> {task, knobs, backbones, variants, max_steps, batch_size, lrs, warmup_steps, schedule, "
-             "val_every}",
+    "tasks": "label -> {task, knobs, backbones, backbone_kwargs, variants, max_steps, batch_size, lrs, warmup_steps, "
+             "schedule, val_every}",
     "disabled_plugins": "plugins the workers must not load",
     "training": f"other Cell options for every cell: {', '.join(TRAINING_KEYS)}",
 }
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
-TASK_KEYS = ("task", "knobs", "backbones", "variants", "max_steps", "batch_size", "lrs", "warmup_steps", "schedule",
-             "val_every")
+TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "variants", "max_steps", "batch_size", "lrs",
+             "warmup_steps", "schedule", "val_every")
 _BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
 
 
@@ -209,6 +209,8 @@ class TaskEntry:
     knobs: dict[str, Any]
     budget: Budget
     backbones: tuple[str, ...] | None = None  # patterns over the preset's backbones
+    #: backbone name -> kwargs merged over the preset's for this task only (a 1-layer Transformer)
+    backbone_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: tuple[str, ...] | None = None   # patterns over registered variants
 
 
@@ -255,9 +257,12 @@ class Preset:
             budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k != "lrs" else None)) for k in _BUDGET_KEYS}
             budget["lrs"] = tuple(float(x) for x in budget["lrs"])
             pats = {k: _patterns(entry.get(k)) for k in ("backbones", "variants")}
-            out.append(TaskEntry(label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
-                                 tuple(pats["backbones"]) if pats["backbones"] is not None else None,
-                                 tuple(pats["variants"]) if pats["variants"] is not None else None))
+            out.append(TaskEntry(
+                label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
+                backbones=tuple(pats["backbones"]) if pats["backbones"] is not None else None,
+                variants=tuple(pats["variants"]) if pats["variants"] is not None else None,
+                backbone_kwargs={b: dict(kw) for b, kw in dict(entry.get("backbone_kwargs") or {}).items()},
+            ))
         return out
 
     def cell_options(self) -> dict[str, Any]:
@@ -520,6 +525,17 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
         if tname not in known_tasks:
             problems.append(f"{where}: " + _unknown("task", str(tname), known_tasks))
             continue
+        overrides = entry.get("backbone_kwargs") or {}
+        if not isinstance(overrides, Mapping) or not all(isinstance(v, Mapping) for v in overrides.values()):
+            problems.append(f"{where}.backbone_kwargs: expected a mapping backbone -> kwargs, got {overrides!r}")
+        else:
+            for bname, kwargs in overrides.items():
+                if bname not in backbones:
+                    problems.append(f"{where}.backbone_kwargs: " + _unknown("backbone (not in the preset's backbones)",
+                                                                           bname, list(backbones)))
+                    continue
+                _spec, factory = catalog.backbone(bname)
+                problems += backbone_kwarg_problems(f"{where}.backbone_kwargs.{bname}", factory, kwargs)
         knobs = entry.get("knobs") or {}
         if not isinstance(knobs, Mapping):
             problems.append(f"{where}.knobs: expected a mapping, got {knobs!r}")
@@ -650,6 +666,7 @@ def expand(
         for bname, bkwargs in preset.backbones.items():
             if not _matches(bname, entry.backbones) or not _matches(bname, backbone_filter):
                 continue
+            bkwargs = {**bkwargs, **entry.backbone_kwargs.get(bname, {})}
             bspec, _factory = catalog.backbone(bname)
             mode = getattr(bspec, "attention", "required")
             names: list[str | None] = []
