@@ -14,7 +14,7 @@ from attnzoo.registry import Registry, check_kwargs
 __all__ = ["Task", "TaskSpec", "PAD", "task_registry", "list_tasks", "get_task_class", "create_task"]
 
 #: modules (under this package) holding the built-in tasks; each exports ``TASKS``.
-_BUILTIN_MODULES: tuple[str, ...] = ("copying", "recall", "selective_copy", "induction", "sort", "listops", "dates")
+_BUILTIN_MODULES: tuple[str, ...] = ("copying", "recall", "selective_copy", "induction", "sort", "listops", "dates", "mad")
 
 
 @hookimpl
