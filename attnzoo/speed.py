@@ -31,9 +31,11 @@ most of ``exp(s - max)`` into the denormal range, which x86 CPUs compute about
 
 What is measured:
 
-- **time**: the best (minimum, as timeit) wall-clock milliseconds of ``--repeats`` forward+backward
-  steps after one warm-up step (CUDA: synchronised). At each length every series is
-  built first and the repeats run round-robin across series, so load from other
+- **time**: the best (minimum, as timeit) of ``--repeats`` samples, each the mean wall-clock
+  milliseconds of as many back-to-back forward+backward steps as last ``--min-sample-ms``
+  (at least one; timeit's autorange, so a 3 ms step is not judged on one noisy run),
+  after one warm-up step (CUDA: synchronised). At each length every series is
+  built first and the samples run round-robin across series, so load from other
   processes disturbs all of them alike and the ratios stay fair.
 - **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` minus what was
   allocated before the step. CPU: from ``torch.profiler`` (``profile_memory=True``)
@@ -157,17 +159,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_step(step: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Best (minimum) milliseconds of ``step()`` over ``repeats`` runs after ``warmup`` runs."""
+def measure_step(step: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1, number: int = 1) -> float:
+    """Best (minimum) over ``repeats`` samples of the mean milliseconds of ``number`` back-to-back ``step()`` runs.
+
+    As ``timeit.repeat(number=...)``: short steps are averaged over enough runs to
+    rise above timer and scheduler noise, and the best sample is the least disturbed.
+    """
     for _ in range(warmup):
         step()
     _sync(device)
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        step()
+        for _ in range(max(1, number)):
+            step()
         _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
+        times.append((time.perf_counter() - t0) * 1e3 / max(1, number))
     return min(times)  # best of repeats (as timeit): the least disturbed by other processes
 
 
@@ -327,6 +334,7 @@ def run_speed(
     baselines: bool = True,
     log: Callable[[str], None] | None = None,
     options: Sequence[tuple[str, dict[str, Any]]] = (),
+    min_sample_ms: float = 100.0,
 ) -> list[SpeedRow]:
     """Measure every (variant, length) cell; never raises for a failing cell.
 
@@ -335,6 +343,8 @@ def run_speed(
     :param max_seconds: skip a cell predicted (T^2 growth from the previous length) to take longer.
     :param options: ``(pattern, kwargs)`` pairs: variants matching the fnmatch pattern are built
         with those kwargs (later pairs win), e.g. ``[("local-*", {"window": 32})]``.
+    :param min_sample_ms: each timed sample repeats a short step until it lasts about
+        this long and reports the mean per step (timeit's autorange); 0: one step per sample.
     :returns: one :class:`SpeedRow` per series and length, references first; ratios filled in.
     """
     dev = torch.device(device)
@@ -357,6 +367,7 @@ def run_speed(
         # series before repeat r + 1), so a burst of load from other processes hits all
         # series alike and the ratios to SDPA/naive stay fair.
         cells: list[tuple[SpeedRow, Callable[[], None] | None]] = []
+        number: dict[int, int] = {}
         for name in series:
             row = SpeedRow(name, T, batch, dim, heads, str(dev))
             p = prev[name]
@@ -379,19 +390,23 @@ def run_speed(
             if row.status == "ok":
                 try:
                     step, row.call = _make_step(name, T, batch, dim, heads, dev, options=options_for(name, options))
+                    t_warm = time.perf_counter()
                     step()  # warm-up
                     _sync(dev)
+                    # timeit's autorange: each sample runs enough steps to last min_sample_ms
+                    number[id(row)] = max(1, min(1000, int(min_sample_ms / 1e3 / max(time.perf_counter() - t_warm, 1e-6))))
                 except Exception as exc:  # noqa: BLE001 - an error row, timm style
                     fail(row, exc)
                     step = None
             cells.append((row, step))
         times: dict[int, list[float]] = {id(r): [] for r, _ in cells}
+        row_number = {id(r): number.get(id(r), 1) for r, _ in cells}
         for _ in range(max(1, repeats)):
             for row, step in cells:
                 if step is None or row.status != "ok":
                     continue
                 try:
-                    times[id(row)].append(measure_step(step, dev, 1, warmup=0))
+                    times[id(row)].append(measure_step(step, dev, 1, warmup=0, number=row_number[id(row)]))
                 except Exception as exc:  # noqa: BLE001
                     fail(row, exc)
         for row, step in cells:
@@ -710,6 +725,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="PATTERN:KEY=VALUE",
                         help="constructor kwargs for matching variants, repeatable, e.g. -o 'local-*:window=32' "
                              "(values are Python literals)")
+    parser.add_argument("--min-sample-ms", type=float, default=100.0,
+                        help="each timed sample repeats a short step until it lasts this long, mean per step "
+                             "(default 100; 0: one step per sample)")
     parser.add_argument("--no-flush-denormal", action="store_true",
                         help="keep denormal floats (default: flush them to zero for the run; an unscaled dot "
                              "score on random inputs underflows exp() into denormals, which x86 CPUs compute "
@@ -762,7 +780,7 @@ def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) ->
     options = list(getattr(args, "option", None) or [])
     rows = run_speed(names, lengths, batch=args.batch, dim=args.dim, heads=args.heads, repeats=args.repeats,
                      device=dev, max_seconds=args.max_seconds, baselines=not args.no_baselines, log=log,
-                     options=options)
+                     options=options, min_sample_ms=getattr(args, "min_sample_ms", 100.0))
     targets: list[str] = []
     if not args.no_targets:
         targets = sdpa_target(rows) + local_target(rows) + hard_target(rows)
@@ -772,7 +790,8 @@ def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) ->
     meta = {
         "command": (f"attnzoo speed --lengths {','.join(map(str, lengths))} --batch {args.batch} --dim {args.dim} "
                     f"--heads {args.heads} --variants '{args.variants}' --repeats {args.repeats} --device {dev} "
-                    f"--max-seconds {args.max_seconds:g}" + (" --no-baselines" if args.no_baselines else "")
+                    f"--max-seconds {args.max_seconds:g} --min-sample-ms {getattr(args, 'min_sample_ms', 100.0):g}"
+                    + (" --no-baselines" if args.no_baselines else "")
                     + (" --no-targets" if args.no_targets else "")
                     + "".join(f" -o '{p}:" + ",".join(f"{k}={v!r}" for k, v in kw.items()) + "'" for p, kw in options)
                     + (" --no-flush-denormal" if getattr(args, "no_flush_denormal", False) else "")),

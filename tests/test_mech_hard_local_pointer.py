@@ -279,6 +279,25 @@ def test_hard_expected_prob_half_splits_examples_and_the_harness_sums_only_sampl
     torch.testing.assert_close(again, out.context)
 
 
+def test_hard_expected_context_for_few_and_for_most_examples():
+    """Both ways of forming the expected context (a copy of few examples, a select among all) agree with Eq. (8)."""
+    q, k, v = rand_qkv(4, 3, 6, seed=9)
+    att = create_attention("hard", 8, 8, 3).train()
+    alpha, soft = _soft_reference(att, q, k, v)
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out = att(q, k, v, need_weights=True)
+        took = (out.aux["log_prob"] == 0).all(-1)  # (B,)
+        seen.add(int(took.sum()))
+        torch.testing.assert_close(out.context[took], soft[took])
+        torch.testing.assert_close(out.weights[took], alpha[took])
+        w = out.weights[~took]
+        assert ((w == 0) | (w == 1)).all() and (w.sum(-1) == 1).all()
+        torch.testing.assert_close(out.context[~took], w @ v[~took])
+    assert {1, 3} <= seen, seen  # the copy path (n <= B/2) and the select path (n > B/2) both ran
+
+
 @pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
 @pytest.mark.parametrize("train", [True, False])
 def test_hard_nan_query_gives_nan_row(estimator, train):

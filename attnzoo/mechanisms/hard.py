@@ -244,13 +244,22 @@ class HardAttention(Attention):
         if sampling and self.expected_prob > 0:
             # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
             take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
-            if bool(take.any()):
-                # The soft context of every example and a select: on a CPU one more matmul is cheaper
-                # than copying the chosen examples' alpha out and their gradient back in.
+            n = int(take.sum())
+            if 2 * n > b:
+                # Most examples: the soft context of all and a select (one matmul beats the copies).
                 soft_ctx = torch.bmm(alpha.to(value.dtype), value)  # (B, Tq, Dv) sum_i alpha_i a_i
                 context = torch.where(take[:, None, None], soft_ctx, context)
                 if weights is not None:
                     weights = torch.where(take[:, None, None], alpha.to(weights.dtype), weights)
+            elif n:
+                # A few: copy their alpha out and score only them.
+                sel = take.nonzero().flatten()
+                a_sel = alpha.index_select(0, sel)  # (n, Tq, Tk)
+                soft_ctx = torch.bmm(a_sel.to(value.dtype), value.index_select(0, sel))  # (n, Tq, Dv)
+                context = context.index_copy(0, sel, soft_ctx)
+                if weights is not None:
+                    weights = weights.index_copy(0, sel, a_sel.to(weights.dtype))
+            if n:
                 log_prob = log_prob.masked_fill(take[:, None], 0.0)  # no choice was made: no score-function term
         if bad is not None:
             nan = context.new_tensor(float("nan"))
