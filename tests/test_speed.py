@@ -158,3 +158,15 @@ def test_denormals_are_flushed_for_the_run_and_said_so(tmp_path: Path) -> None:
     assert "flush_denormal: True" in md or "flush_denormal: False" in md  # False only where the CPU cannot
     tiny = torch.tensor([1e-40])
     assert float(tiny) != 0.0, "flushing must be switched off again after the run"
+
+
+def test_measure_step_averages_number_runs_per_sample() -> None:
+    calls = []
+
+    def step() -> None:
+        calls.append(1)
+
+    ms = speed.measure_step(step, torch.device("cpu"), repeats=3, warmup=1, number=5)
+    assert len(calls) == 1 + 3 * 5 and ms >= 0
+    rows = speed.run_speed(["dot"], [8], repeats=2, baselines=False, min_sample_ms=0)
+    assert rows[0].status == "ok" and rows[0].time_ms > 0
