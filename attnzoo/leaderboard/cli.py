@@ -31,6 +31,8 @@ examples:
   attnzoo bench --preset default --dry-run       print the grid, n/a pairs with their reasons
   attnzoo bench --preset default --resume        after Ctrl-C or a crash: run only what is missing
   attnzoo bench --variants '*dot*,none' --tasks copy --seeds 3 --out bench-out/dots
+  attnzoo bench --variants my-score --against default   train only my-score's cells, rank it among the
+                                                 shipped reference rows (leaderboard + ranking.md in --out)
   attnzoo bench --preset paper --accelerator gpu --devices 1 --shard 0/4 --out runs/paper-0
   attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
   attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
@@ -46,6 +48,12 @@ def _patterns(values: list[str] | None) -> list[str] | None:
 
 def _devices(text: str) -> Any:
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _references() -> list[str]:
+    from attnzoo.leaderboard.against import list_references
+
+    return list_references()
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +77,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="continue in a non-empty DIR: run only cells without a row")
     parser.add_argument("--retry-failed", action="store_true",
                         help="with --resume: also rerun cells whose row says failed or oom")
+    parser.add_argument("--against", metavar="REF",
+                        help="rank --variants among reference results: REF is a results directory or a shipped "
+                             "reference (" + (", ".join(_references()) or "none found") + "); its rows are copied "
+                             "into --out, only the new cells train, with the reference's preset, seeds and config "
+                             "hash (refused when they or the attnzoo version differ), and --out gets the "
+                             "leaderboard plus ranking.md")
     parser.add_argument("--shard", metavar="I/N", help="run only shard I of N (0 <= I < N), split by cell id")
     g = parser.add_argument_group("Lightning Trainer options (reach every cell)")
     g.add_argument("--accelerator", help="cpu, gpu, mps, auto")
@@ -189,8 +203,28 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     warn_failures()  # a plugin that failed to load would otherwise just be missing from the grid
     trainer = {k: getattr(args, k, None) for k in ("accelerator", "devices", "strategy", "precision")}
     overrides = {"seeds": args.seeds, "max_steps": args.steps, "trainer": trainer}
+    reference = None
+    preset_arg = args.preset
+    if getattr(args, "against", None):
+        from attnzoo.leaderboard import against
+
+        if not _patterns(args.variants):
+            _err("--against needs --variants NAME: the variant(s) to train and rank among the reference rows")
+            return 2
+        if args.shard:
+            _err("--against trains only the new variants' cells; it does not take --shard")
+            return 2
+        try:
+            reference = against.load_reference(args.against)
+        except AttnzooError as exc:
+            _err(str(exc))
+            return 2
+        # the reference's own preset, unless one is named (a reference run from a preset file)
+        preset_arg = args.preset if args.preset not in (None, "default") else reference.presets[0]
+        if args.seeds is None:
+            overrides["seeds"] = reference.seeds or None
     try:
-        preset = load_preset(args.preset, overrides=overrides, catalog=catalog)
+        preset = load_preset(preset_arg, overrides=overrides, catalog=catalog)
     except (PresetError, FileNotFoundError) as exc:
         _err(str(exc))
         return 2
@@ -200,6 +234,14 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     except FilterError as exc:
         _err(str(exc))
         return 2
+    if reference is not None:
+        from attnzoo import __version__
+
+        problems = against.comparability_problems(reference, preset, expand(preset, catalog=catalog), __version__)
+        if problems:
+            _err(f"--against {args.against}: the reference rows cannot be ranked with this run:\n"
+                 + "\n".join(f"  - {p}" for p in problems))
+            return 2
     shard_tag = ""
     if args.shard:
         try:
@@ -209,13 +251,22 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
             return 2
         cells = shard(cells, i, n)
         shard_tag = f"-shard{i}of{n}"
-    out = Path(args.out or Path("bench-out") / f"{preset.name}{shard_tag}")
+    if reference is not None:
+        out = Path(args.out or against.default_out(reference, _patterns(args.variants) or []))
+    else:
+        out = Path(args.out or Path("bench-out") / f"{preset.name}{shard_tag}")
     problem = _unwritable(out) if not args.dry_run else None
     if problem:
         _err(problem)
         return 2
     store = ResultStore(out)
     existing = read_rows(out) if out.exists() else []
+    if reference is not None and _is_empty(out):
+        if args.dry_run:
+            existing = reference.rows
+        else:  # the reference rows go in first, so the grid runs as a --resume: only missing cells train
+            against.seed_out(out, reference)
+            args.resume = True
     if args.dry_run:
         print(f"preset {preset.name} ({preset.source}), config hash {preset.config_hash()}, out {out}")
         if preset.description:
@@ -282,9 +333,14 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         print(f"{summary.failed} cell(s) did not finish ok: "
               + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if s != "ok")
               + f" (their rows hold the errors; rerun them with --resume --retry-failed)", file=sys.stderr)
-    if not args.no_report:
-        return _report(out)
-    return 0
+    rc = _report(out) if not args.no_report else 0
+    if reference is not None:
+        lines = against.where_it_ranks(read_rows(out), sorted({gc.variant for gc in cells}))
+        path = against.write_ranking(out, reference, lines)
+        print(f"where it ranks against {reference.name} ({path}):")
+        for line in lines:
+            print(f"  {line}")
+    return rc
 
 
 def _report(out: Path) -> int:
