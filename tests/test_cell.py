@@ -184,3 +184,15 @@ def test_per_task_backbone_kwargs_make_a_shallower_transformer():
     with pytest.raises(Exception, match="num_layer'.*did you mean 'num_layers'"):
         load_preset({"name": "d", "backbones": {"transformer": {}},
                      "tasks": {"copy": {"backbone_kwargs": {"transformer": {"num_layer": 1}}}}})
+
+
+def test_exclude_variants_leaves_a_duplicate_out_and_keeps_the_hash():
+    base = {"name": "x", "backbones": {"seq2seq": {"d_model": 8}}, "tasks": {"copy": {}}}
+    excl = {"name": "x", "backbones": {"seq2seq": {"d_model": 8}}, "tasks": {"copy": {"exclude_variants": ["point*"]}}}
+    a, b = load_preset(base), load_preset(excl)
+    va = {gc.variant for gc in expand(a)}
+    vb = {gc.variant for gc in expand(b)}
+    assert "pointer" in va and va - vb == {"pointer"}
+    assert a.config_hash() == b.config_hash()  # selection, not budget: the rows stay comparable
+    with pytest.raises(Exception, match="pointr"):
+        load_preset({**excl, "tasks": {"copy": {"exclude_variants": ["pointr"]}}})

@@ -129,15 +129,17 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "baselines": "also run backbones without attention (variant 'none')",
     "attention_kwargs": "variant name -> keyword arguments for its constructor",
     "backbones": "backbone name -> kwargs (d_model, num_layers, num_heads, ...)",
-    "tasks": "label -> {task, knobs, backbones, backbone_kwargs, variants, max_steps, batch_size, lrs, warmup_steps, "
-             "schedule, val_every}",
+    "tasks": "label -> {task, knobs, backbones, backbone_kwargs, variants, exclude_variants, max_steps, batch_size, "
+             "lrs, warmup_steps, schedule, val_every}",
     "disabled_plugins": "plugins the workers must not load",
     "training": f"other Cell options for every cell: {', '.join(TRAINING_KEYS)}",
 }
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
-TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "variants", "max_steps", "batch_size", "lrs",
-             "warmup_steps", "schedule", "val_every")
+TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "variants", "exclude_variants", "max_steps",
+             "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
+#: task-entry keys that select cells rather than change what a cell computes (not in the config hash)
+_SELECTION_KEYS = ("backbones", "variants", "exclude_variants")
 _BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
 
 
@@ -212,6 +214,7 @@ class TaskEntry:
     #: backbone name -> kwargs merged over the preset's for this task only (a 1-layer Transformer)
     backbone_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: tuple[str, ...] | None = None   # patterns over registered variants
+    exclude_variants: tuple[str, ...] = ()    # ... and the ones to leave out (a duplicate of another row)
 
 
 @dataclass(frozen=True)
@@ -256,11 +259,12 @@ class Preset:
             entry = dict(entry or {})
             budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k != "lrs" else None)) for k in _BUDGET_KEYS}
             budget["lrs"] = tuple(float(x) for x in budget["lrs"])
-            pats = {k: _patterns(entry.get(k)) for k in ("backbones", "variants")}
+            pats = {k: _patterns(entry.get(k)) for k in _SELECTION_KEYS}
             out.append(TaskEntry(
                 label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
                 backbones=tuple(pats["backbones"]) if pats["backbones"] is not None else None,
                 variants=tuple(pats["variants"]) if pats["variants"] is not None else None,
+                exclude_variants=tuple(pats["exclude_variants"] or ()),
                 backbone_kwargs={b: dict(kw) for b, kw in dict(entry.get("backbone_kwargs") or {}).items()},
             ))
         return out
@@ -297,7 +301,7 @@ def config_hash(data: Mapping[str, Any]) -> str:
                                                          "record_attention", "disabled_plugins")}
     tasks = {}
     for label, entry in dict(keep.get("tasks") or {}).items():
-        tasks[label] = {k: v for k, v in dict(entry or {}).items() if k not in ("backbones", "variants")}
+        tasks[label] = {k: v for k, v in dict(entry or {}).items() if k not in _SELECTION_KEYS}
     keep["tasks"] = tasks
     return digest(keep)
 
@@ -510,7 +514,7 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
                             + f"; known: {', '.join(TASK_KEYS)}")
         problems += budget_problems(entry, f"{where}.")
         tname = entry.get("task", label)
-        for key in ("backbones", "variants"):
+        for key in _SELECTION_KEYS:
             if key in entry:
                 pats = _patterns(entry[key])
                 if pats is None:
@@ -672,7 +676,8 @@ def expand(
             names: list[str | None] = []
             if mode != "none":
                 names += [v for v in all_variants if _matches(v, preset.variants) and _matches(v, entry.variants)
-                          and _matches(v, variant_filter)]
+                          and _matches(v, variant_filter)
+                          and not (entry.exclude_variants and _matches(v, entry.exclude_variants))]
             if mode in ("none", "optional") and preset.baselines and _matches(BASELINE, variant_filter):
                 names.append(None)
             budget = entry.budget
