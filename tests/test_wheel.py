@@ -35,8 +35,9 @@ def _site_packages(venv: Path) -> Path:
     return venv / ("Lib" if os.name == "nt" else "lib") / ("" if os.name == "nt" else py) / "site-packages"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
+    """attnzoo's wheel, built once per session (tests/test_readme.py installs it too)."""
     src = tmp_path_factory.mktemp("src")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
     for rel in ("attnzoo", "benchmarks"):
@@ -51,10 +52,10 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
-@pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> dict[str, str]:
-    """A fresh venv with the wheel installed; returns the environment to run its commands in."""
-    base = tmp_path_factory.mktemp("venv")
+def make_venv(wheel: Path, base: Path) -> dict[str, str]:
+    """A fresh venv under ``base`` with ``wheel`` installed; returns the environment to run its commands in
+    (its ``bin`` first on PATH; run ``python -m pip`` there, never a bare ``pip``, which may be another venv's)."""
+    base.mkdir(parents=True, exist_ok=True)
     venv = base / "v"
     proc = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base)
     assert proc.returncode == 0, proc.stderr
@@ -78,6 +79,11 @@ def venv(wheel, tmp_path_factory) -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(venv)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+@pytest.fixture(scope="module")
+def venv(wheel, tmp_path_factory) -> dict[str, str]:
+    return make_venv(wheel, tmp_path_factory.mktemp("venv"))
 
 
 def test_wheel_ships_presets_and_reference_results_not_figures(wheel):
