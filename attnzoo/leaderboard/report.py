@@ -16,7 +16,10 @@
   ``attention_<task>.png`` and, when ``speed.csv`` is present, ``speed.png``
   (:mod:`attnzoo.leaderboard.plots`);
 - ``leaderboard.html``: one self-contained page (images inlined as data URIs),
-  findings first, with a table of contents.
+  findings first, with a table of contents;
+- whenever rows of MAD tasks are present, a **MAD score** table in both (:func:`mad_scores`,
+  :func:`mad_table`): variants x MAD tasks, each the mean over the task's settings of the best run
+  per setting, and the MAD score, the mean over tasks, with every seed and the spread.
 
 **Summaries over seeds.** A seed that diverged, failed or ran out of memory at the
 chosen learning rate scored nothing: it counts as 0 in the median and the spread
@@ -47,9 +50,10 @@ from attnzoo.leaderboard.findings import Finding, evaluate, findings_markdown, t
 from attnzoo.leaderboard.grid import BASELINE
 from attnzoo.leaderboard.store import latest_rows, read_rows
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD
+from attnzoo.tasks.mad import MAD_TASKS
 
 __all__ = ["Entry", "aggregate", "build_report", "overall_table", "task_table", "file_slug", "seed_summary",
-           "format_summary", "solve_threshold", "PEAK_MEM_NOTE"]
+           "format_summary", "solve_threshold", "PEAK_MEM_NOTE", "MADScore", "mad_scores", "mad_table"]
 
 #: statuses of a run that produced no number
 NOT_OK = ("diverged", "oom", "failed")
@@ -385,6 +389,139 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, list[Entry]]:
     return out
 
 
+# -- the MAD score ----------------------------------------------------------------------------
+@dataclass
+class MADScore:
+    """One (backbone, variant)'s MAD score (Poli et al. 2024): per task, the mean over the task's settings
+    of the best run per setting; overall, the mean over tasks. Every figure is per seed first.
+
+    :ivar tasks: MAD task -> {seed: mean over settings of that seed's score at the setting's best config}.
+    :ivar settings: MAD task -> number of settings averaged.
+    :ivar score: {seed: mean over the tasks this entry has} (the aggregate MAD score per seed).
+    """
+
+    backbone: str
+    variant: str
+    tasks: dict[str, dict[Any, float]] = field(default_factory=dict)
+    settings: dict[str, int] = field(default_factory=dict)
+    score: dict[Any, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{BASELINE} ({self.backbone})" if self.variant == BASELINE else f"{self.variant} ({self.backbone})"
+
+    @staticmethod
+    def summary(per_seed: dict[Any, float]) -> tuple[float | None, float | None, float | None]:
+        """``(median, min, max)`` over seeds."""
+        vals = list(per_seed.values())
+        return (_median(vals), min(vals), max(vals)) if vals else (None, None, None)
+
+
+def _row_task(r: dict[str, Any]) -> str:
+    cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
+    return str(r.get("task_name") or cell.get("task") or r.get("task"))
+
+
+def _best_config_scores(rows: list[dict[str, Any]]) -> dict[Any, float]:
+    """``{seed: score}`` at the (lr, weight decay) whose mean validation metric over seeds is best (a seed
+    that did not finish counts 0, as in the tables); MAD takes the best of its sweep per setting."""
+    by_cfg: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
+        key = (float(r.get("lr") or cell.get("lr") or 0.0), float(cell.get("weight_decay") or 0.0))
+        by_cfg.setdefault(key, []).append(r)
+
+    def val(r: dict[str, Any]) -> float:
+        if r.get("status") != "ok":
+            return 0.0
+        key = _sibling_metric(r.get("main_metric"), "val")
+        v = _num((r.get("metrics") or {}).get(key)) if key else None
+        return v if v is not None else (_num(r.get("main_value")) or 0.0)
+
+    best = max(sorted(by_cfg), key=lambda k: (statistics.fmean(val(r) for r in by_cfg[k]), -k[0], -k[1]))
+    return {r.get("seed"): (_num(r.get("main_value")) or 0.0) if r.get("status") == "ok" else 0.0
+            for r in by_cfg[best]}
+
+
+def mad_scores(rows: Iterable[dict[str, Any]]) -> list[MADScore]:
+    """The MAD score of every (backbone, variant) with rows of MAD tasks (:data:`attnzoo.tasks.mad.MAD_TASKS`),
+    best first.
+
+    A *setting* is one set of task knobs (whatever the preset calls its label); within it the best
+    (lr, weight decay) is chosen on validation (MAD chooses on test), and each seed scores its test
+    main metric there. Per task, a seed's score is the mean over the settings it ran; the MAD score of a
+    seed is the mean over tasks. n/a pairs are left out.
+    """
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in latest_rows(rows):
+        task = _row_task(r)
+        if task not in MAD_TASKS or r.get("status") == "n/a":
+            continue
+        cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
+        setting = json.dumps(cell.get("task_kwargs") or {}, sort_keys=True, default=str)
+        key = (str(r.get("backbone") or cell.get("backbone")), str(r.get("variant")), task, setting)
+        groups.setdefault(key, []).append(r)
+    per: dict[tuple[str, str], dict[str, list[dict[Any, float]]]] = {}
+    for (backbone, variant, task, _setting), grp in groups.items():
+        per.setdefault((backbone, variant), {}).setdefault(task, []).append(_best_config_scores(grp))
+    out = []
+    for (backbone, variant), tasks in per.items():
+        s = MADScore(backbone, variant)
+        for task in MAD_TASKS:
+            if task not in tasks:
+                continue
+            seeds = sorted({seed for setting in tasks[task] for seed in setting}, key=lambda x: (x is None, x))
+            s.tasks[task] = {seed: statistics.fmean(st[seed] for st in tasks[task] if seed in st) for seed in seeds}
+            s.settings[task] = len(tasks[task])
+        seeds = sorted({seed for t in s.tasks.values() for seed in t}, key=lambda x: (x is None, x))
+        s.score = {seed: statistics.fmean(t[seed] for t in s.tasks.values() if seed in t) for seed in seeds}
+        out.append(s)
+    out.sort(key=lambda m: (-(m.summary(m.score)[0] or 0.0), m.label))
+    return out
+
+
+def _mad_cell(per_seed: dict[Any, float]) -> str:
+    med, lo, hi = MADScore.summary(per_seed)
+    if med is None:
+        return "–"
+    text = f"{med:.3f}"
+    if len(per_seed) > 1:
+        text += f" ({lo:.2f}–{hi:.2f})"
+    return text
+
+
+def mad_table(scores: list[MADScore]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Variants x MAD tasks, plus the MAD score: headers, rows and notes (settings per task, missing tasks).
+
+    Each cell is the median over seeds of the per-seed mean over settings (min–max over seeds); the last
+    column is the MAD score (mean over the tasks present), with every seed's value.
+    """
+    present = [t for t in MAD_TASKS if any(t in s.tasks for s in scores)]
+    headers = ["#", "variant", *present, "MAD score", "per seed"]
+    rows = []
+    for i, s in enumerate(scores, 1):
+        per_seed = " / ".join(f"{v:.2f}" for _, v in sorted(s.score.items(), key=lambda kv: (kv[0] is None, kv[0])))
+        rows.append([str(i), s.label, *[_mad_cell(s.tasks[t]) if t in s.tasks else "–" for t in present],
+                     _mad_cell(s.score), per_seed])
+    notes = []
+    counts = {t: sorted({s.settings[t] for s in scores if t in s.settings}) for t in present}
+    notes.append("settings averaged per task: " + ", ".join(f"{t} {'/'.join(map(str, c))}" for t, c in counts.items()))
+    missing = [t for t in MAD_TASKS if t not in present]
+    if missing:
+        notes.append(f"the MAD score is over {len(present)} of MAD's {len(MAD_TASKS)} tasks; not in these results: "
+                     + ", ".join(missing))
+    partial = [s.label for s in scores if len(s.tasks) < len(present)]
+    if partial:
+        notes.append("averaged over fewer tasks (some have no rows): " + ", ".join(partial))
+    return headers, rows, notes
+
+
+_MAD_INTRO = ("The MAD score (Poli et al. 2024): for each task setting the best run of the learning-rate x "
+              "weight-decay sweep (chosen on validation; MAD chooses on test), its test token accuracy per seed; "
+              "per task the mean over settings, and the MAD score the mean over tasks. Each cell: the median over "
+              "seeds (min–max over seeds); a seed that did not finish counts as 0.")
+
+
 # -- tables ------------------------------------------------------------------------------
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
@@ -607,7 +744,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13
 def _anchors(tasks: Iterable[str]) -> dict[str, str]:
     """A unique, valid HTML id per task label (``task-associative-recall``)."""
     out: dict[str, str] = {}
-    used = {"findings", "overall", "speed", "provenance"}
+    used = {"findings", "overall", "mad", "speed", "provenance"}
     for t in tasks:
         base = "task-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", t).strip("-") or "x")
         aid, i = base, 2
@@ -721,6 +858,11 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
            "without a number say why (`n/a: reason`, `diverged`, `oom`, `failed: reason`).", ""]
     md += [_md_table(o_headers, o_rows), "", "![heatmap](heatmap.png)", "",
            "![accuracy vs throughput](acc_vs_speed.png)", ""]
+    mad = mad_scores(rows)
+    if mad:
+        m_headers, m_rows, m_notes = mad_table(mad)
+        md += ["## MAD score", "", _MAD_INTRO, "", _md_table(m_headers, m_rows), ""]
+        md += [f"*{n}*" for n in m_notes] + [""]
     for task, entries in tasks.items():
         headers, trows = task_table(entries)
         chance = next((e.chance for e in entries if e.chance is not None), None)
@@ -748,7 +890,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
 
     # html (self-contained: styles inline, images as data URIs; click an image to enlarge it, pure CSS)
     anchors = _anchors(tasks)
-    toc = [("findings", "Findings"), ("overall", "Overall")]
+    toc = [("findings", "Findings"), ("overall", "Overall")] + ([("mad", "MAD score")] if mad else [])
     toc += [(anchors[t], t) for t in tasks]
     toc += [("speed", "Speed")] if "speed" in figures else []
     toc += [("provenance", "Provenance")]
@@ -775,6 +917,9 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
 
     img("heatmap", "accuracy heatmap, variants x tasks")
     img("acc_vs_speed", "accuracy vs throughput")
+    if mad:
+        parts += ['<h2 id="mad">MAD score</h2>', f"<p>{html.escape(_MAD_INTRO)}</p>", _html_table(m_headers, m_rows)]
+        parts += [f'<p class="note">{html.escape(n)}</p>' for n in m_notes]
     for task, entries in tasks.items():
         headers, trows = task_table(entries)
         chance = next((e.chance for e in entries if e.chance is not None), None)

@@ -350,7 +350,8 @@ class FuzzyRecallTask(MADTask):
 
     Differences from MAD (beyond the module's): MAD draws the probe's insertion point from
     ``[0, seq_len - 2 * probe)``, which can lie past where the loop stops, so the probe is sometimes
-    never inserted and the final key has no answer; here it is drawn from where the loop runs. Only
+    never inserted and the final key has no answer; here it is drawn from where the loop runs and
+    placed at the latest while one more pair cannot end the sequence. Only
     the final probe is scored. Generated in Python per example (variable-length motifs): about 0.3 ms
     a sequence at the baseline, so set ``num_train_examples`` for long sequences.
 
@@ -406,7 +407,8 @@ class FuzzyRecallTask(MADTask):
         placed = False
         while len(seq) < stop:
             k_size, v_size = rng.choice(k_sizes), rng.randint(1, vm)
-            if len(seq) >= probe_at and not placed:
+            # at probe_at, or at the latest while one more pair cannot end the loop (a pair may jump past it)
+            if not placed and (len(seq) >= probe_at or len(seq) + km + vm >= stop):
                 seq += [*k_probe, *v_probe]
                 placed = True
                 continue
