@@ -161,38 +161,55 @@ def test_hard_other_scores_and_errors():
         create_attention("hard", 8, expected_prob=1.5)
 
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 6), tk=st.integers(1, 9), sample=st.booleans(), data=st.data())
-def test_hard_core_gradient_equals_autograd_reference(n, tk, sample, data):
-    """The fused backward of alpha, log alpha_s and H[alpha] is autograd's, masked keys and empty rows included."""
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 3), tq=st.integers(1, 3), tk=st.integers(1, 9), sample=st.booleans(), data=st.data())
+def test_hard_core_gradient_equals_autograd_reference(b, tq, tk, sample, data):
+    """The fused backward of alpha, log alpha_s, H[alpha] and the expected context z = alpha V is autograd's,
+    masked keys and empty rows included, for no, some and all examples taking z."""
     from attnzoo.mechanisms.hard import _Categorical, _fill_value
 
+    n = b * tq
     g = torch.Generator().manual_seed(n * 10 + tk)
     s = torch.randn(n, tk, generator=g, dtype=torch.float64) * 3
     bits = data.draw(st.lists(st.booleans(), min_size=n * tk, max_size=n * tk))
     allowed = torch.tensor(bits, dtype=torch.bool).view(n, tk)
     allowed[0] = True  # at least one row with every key
+    sel = sorted(data.draw(st.sets(st.integers(0, b - 1))))
     filled = s.masked_fill(~allowed, _fill_value(s.dtype)).requires_grad_()
+    v = torch.randn(b, tk, 2, generator=g, dtype=torch.float64, requires_grad=True)
     u = torch.rand(n, generator=g, dtype=torch.float64) if sample else None
-    alpha, index, lp, h = _Categorical.apply(filled, u)
+    alpha, index, lp, h, z = _Categorical.apply(filled, u, v if sel else None, sel)
     has = allowed.any(-1)
     assert allowed[has].gather(-1, index[has, None]).all(), "drew a masked key"
-    w_a, w_lp, w_h = torch.randn(n, tk, generator=g, dtype=torch.float64), torch.randn(n, generator=g,
-                     dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64) * 3
-    ours = torch.autograd.grad(((alpha * w_a).sum(-1) + lp * w_lp + h * w_h)[has].sum(), filled)[0]
+    w_a = torch.randn(n, tk, generator=g, dtype=torch.float64)
+    w_lp, w_h = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64) * 3
+    w_z = torch.randn(len(sel), tq, 2, generator=g, dtype=torch.float64)
+    keep = has.view(b, tq)[sel]  # rows of z with a key
+    loss = ((alpha * w_a).sum(-1) + lp * w_lp + h * w_h)[has].sum()
+    if sel:
+        loss = loss + ((z * w_z).sum(-1) * keep).sum()
+    ours = torch.autograd.grad(loss, [filled, v], allow_unused=True)
 
     ref_in = s.clone().requires_grad_()
+    ref_v = v.detach().clone().requires_grad_()
     logp = torch.log_softmax(ref_in.masked_fill(~allowed, float("-inf")), -1)
-    p = logp.exp()
+    p = torch.nan_to_num(logp.exp(), nan=0.0)
     ref_h = -(p * logp.masked_fill(~allowed, 0.0)).sum(-1)
     ref_lp = logp.gather(-1, index[:, None]).squeeze(-1)
-    ref_loss = ((p * w_a).sum(-1) + ref_lp * w_lp + ref_h * w_h)[has].sum()
-    ref = torch.autograd.grad(ref_loss, ref_in)[0]
+    ref_z = (p.view(b, tq, tk) @ ref_v)[sel]
+    ref_loss = ((p * w_a).sum(-1) + ref_lp * w_lp + ref_h * w_h)[has].sum() + ((ref_z * w_z).sum(-1) * keep).sum()
+    ref = torch.autograd.grad(ref_loss, [ref_in, ref_v], allow_unused=True)
     torch.testing.assert_close(alpha[has], p[has].detach())
     torch.testing.assert_close(lp[has], ref_lp[has].detach())
     torch.testing.assert_close(h[has], ref_h[has].detach())
-    torch.testing.assert_close(ours[has], ref[has].masked_fill(~allowed[has], 0.0))
-    assert torch.isfinite(ours).all()
+    if sel:
+        torch.testing.assert_close((z * keep[..., None]), (ref_z * keep[..., None]).detach())
+    torch.testing.assert_close(ours[0][has], ref[0][has].masked_fill(~allowed[has], 0.0))
+    assert torch.isfinite(ours[0]).all()
+    if sel:
+        torch.testing.assert_close(ours[1], ref[1] if ref[1] is not None else torch.zeros_like(v))
+    else:
+        assert ours[1] is None or not ours[1].abs().any()
 
 
 def test_hard_inverse_cdf_edge_never_draws_a_masked_tail():
@@ -201,9 +218,9 @@ def test_hard_inverse_cdf_edge_never_draws_a_masked_tail():
 
     s = torch.zeros(3, 6)
     s[:, 4:] = _fill_value(torch.float32)
-    _, index, _, _ = _Categorical.apply(s, torch.full((3,), 1 - 2**-24))
+    _, index, _, _, _ = _Categorical.apply(s, torch.full((3,), 1 - 2**-24), None, None)
     assert index.tolist() == [3, 3, 3]
-    _, index, _, _ = _Categorical.apply(s, torch.zeros(3))
+    _, index, _, _, _ = _Categorical.apply(s, torch.zeros(3), None, None)
     assert index.tolist() == [0, 0, 0]
 
 
@@ -295,7 +312,28 @@ def test_hard_expected_context_for_few_and_for_most_examples():
         w = out.weights[~took]
         assert ((w == 0) | (w == 1)).all() and (w.sum(-1) == 1).all()
         torch.testing.assert_close(out.context[~took], w @ v[~took])
-    assert {1, 3} <= seen, seen  # the copy path (n <= B/2) and the select path (n > B/2) both ran
+    assert {1, 3} <= seen, seen  # the loop over a few examples and the all-examples batch both ran
+
+
+def test_hard_expected_context_for_many_examples_takes_the_batched_copy(monkeypatch):
+    import attnzoo.mechanisms.hard as hard
+
+    monkeypatch.setattr(hard, "_LOOP_MAX", 1)
+    test_hard_expected_context_for_few_and_for_most_examples()
+    # and its gradients are the loop's
+    q, k, v = rand_qkv(6, 3, 5, seed=4)
+    att = create_attention("hard", 8, 8, 3).train()
+    grads = []
+    for loop_max in (1, 8):
+        monkeypatch.setattr(hard, "_LOOP_MAX", loop_max)
+        vv = v.clone().requires_grad_()
+        torch.manual_seed(3)  # the same draws: 2-4 of 6 examples take the expected context
+        out = att(q, k, vv)
+        assert 1 < int((out.aux["log_prob"] == 0).all(-1).sum()) < 6
+        loss = (out.context * torch.arange(3.0)).sum() + out.aux["log_prob"].sum() + out.aux["entropy"].sum()
+        grads.append(torch.autograd.grad(loss, [vv, att.base.W_a.weight]))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])

@@ -37,31 +37,41 @@ def _fill_value(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 2**30
 
 
-class _Categorical(torch.autograd.Function):
-    r"""One categorical distribution per row: ``alpha = softmax(S)``, a draw, ``log alpha_s`` and ``H[alpha]``.
+#: up to this many examples take the expected context by a loop of matmuls on views of alpha (no copy).
+_LOOP_MAX = 8
 
-    Forward, from scores ``S [N, Tk]`` (masked keys already at :func:`_fill_value`)
-    and one uniform ``u [N]`` per row (None: the argmax instead of a draw):
+
+class _Categorical(torch.autograd.Function):
+    r"""One categorical distribution per row: ``alpha = softmax(S)``, a draw, ``log alpha_s``, ``H[alpha]``,
+    and the expected context ``sum_i alpha_i v_i`` of chosen examples.
+
+    Forward, from scores ``S [N, Tk]`` (``N = B * Tq``; masked keys already at
+    :func:`_fill_value`) and one uniform ``u [N]`` per row (None: the argmax instead of a draw):
 
     - ``alpha = softmax(S)`` (one pass);
     - the draw by inverting the CDF, ``s = min{i : cumsum(alpha)_i > u * sum(alpha)}``
       (one cumsum and a binary search per row; an exact sample of alpha with one
       random number per row instead of Tk Gumbel variates);
     - ``log_prob = log alpha_s`` and ``H = lse - <alpha, S>`` with
-      ``lse = S_s - log alpha_s`` (one dot product per row; no log-softmax tensor).
+      ``lse = S_s - log alpha_s`` (one dot product per row; no log-softmax tensor);
+    - for the examples ``sel`` (Xu et al.'s expected context), ``z = alpha V`` per
+      example, read straight from alpha's rows (no copy of alpha).
 
     Backward, in one expression (``c`` a per-row scalar, ``e_s`` the one-hot draw)::
 
-        dS = alpha * (g_alpha - <g_alpha, alpha> - g_lp + g_H <alpha, S> - g_H S) + g_lp e_s
+        dS = alpha * (g_alpha + g_z V^T + c - g_H S) + g_lp e_s,
+        c  = g_H <alpha, S> - g_lp - <g_alpha, alpha> - <g_z, z>
 
-    which is softmax's backward for ``g_alpha``, ``e_s - alpha`` for ``log_prob`` and
-    ``-alpha (log alpha + H)`` for the entropy.
+    which is softmax's backward for ``g_alpha`` and ``g_z V^T``, ``e_s - alpha`` for
+    ``log_prob`` and ``-alpha (log alpha + H)`` for the entropy; ``g_z V^T`` is
+    accumulated by the matmul into the gradient's own buffer.
 
-    Returns ``alpha [N, Tk]``, ``index [N]`` (not differentiable), ``log_prob [N]``, ``entropy [N]``.
+    Returns ``alpha [N, Tk]``, ``index [N]`` (not differentiable), ``log_prob [N]``,
+    ``entropy [N]`` and ``z [len(sel), Tq, Dv]`` (empty without ``sel``).
     """
 
     @staticmethod
-    def forward(ctx, scores: Tensor, u: Tensor | None):  # type: ignore[override]
+    def forward(ctx, scores: Tensor, u: Tensor | None, value: Tensor | None, sel: list[int] | None):  # type: ignore[override]
         alpha = torch.softmax(scores, dim=-1)  # (N, Tk)
         # Fresh [N, Tk] buffers are costly on a CPU (the allocator maps new pages every time), so
         # the CDF's buffer is reused for alpha * S below.
@@ -79,26 +89,66 @@ class _Categorical(torch.autograd.Function):
         log_prob = picked.log()  # (N,)
         a_dot_s = torch.mul(alpha, scores, out=buf).sum(dim=-1)  # (N,) <alpha, S>; masked: 0 * fill = 0
         entropy = scores.gather(-1, index).squeeze(-1) - log_prob - a_dot_s  # (N,) lse - <alpha, S>
-        ctx.save_for_backward(alpha, scores, index, a_dot_s)
-        ctx.mark_non_differentiable(index)
-        return alpha, index.squeeze(-1), log_prob, entropy
+        sel = list(sel or [])
+        if sel:
+            b, tk, dv = value.shape
+            a3 = alpha.view(b, -1, tk)  # (B, Tq, Tk)
+            if len(sel) == b:
+                z = torch.bmm(a3, value)  # (B, Tq, Dv)
+            elif len(sel) <= _LOOP_MAX:
+                z = value.new_empty(len(sel), a3.shape[1], dv)
+                for i, j in enumerate(sel):
+                    torch.mm(a3[j], value[j], out=z[i])  # (Tq, Dv) from a view of alpha, no copy
+            else:  # many small examples: one batched matmul on a copy beats a Python loop
+                idx = torch.tensor(sel, device=value.device)
+                z = torch.bmm(a3.index_select(0, idx), value.index_select(0, idx))  # (n, Tq, Dv)
+        else:
+            z = alpha.new_empty(0)
+            value = alpha.new_empty(0) if value is None else value
+        ctx.sel = sel
+        ctx.save_for_backward(alpha, scores, index, a_dot_s, value, z)
+        drawn = index.squeeze(-1)  # (N,)
+        ctx.mark_non_differentiable(drawn)
+        return alpha, drawn, log_prob, entropy, z
 
     @staticmethod
-    def backward(ctx, g_alpha, _g_index, g_lp, g_h):  # type: ignore[override]
-        alpha, scores, index, a_dot_s = ctx.saved_tensors
+    def backward(ctx, g_alpha, _g_index, g_lp, g_h, g_z):  # type: ignore[override]
+        alpha, scores, index, a_dot_s, value, z = ctx.saved_tensors
+        sel = ctx.sel
         n = alpha.shape[0]
         g_lp = alpha.new_zeros(n) if g_lp is None else g_lp
         g_h = alpha.new_zeros(n) if g_h is None else g_h
         c = g_h * a_dot_s - g_lp  # (N,)
         if g_alpha is not None:
-            grad = torch.mul(g_alpha, alpha)  # (N, Tk), the one fresh buffer of the backward
-            c = c - grad.sum(dim=-1)  # - <g_alpha, alpha>
-            torch.add(g_alpha, c[:, None], out=grad)
-        else:
-            grad = c[:, None].expand_as(alpha).clone()  # (N, Tk)
-        grad.addcmul_(scores, g_h[:, None], value=-1).mul_(alpha)  # alpha * (g_alpha + c - g_H S)
-        grad.scatter_add_(-1, index, g_lp[:, None])  # + g_lp e_s
-        return grad, None
+            c = c - torch.linalg.vecdot(g_alpha, alpha)  # - <g_alpha, alpha>
+        use_z = bool(sel) and g_z is not None
+        if use_z:
+            b, tk, _ = value.shape
+            c3 = c.view(b, -1).clone()
+            c3[sel] -= (g_z * z).sum(dim=-1)  # - <g_z, z>, [len(sel), Tq]: cheap
+            c = c3.view(-1)
+        grad = torch.addcmul(c[:, None], scores, g_h[:, None], value=-1)  # (N, Tk): c - g_H S, one fresh buffer
+        if g_alpha is not None:
+            grad.add_(g_alpha)
+        grad_v = None
+        if use_z:
+            g3 = grad.view(b, -1, tk)  # (B, Tq, Tk)
+            a3 = alpha.view(b, -1, tk)
+            if len(sel) == b:
+                g3.baddbmm_(g_z, value.transpose(1, 2))  # + g_z V^T, accumulated in place
+                grad_v = torch.bmm(a3.transpose(1, 2), g_z)  # (B, Tk, Dv)
+            elif len(sel) <= _LOOP_MAX:
+                grad_v = torch.zeros_like(value)
+                for i, j in enumerate(sel):
+                    g3[j].addmm_(g_z[i], value[j].t())
+                    torch.mm(a3[j].t(), g_z[i], out=grad_v[j])
+            else:
+                idx = torch.tensor(sel, device=value.device)
+                g3.index_add_(0, idx, torch.bmm(g_z, value.index_select(0, idx).transpose(1, 2)))
+                grad_v = torch.zeros_like(value).index_copy_(
+                    0, idx, torch.bmm(a3.index_select(0, idx).transpose(1, 2), g_z))
+        grad.mul_(alpha).scatter_add_(-1, index, g_lp[:, None])  # alpha * (...) + g_lp e_s
+        return grad, None, grad_v, None
 
 
 class HardAttention(Attention):
@@ -201,7 +251,15 @@ class HardAttention(Attention):
         sampling = self.training
         gumbel = sampling and self.estimator == "gumbel"
         u = torch.rand(b * tq, device=scores.device, dtype=work.dtype) if sampling and not gumbel else None
-        alpha, index, log_prob, entropy = _Categorical.apply(work.reshape(b * tq, tk), u)
+        sel: list[int] = []
+        take = None
+        if sampling and self.expected_prob > 0:
+            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
+            take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
+            sel = take.nonzero().flatten().tolist()
+        v_work = value if value.dtype == work.dtype else value.to(work.dtype)
+        alpha, index, log_prob, entropy, soft_ctx = _Categorical.apply(
+            work.reshape(b * tq, tk), u, v_work if sel else None, sel)
         alpha, index = alpha.view(b, tq, tk), index.view(b, tq)
         log_prob, entropy = log_prob.view(b, tq), entropy.view(b, tq)
         noise = None
@@ -222,45 +280,33 @@ class HardAttention(Attention):
             entropy = entropy * has_key
             log_prob = log_prob * has_key
 
-        picked = value.gather(1, index[..., None].expand(b, tq, dv))  # (B, Tq, Dv) a_{s_t}
-        if has_key is not None:
-            picked = picked * has_key[..., None].to(value.dtype)
+        context = value.gather(1, index[..., None].expand(b, tq, dv))  # (B, Tq, Dv) a_{s_t}
         weights = None
-        context = picked
         if need_weights:
             weights = alpha.new_zeros(b, tq, tk).scatter_(-1, index[..., None], 1.0)  # (B, Tq, Tk) one-hot
-            if has_key is not None:
-                weights = weights * has_key[..., None]
         if gumbel:
             # Straight-through: forward = the one-hot sample, backward = the relaxed sample's.
             soft = torch.softmax((work + noise) / self.temperature, dim=-1).to(value.dtype)  # (B, Tq, Tk)
-            if has_key is not None:
-                soft = soft * has_key[..., None]
             st = soft - soft.detach()  # exactly 0 forward
             context = context + torch.bmm(st, value)  # (B, Tq, Dv)
             if weights is not None:
                 weights = weights + st
-
-        if sampling and self.expected_prob > 0:
-            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
-            take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
-            n = int(take.sum())
-            if 2 * n > b:
-                # Most examples: the soft context of all and a select (one matmul beats the copies).
-                soft_ctx = torch.bmm(alpha.to(value.dtype), value)  # (B, Tq, Dv) sum_i alpha_i a_i
-                context = torch.where(take[:, None, None], soft_ctx, context)
+        if sel:
+            soft_ctx = soft_ctx.to(value.dtype)  # (n, Tq, Dv) sum_i alpha_i a_i
+            if len(sel) == b:
+                context = soft_ctx
                 if weights is not None:
-                    weights = torch.where(take[:, None, None], alpha.to(weights.dtype), weights)
-            elif n:
-                # A few: copy their alpha out and score only them.
-                sel = take.nonzero().flatten()
-                a_sel = alpha.index_select(0, sel)  # (n, Tq, Tk)
-                soft_ctx = torch.bmm(a_sel.to(value.dtype), value.index_select(0, sel))  # (n, Tq, Dv)
-                context = context.index_copy(0, sel, soft_ctx)
+                    weights = alpha.to(weights.dtype)
+            else:
+                idx = torch.tensor(sel, device=value.device)
+                context = context.index_copy(0, idx, soft_ctx)
                 if weights is not None:
-                    weights = weights.index_copy(0, sel, a_sel.to(weights.dtype))
-            if n:
-                log_prob = log_prob.masked_fill(take[:, None], 0.0)  # no choice was made: no score-function term
+                    weights = weights.index_copy(0, idx, alpha.index_select(0, idx).to(weights.dtype))
+            log_prob = log_prob.masked_fill(take[:, None], 0.0)  # no choice was made: no score-function term
+        if has_key is not None:
+            context = context * has_key[..., None].to(context.dtype)  # a fully masked row: zero context
+            if weights is not None:
+                weights = weights * has_key[..., None]
         if bad is not None:
             nan = context.new_tensor(float("nan"))
             context = torch.where(bad[..., None], nan, context)
