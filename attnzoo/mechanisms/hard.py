@@ -71,7 +71,9 @@ class _Categorical(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, scores: Tensor, u: Tensor | None, value: Tensor | None, sel: list[int] | None):  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, scores: Tensor, u: Tensor | None, value: Tensor | None, sel: list[int] | None
+    ):
         alpha = torch.softmax(scores, dim=-1)  # (N, Tk)
         # Fresh [N, Tk] buffers are costly on a CPU (the allocator maps new pages every time), so
         # the CDF's buffer is reused for alpha * S below.
@@ -225,7 +227,9 @@ class HardAttention(Attention):
         if not float(temperature) > 0:
             raise ValueError(f"temperature: expected a positive float, got {temperature!r}")
         if isinstance(expected_prob, bool) or not 0.0 <= float(expected_prob) <= 1.0:
-            raise ValueError(f"expected_prob: expected a probability in [0, 1] (Xu et al. use 0.5), got {expected_prob!r}")
+            raise ValueError(
+                f"expected_prob: expected a probability in [0, 1] (Xu et al. use 0.5), got {expected_prob!r}"
+            )
         self.score_name = score
         self.estimator = estimator
         self.temperature = float(temperature)

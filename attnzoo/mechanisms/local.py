@@ -12,7 +12,6 @@ when they are asked for.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -114,7 +113,9 @@ class LocalAttention(Attention):
             raise ValueError(f"window: expected an int D >= 0 (the window is [p_t - D, p_t + D]), got {window!r}")
         if impl not in IMPLS:
             raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
-        if block_size is not None and (not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1):
+        if block_size is not None and (
+            not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1
+        ):
             raise ValueError(f"block_size: expected None or an int >= 1 (queries per block), got {block_size!r}")
         if not float(max_span_factor) >= 1:
             raise ValueError(f"max_span_factor: expected a float >= 1, got {max_span_factor!r}")
@@ -227,7 +228,8 @@ class LocalAttention(Attention):
         group = torch.floor(p / kb).clamp(0, nkb - 1).long() + (torch.arange(b, device=dev) * nkb)[:, None]  # (B, Tq)
         group = group.reshape(-1)  # (B*Tq,), non-decreasing
         counts = torch.bincount(group, minlength=b * nkb)  # (B*nkb,) queries per key block
-        rank = torch.arange(b * tq, device=dev) - (torch.cumsum(counts, 0) - counts)[group]  # place within its key block
+        first = torch.cumsum(counts, 0) - counts  # (B*nkb,) first p-ordered query of each key block
+        rank = torch.arange(b * tq, device=dev) - first[group]  # (B*Tq,) place within its key block
         nsub = (counts + blk - 1) // blk  # (B*nkb,) sub-blocks per key block
         ns = int(nsub.sum())
         if self.impl == "auto" and ns * blk * wk > self.max_span_factor * b * tq * (2 * d + 1):
