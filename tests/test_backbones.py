@@ -507,3 +507,25 @@ def test_ntm_backbone_with_a_fake_stateful_variant():
         assert all(p.grad is not None for p in model.parameters())
     finally:
         attnzoo.remove_attention("fake-memory")
+
+
+def test_transformer_aligned_readout_answers_in_place_and_causally():
+    """MQAR is read at each query token: logits [N, S, C], and position t never sees src after t."""
+    from attnzoo.tasks import create_task
+
+    task = create_task("mqar", vocab_size=32, input_seq_len=16, num_kv_pairs=4)
+    model = create_backbone("transformer", task, "scaled-dot", d_model=16, num_layers=2, num_heads=2)
+    assert model.readout == "aligned"
+    b = task.generate(3, torch.Generator().manual_seed(0))
+    model.eval()
+    with torch.no_grad():
+        out = model(b["src"], b["tgt"]).logits
+        assert out.shape == (3, 16, task.num_classes)
+        t = 9
+        changed = b["src"].clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] % 15) + 1
+        again = model(changed, b["tgt"]).logits
+    assert torch.allclose(out[:, : t + 1], again[:, : t + 1], atol=1e-6)
+    assert not torch.allclose(out[:, t + 1 :], again[:, t + 1 :])
+    with pytest.raises(ValueError, match="T == S"):
+        create_backbone("transformer", task, "scaled-dot", d_model=16, readout="aligned")(b["src"], b["tgt"][:, :4])

@@ -203,8 +203,24 @@ def test_mqar_follows_zoology():
 def test_mqar_fewer_queries():
     task = create_task("mqar", num_kv_pairs=8, num_queries=3)
     b = gen(task, 0)
-    assert b["tgt"].shape == (N, 3)
+    assert b["tgt"].shape == (N, 64)  # aligned with src, scored at the 3 query positions
+    assert (b["tgt_mask"].sum(1) == 3).all()
     assert_solved(task, b)
+
+
+def test_mqar_is_scored_in_place_at_each_query():
+    """As Zoology scores it: the answer sits at the query token's own position, PAD elsewhere."""
+    task = create_task("mqar", vocab_size=32, input_seq_len=24, num_kv_pairs=4)
+    assert task.spec.aligned and task.tgt_len == task.src_len == 24
+    b = gen(task, 0, n=200)
+    src, tgt, mask = b["src"], b["tgt"], b["tgt_mask"]
+    half, m = 16, 4
+    assert not mask[:, : 2 * m].any()
+    assert torch.equal(mask[:, 2 * m :], (src[:, 2 * m :] > 0) & (src[:, 2 * m :] < half))
+    for i in range(len(src)):
+        table = dict(zip(src[i, 0 : 2 * m : 2].tolist(), src[i, 1 : 2 * m : 2].tolist()))
+        for pos in mask[i].nonzero().flatten().tolist():
+            assert tgt[i, pos].item() == table[src[i, pos].item()]
 
 
 def test_induction_heads_slices():

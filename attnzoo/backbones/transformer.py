@@ -15,6 +15,12 @@ or with a BOS separator (``readout="bos"``)::
     [ src_1 .. src_S | BOS  tgt_1 .. tgt_{T-1} ]  length L = S + T
     position S + t predicts tgt_t
 
+or, for a task whose targets are aligned with its input (``TaskSpec.aligned``, T = S:
+MQAR as Zoology scores it), in place (``readout="aligned"``, the default for such tasks)::
+
+    [ src_1 .. src_S ]                            length L = S
+    position t predicts tgt_t  (a causal LM's answer at the query token itself)
+
 The readout position matters: on associative recall the answer's lookup key is
 the last source token, and reading at an appended BOS adds one more hop the
 model must learn first (a 2-layer model solved 4-pair recall by step 1,500 when
@@ -80,6 +86,10 @@ class Block(nn.Module):
         return x, out
 
 
+#: where the Transformer reads its answers (see the module docstring)
+READOUTS = ("last_src", "bos", "aligned")
+
+
 class TransformerBackbone(nn.Module):
     """Decoder-only Transformer classifier over ``[src; BOS tgt[:-1]]``.
 
@@ -92,7 +102,7 @@ class TransformerBackbone(nn.Module):
     :param dropout: on the residual branches and embeddings.
     :param attention_kwargs: variant options.
 
-    :param readout: ``"last_src"`` (LM layout, default) or ``"bos"`` (see the module docstring).
+    :param readout: ``"last_src"`` (LM layout, default), ``"bos"`` or ``"aligned"`` (see the module docstring).
 
     Set ``record_attention = True`` to get the last block's head-averaged
     weights of the T predicting positions over the S source keys, ``[N, T, S]``
@@ -118,8 +128,8 @@ class TransformerBackbone(nn.Module):
         readout: str = "last_src",
     ) -> None:
         super().__init__()
-        if readout not in ("last_src", "bos"):
-            raise ValueError(f"readout: expected 'last_src' or 'bos', got {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {', '.join(map(repr, READOUTS))}, got {readout!r}")
         self.readout = readout
         self.vocab_size, self.num_classes, self.max_len = vocab_size, num_classes, max_len
         self.bos = num_classes
@@ -138,7 +148,12 @@ class TransformerBackbone(nn.Module):
         check_batch("transformer", src, tgt)
         n, s = src.shape
         t = tgt.shape[1]
-        if self.readout == "bos":
+        if self.readout == "aligned":
+            if t != s:
+                raise ValueError(f"transformer: readout='aligned' needs tgt as long as src (T == S), got S={s}, T={t}")
+            tgt_in = tgt[:, :0]  # (N, 0): the answers are read in place, nothing is appended
+            first = 0
+        elif self.readout == "bos":
             tgt_in = teacher_inputs(tgt, self.bos)  # (N, T): BOS tgt_1 .. tgt_{T-1}
             first = s  # position predicting tgt_1
         else:
@@ -175,10 +190,11 @@ def build_transformer(
     max_len: int | None = None,
     ffn_mult: int = 4,
     dropout: float = 0.0,
-    readout: str = "last_src",
+    readout: str | None = None,
 ) -> TransformerBackbone:
     """Build the decoder-only Transformer for ``task`` with variant ``attention``.
 
+    :param readout: None picks ``"aligned"`` for a task whose spec says ``aligned``, else ``"last_src"``.
     :param max_len: position-table size; default ``max(512, 2 * (S + T))`` over
         the task's training and test_long lengths (positions past the training
         length exist but are untrained: learned positions do not extrapolate).
@@ -197,5 +213,5 @@ def build_transformer(
         ffn_mult=ffn_mult,
         dropout=dropout,
         attention_kwargs=attention_kwargs,
-        readout=readout,
+        readout=readout or ("aligned" if getattr(task.spec, "aligned", False) else "last_src"),
     )

@@ -179,6 +179,9 @@ class TaskSpec:
     output: str = "tokens"
     length_generalization: bool = False
     content_addressed: bool = False
+    #: ``tgt`` is aligned with ``src`` (T == S: position t of the input is where tgt_t is answered,
+    #: as a language model is scored), so a Transformer reads its answers in place (``readout="aligned"``)
+    aligned: bool = False
     slices: tuple[str, ...] = ()
     solve_threshold: float = DEFAULT_SOLVE_THRESHOLD
     contrasts: tuple[Contrast, ...] = ()

@@ -111,19 +111,23 @@ class MQARTask(Task):
     queries crowd near the start) or uniformly (``placement="uniform"``). The other
     query-section tokens are filler: random tokens (``random_non_queries=True``) or PAD.
 
-    As a (src, tgt) task: ``src`` is the whole ``input_seq_len``-token sequence and
-    ``tgt`` is the queried keys' values in the order the queries appear (T =
-    ``num_queries``). One deviation from Zoology: filler is drawn from the *value*
-    half of the vocabulary only, never from the key half, so that which tokens are
-    queries is determined by ``src`` alone (Zoology scores positions in an LM and
-    draws filler from the whole vocabulary).
+    As a (src, tgt) task it is scored as Zoology scores it, in place: ``src`` is the
+    whole ``input_seq_len``-token sequence and ``tgt`` is aligned with it (T = S):
+    at each query position the queried key's value, PAD elsewhere, with ``tgt_mask``
+    marking the ``num_queries`` scored positions (``spec.aligned``; a Transformer
+    answers at the query token itself, a causal language model reading its own
+    prefix). Answering the queries in order after the whole sequence instead would
+    add a second problem, finding the i-th query, that Zoology's MQAR does not pose.
+    One deviation from Zoology: filler is drawn from the *value* half of the
+    vocabulary only, never from the key half, so that which tokens are queries is
+    determined by ``src`` alone.
 
     Knobs: ``vocab_size`` (64), ``input_seq_len`` (64), ``num_kv_pairs`` (8),
     ``num_queries`` (``None`` = ``num_kv_pairs``, every key queried once as in
     Zoology; fewer queries a random subset), ``power_a`` (0.01, Zoology's default),
     ``placement`` (``"power"`` | ``"uniform"``), ``random_non_queries`` (True).
 
-    Splits: train/val/test, S = ``input_seq_len``, T = ``num_queries``;
+    Splits: train/val/test, S = T = ``input_seq_len`` (``num_queries`` scored positions);
     ``num_classes = vocab_size``. Metric: ``token_acc``. Chance: ``1/num_kv_pairs``.
     """
 
@@ -134,6 +138,7 @@ class MQARTask(Task):
         url="https://arxiv.org/abs/2312.04927",
         metric="token_acc",
         content_addressed=True,
+        aligned=True,
         contrasts=(
             attention_beats_baseline(why="Arora et al. 2023 (Zoology): attention solves MQAR where mixers "
                                          "without content-based lookup stay near 1/num_kv_pairs"),
@@ -178,7 +183,7 @@ class MQARTask(Task):
         self.random_non_queries = random_non_queries
         self.num_classes = vocab_size
         self.src_len = input_seq_len
-        self.tgt_len = num_queries
+        self.tgt_len = input_seq_len  # aligned: one (mostly unscored) target per input position
         gaps = torch.arange(1, space + 1, dtype=torch.float64)
         if placement == "power":  # Zoology: p = a * i**(a-1), normalised
             self._gap_log_weights = (math.log(power_a) + (power_a - 1) * gaps.log()).float()
@@ -199,13 +204,15 @@ class MQARTask(Task):
         else:
             queries = torch.full((n, section), PAD, dtype=torch.long)
         queries.scatter_(1, 2 * gaps, keys[:, :q])  # key j asked at offset 2*gaps[j]
-        order = gaps.argsort(dim=1)  # queries in order of appearance
-        return {"src": torch.cat([kv, queries], dim=1), "tgt": values[:, :q].gather(1, order)}
+        answers = torch.full((n, section), PAD, dtype=torch.long)
+        answers.scatter_(1, 2 * gaps, values[:, :q])  # (N, section): the value, at its key's query slot
+        tgt = torch.cat([torch.full_like(kv, PAD), answers], dim=1)  # (N, S)
+        return {"src": torch.cat([kv, queries], dim=1), "tgt": tgt, "tgt_mask": tgt != PAD}
 
     def solve(self, src: list[int]) -> list[int]:
         m, half = self.num_kv_pairs, self.vocab_size // 2
         table = dict(zip(src[0 : 2 * m : 2], src[1 : 2 * m : 2]))
-        return [table[t] for t in src[2 * m :] if 0 < t < half]
+        return [PAD] * (2 * m) + [table[t] if 0 < t < half else PAD for t in src[2 * m :]]
 
     def chance(self) -> float:
         return 1.0 / self.num_kv_pairs
