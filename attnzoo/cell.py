@@ -132,6 +132,10 @@ def budget_problems(data: Mapping[str, Any], where: str = "") -> list[str]:
         lrs = data["lrs"]
         if not isinstance(lrs, list) or not lrs or not all(_is_num(x) and x > 0 for x in lrs):
             problems.append(f"{where}lrs: expected a non-empty list of positive numbers, got {lrs!r}")
+    if "weight_decays" in data:
+        wds = data["weight_decays"]
+        if not isinstance(wds, list) or not wds or not all(_is_num(x) and x >= 0 for x in wds):
+            problems.append(f"{where}weight_decays: expected a non-empty list of numbers >= 0, got {wds!r}")
     for key in ("weight_decay", "entropy_coef"):
         if key in data and not (_is_num(data[key]) and data[key] >= 0):
             problems.append(f"{where}{key}: expected a number >= 0, got {data[key]!r}")

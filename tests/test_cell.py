@@ -196,3 +196,18 @@ def test_exclude_variants_leaves_a_duplicate_out_and_keeps_the_hash():
     assert a.config_hash() == b.config_hash()  # selection, not budget: the rows stay comparable
     with pytest.raises(Exception, match="pointr"):
         load_preset({**excl, "tasks": {"copy": {"exclude_variants": ["pointr"]}}})
+
+
+def test_weight_decays_are_a_grid_dimension_beside_lrs():
+    preset = load_preset({"name": "wd", "backbones": {"seq2seq": {"d_model": 8}}, "variants": ["dot"],
+                          "baselines": False, "lrs": [1e-3, 3e-3],
+                          "tasks": {"copy": {"weight_decays": [0.0, 0.1]}, "reverse": {}}})
+    grid = [gc for gc in expand(preset) if gc.runnable]
+    copy = {(gc.cell.lr, gc.cell.weight_decay) for gc in grid if gc.task == "copy"}
+    assert copy == {(1e-3, 0.0), (1e-3, 0.1), (3e-3, 0.0), (3e-3, 0.1)}
+    rev = {(gc.cell.lr, gc.cell.weight_decay) for gc in grid if gc.task == "reverse"}
+    assert rev == {(1e-3, cell_default("weight_decay")), (3e-3, cell_default("weight_decay"))}
+    assert len({gc.id for gc in grid}) == len(grid)
+    assert any("wd 0.1" in gc.label() for gc in grid)
+    with pytest.raises(Exception, match="weight_decays"):
+        load_preset({"name": "wd", "backbones": {"seq2seq": {}}, "tasks": {"copy": {"weight_decays": [-1]}}})

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,7 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "max_steps": "optimizer steps per cell (the budget; equal for every variant)",
     "batch_size": "training batch size",
     "lrs": "learning rates tried per variant; the report keeps the best by validation",
+    "weight_decays": "AdamW weight decays tried per variant (a grid with lrs, as MAD's); default: training.weight_decay",
     "warmup_steps": "linear warmup steps",
     "schedule": "learning-rate schedule after warmup: cosine (to 0), wsd (warmup-stable-decay) or constant",
     "val_every": "validate every N steps (learning curves)",
@@ -137,10 +138,14 @@ TOP_LEVEL_KEYS: dict[str, str] = {
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
 TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "variants", "exclude_variants", "max_steps",
-             "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
+             "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule", "val_every")
 #: task-entry keys that select cells rather than change what a cell computes (not in the config hash)
 _SELECTION_KEYS = ("backbones", "variants", "exclude_variants")
-_BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "warmup_steps", "schedule", "val_every")
+_BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule", "val_every")
+
+
+def fields_of_cell() -> set[str]:
+    return {f.name for f in fields(Cell)}
 
 
 def _preset_defaults() -> dict[str, Any]:
@@ -197,6 +202,7 @@ class Budget:
     max_steps: int
     batch_size: int
     lrs: tuple[float, ...]
+    weight_decays: tuple[float, ...] | None  # None: the training section's (or the Cell's) weight decay
     warmup_steps: int
     schedule: str
     val_every: int | None
@@ -257,8 +263,11 @@ class Preset:
         out = []
         for label, entry in (self.data.get("tasks") or {}).items():
             entry = dict(entry or {})
-            budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k != "lrs" else None)) for k in _BUDGET_KEYS}
+            budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k in fields_of_cell() else None))
+                      for k in _BUDGET_KEYS}
             budget["lrs"] = tuple(float(x) for x in budget["lrs"])
+            if budget["weight_decays"] is not None:
+                budget["weight_decays"] = tuple(float(x) for x in budget["weight_decays"])
             pats = {k: _patterns(entry.get(k)) for k in _SELECTION_KEYS}
             out.append(TaskEntry(
                 label, entry.get("task", label), dict(entry.get("knobs") or {}), Budget(**budget),
@@ -583,7 +592,8 @@ class GridCell:
         base = f"{self.task} / {self.backbone} / {self.variant}"
         if not self.runnable:
             return base
-        return f"{base} / seed {self.seed} / lr {self.lr:g}"
+        wd = "" if self.cell.weight_decay == cell_default("weight_decay") else f" / wd {self.cell.weight_decay:g}"
+        return f"{base} / seed {self.seed} / lr {self.lr:g}{wd}"
 
     def na_row(self) -> Row:
         """The results row an ``n/a`` pair leaves behind (the report prints its reason)."""
@@ -661,8 +671,8 @@ def expand(
     att_kwargs = dict(preset.data.get("attention_kwargs") or {})
     shared = preset.cell_options()
 
-    # (task label, backbone, variant label, cell at seed 0 and the first lr, learning rates, n/a reason)
-    pairs: list[tuple[str, str, str, Cell, tuple[float, ...], str | None]] = []
+    # (task label, backbone, variant label, cell, [(lr, weight decay or None)], n/a reason)
+    pairs: list[tuple[str, str, str, Cell, list[tuple[float, float | None]], str | None]] = []
     for entry in preset.tasks:
         if not _matches(entry.label, task_filter) and not _matches(entry.task, task_filter):
             continue
@@ -689,8 +699,8 @@ def expand(
                     max_steps=budget.max_steps, batch_size=budget.batch_size, warmup_steps=budget.warmup_steps,
                     schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared,
                 )
-                pairs.append((entry.label, bname, vname or BASELINE, cell, budget.lrs,
-                              fit_reason(bspec, task_spec, vspec)))
+                grid = [(lr, wd) for lr in budget.lrs for wd in (budget.weight_decays or (None,))]
+                pairs.append((entry.label, bname, vname or BASELINE, cell, grid, fit_reason(bspec, task_spec, vspec)))
 
     out: list[GridCell] = []
     for label, bname, vlabel, cell, _lrs, reason in pairs:
@@ -702,8 +712,8 @@ def expand(
         for label, bname, vlabel, base, lrs, reason in pairs:
             if reason is not None:
                 continue
-            for lr in lrs:
-                cell = base.replace(seed=int(seed), lr=float(lr))
+            for lr, wd in lrs:
+                cell = base.replace(seed=int(seed), lr=float(lr), **({} if wd is None else {"weight_decay": wd}))
                 out.append(GridCell(cell.id(label), label, bname, vlabel, cell))
     return out
 
