@@ -13,7 +13,7 @@ VARIANTS = attnzoo.list_attention()
 #: points at position 0 with weight 1.0; local-p's fix has landed). Only the
 #: NaN checks may fail for them (reported as xfail); anything else fails the test.
 #: Once a fix lands the test simply passes; then remove the name here.
-NAN_FIX_PENDING = {"hard"}
+NAN_FIX_PENDING: set[str] = set()  # every variant propagates NaN now
 NAN_CHECKS = {"nan.propagates", "multihead.nan.propagates"}
 
 
