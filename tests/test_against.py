@@ -153,3 +153,11 @@ def test_ordinals(n):
     assert int(text[:-2]) == n
     expected = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     assert text[-2:] == expected
+
+
+def test_a_reference_of_a_preset_file_needs_that_file(reference, tmp_path, capsys):
+    _, ref = reference
+    args = _args("--variants", NEW, "--against", str(ref), "--out", str(tmp_path / "o"))
+    assert bench_cli.run_bench(args, catalog=FakeCatalog()) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'fake'" in err and "pass that preset's file with --preset" in err

@@ -226,7 +226,11 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     try:
         preset = load_preset(preset_arg, overrides=overrides, catalog=catalog)
     except (PresetError, FileNotFoundError) as exc:
-        _err(str(exc))
+        hint = ""
+        if reference is not None and isinstance(exc, FileNotFoundError) and preset_arg != args.preset:
+            hint = (f"\n  (--against {args.against}: its rows were trained with preset {preset_arg!r}, which is not "
+                    f"built in; pass that preset's file with --preset)")
+        _err(str(exc) + hint)
         return 2
     try:
         cells = expand(preset, variants=_patterns(args.variants), tasks=_patterns(args.tasks),
