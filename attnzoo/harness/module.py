@@ -40,7 +40,7 @@ from attnzoo.errors import AttnzooError
 from attnzoo.harness.data import default_test_splits
 from attnzoo.tasks import Task
 
-__all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "build_model", "resolve"]
+__all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "build_model", "build_optimizer", "resolve"]
 
 
 class TrainingDiverged(AttnzooError, FloatingPointError):
@@ -90,8 +90,60 @@ def lr_factor(step: int, schedule: str, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def build_optimizer(model: nn.Module, cell: Cell) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (weight decay on matrices only) and the cell's schedule, stepped once per optimizer step.
+
+    :param model: whose trainable parameters to optimise (the module or its model: same parameters).
+    :returns: ``(optimizer, scheduler)``; the learning rate at step ``s`` is ``cell.lr * lr_factor(s, ...)``.
+    """
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cell.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cell.lr)
+    warmup, total, schedule = max(0, int(cell.warmup_steps)), max(1, int(cell.max_steps)), cell.schedule
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, schedule, warmup, total))
+    return opt, sched
+
+
 def _sanitize(name: str) -> str:
     return name.replace(".", "_").replace("/", "__")
+
+
+#: attributes set on the module many times a step that are never parameters, buffers or submodules:
+#: Lightning's ``_current_fx_name`` (set around every hook call, ~50 times a step). They skip
+#: ``nn.Module.__setattr__``'s checks, as Lightning's own ``_ResultMetric`` does.
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
+#: devices where ``Tensor.to(..., non_blocking=True)`` is not asynchronous (as Lightning's batch_to)
+_BLOCKING_DEVICE_TYPES = ("cpu", "mps")
+
+
+class _Pending:
+    """A finiteness flag of a training loss, read one step later so the host does not wait for the device.
+
+    ``flag`` is a host copy (pinned, written asynchronously) of ``~isfinite(loss)``; ``event``
+    marks when that copy is done.
+    """
+
+    __slots__ = ("step", "flag", "loss", "event")
+
+    def __init__(self, step: int, bad: Tensor, loss: Tensor) -> None:
+        self.step = step
+        self.loss = loss
+        self.event = None
+        if bad.device.type == "cuda":
+            self.flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.flag.copy_(bad, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.flag = bad
+
+    def check(self) -> None:
+        """:raises TrainingDiverged: the loss of ``step`` was not finite."""
+        if self.event is not None:
+            self.event.synchronize()
+        if bool(self.flag):
+            raise TrainingDiverged(self.step, float(self.loss))
 
 
 class AttnzooModule(L.LightningModule):
@@ -144,16 +196,32 @@ class AttnzooModule(L.LightningModule):
         self.results: dict[str, float] = {}
         #: [[step, mean train loss since the last point, val main metric], ...]
         self.curve: list[list[float | int | None]] = []
-        self._loss_sum = torch.zeros(())
-        self._loss_count = 0
-        self.tokens_seen = 0
+        # Per-step counters live in a plain dict: assigning module attributes every step goes
+        # through nn.Module.__setattr__, and the loss sum stays on the device (no host sync per step).
+        self._train = {"loss_sum": None, "loss_count": 0, "tokens": 0}
+        #: steps a non-finite loss may go unnoticed: 0 reads the flag at once (CPU: free); on an
+        #: accelerator the flag is read a step late, so the host does not wait for the device every step
+        self.divergence_lag: int | None = None
+        self._pending: list[_Pending] = []
+        self._log_train_loss = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def tokens_seen(self) -> int:
+        """Source and target tokens of every training batch so far (this rank)."""
+        return self._train["tokens"]
 
     # -- model ------------------------------------------------------------
     def forward(self, src: Tensor, tgt: Tensor) -> Any:
         return self.model(src, tgt)
 
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor], Tensor]:
-        """-> (mean loss over scored tokens, per-example loss [N], logits, aux, mask [N,T])."""
+        """-> (mean loss over scored tokens, masked token losses [N, T], logits, aux, mask [N, T])."""
         src, tgt = batch["src"], batch["tgt"]
         mask = batch.get("tgt_mask")
         if mask is None:
@@ -162,51 +230,97 @@ class AttnzooModule(L.LightningModule):
         logits = out.logits  # (N, T, C)
         ce = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), reduction="none").view_as(tgt)  # (N, T)
         ce = ce * mask
-        scored = mask.sum(dim=1).clamp_min(1)  # (N,)
-        per_example = ce.sum(dim=1) / scored
         loss = ce.sum() / mask.sum().clamp_min(1)
-        return loss, per_example, logits, dict(out.aux or {}), mask
+        return loss, ce, logits, dict(out.aux or {}), mask
+
+    @staticmethod
+    def _per_example(ce: Tensor, mask: Tensor) -> Tensor:
+        """Mean loss over each example's scored positions: ce [N, T], mask [N, T] -> [N]."""
+        return ce.sum(dim=1) / mask.sum(dim=1).clamp_min(1)
 
     def _reinforce(self, per_example: Tensor, aux: dict[str, Tensor]) -> Tensor:
         """The score-function term for sampled attention (zero when aux has no log_prob)."""
         log_prob = aux["log_prob"]  # (N,)
         reward = -per_example.detach()  # (N,)
-        if not bool(self.baseline_ready):
-            self.baseline.copy_(reward.mean())
-            self.baseline_ready.fill_(True)
+        mean_reward = reward.mean()
+        # The first batch starts the baseline at its own mean reward; chosen on the device, so
+        # there is no host sync per step (bool(baseline_ready) was one).
+        self.baseline.copy_(torch.where(self.baseline_ready, self.baseline, mean_reward))
+        self.baseline_ready.fill_(True)
         advantage = reward - self.baseline
         term = -(advantage * log_prob).mean()
         if "entropy" in aux and self.cell.entropy_coef:
             term = term - self.cell.entropy_coef * aux["entropy"].mean()
         decay = self.cell.baseline_decay
-        self.baseline.mul_(decay).add_((1 - decay) * reward.mean())
+        self.baseline.mul_(decay).add_((1 - decay) * mean_reward)
         return term
 
     # -- training ---------------------------------------------------------
+    def on_train_start(self) -> None:
+        trainer = self.trainer
+        # Nothing reads a logged train loss without a progress bar or a logger; self.log costs
+        # about as much per step as a small model's optimizer step, so log only for a reader.
+        self._log_train_loss = trainer.progress_bar_callback is not None or bool(trainer.loggers)
+        if self.divergence_lag is None:
+            self.divergence_lag = 0 if self.device.type == "cpu" else 1
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, per_example, _, aux, _ = self._loss(batch)
+        loss, token_ce, _, aux, mask = self._loss(batch)
         ce = loss
         if "log_prob" in aux:
-            loss = loss + self._reinforce(per_example, aux)
-        bad = ~torch.isfinite(loss)
-        if self.trainer.world_size > 1:
-            bad = torch.as_tensor(self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False))
-        if bool(bad):
-            raise TrainingDiverged(self.global_step, float(loss.detach()))
-        self._loss_sum = self._loss_sum.to(ce.device) + ce.detach()
-        self._loss_count += 1
-        self.tokens_seen += batch["src"].numel() + batch["tgt"].numel()
-        self.log("train/loss", ce, prog_bar=True)
+            loss = loss + self._reinforce(self._per_example(token_ce, mask), aux)
+        self._check_finite(loss)
+        stats = self._train
+        detached = ce.detach()
+        stats["loss_sum"] = detached.clone() if stats["loss_sum"] is None else stats["loss_sum"].add_(detached)
+        stats["loss_count"] += 1
+        stats["tokens"] += batch["src"].numel() + batch["tgt"].numel()
+        if self._log_train_loss:
+            self.log("train/loss", ce, prog_bar=True)
         return loss
 
+    def _check_finite(self, loss: Tensor) -> None:
+        """Stop at a NaN/inf loss: at once (lag 0, and always under DDP), else ``divergence_lag`` steps late.
+
+        :raises TrainingDiverged: with the step whose loss was not finite.
+        """
+        bad = ~torch.isfinite(loss.detach())
+        if self.trainer.world_size > 1:  # every rank must stop at the same step: decide together now
+            if self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+                raise TrainingDiverged(self.global_step, float(loss.detach()))
+            return
+        lag = self.divergence_lag or 0
+        if not lag:  # on the CPU reading the flag costs nothing: stop at this very step
+            if bool(bad):
+                raise TrainingDiverged(self.global_step, float(loss.detach()))
+            return
+        self._pending.append(_Pending(int(self.global_step), bad, loss.detach()))
+        while len(self._pending) > lag:
+            self._pending.pop(0).check()
+
+    def _flush_pending(self) -> None:
+        """Read every flag still unread (before validation and at the end of training)."""
+        pending, self._pending = self._pending, []
+        for p in pending:
+            p.check()
+
+    def on_validation_start(self) -> None:
+        self._flush_pending()
+
+    def on_train_end(self) -> None:
+        self._flush_pending()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # The tasks' batches are flat dicts of tensors; Lightning's generic collection walk costs
+        # more per step than moving them. Anything else goes the generic way.
+        if type(batch) is dict and all(isinstance(v, Tensor) for v in batch.values()):
+            if device.type in _BLOCKING_DEVICE_TYPES:
+                return {k: v.to(device) for k, v in batch.items()}
+            return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def configure_optimizers(self) -> Any:
-        hp = self.cell
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        warmup, total, schedule = max(0, int(hp.warmup_steps)), max(1, int(hp.max_steps)), hp.schedule
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, schedule, warmup, total))
+        opt, sched = build_optimizer(self, self.cell)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # -- evaluation -------------------------------------------------------
@@ -255,11 +369,11 @@ class AttnzooModule(L.LightningModule):
             self.log(name, v, prog_bar=name == "val/" + self.task.spec.metric, sync_dist=False)
         if self.trainer.sanity_checking:
             return
+        stats = self._train
         train_loss = None
-        if self._loss_count:
-            train_loss = float(self._loss_sum) / self._loss_count
-        self._loss_sum = torch.zeros(())
-        self._loss_count = 0
+        if stats["loss_count"]:
+            train_loss = float(stats["loss_sum"]) / stats["loss_count"]
+        stats["loss_sum"], stats["loss_count"] = None, 0
         point = [int(self.global_step), train_loss, values.get("val/" + self.task.spec.metric)]
         if not self.curve or self.curve[-1][0] != point[0]:
             self.curve.append(point)

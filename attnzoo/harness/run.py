@@ -195,9 +195,18 @@ def _fail(row: dict[str, Any], exc: BaseException) -> None:
         row["status"] = "failed"
 
 
-def _run(cell: Cell, row: dict[str, Any]) -> None:
+def build(cell: Cell, row: dict[str, Any] | None = None,
+          callbacks: list[Any] | None = None) -> tuple[Any, Any, Any, Any]:
+    """The objects ``run_cell`` trains with: ``(module, datamodule, trainer, timer)``, seeded as it seeds them.
+
+    The overhead benchmark (``benchmarks/overhead.py``) builds the harness side through this, so
+    what it measures is what a leaderboard cell runs.
+
+    :param row: filled with what is known once the model exists (main metric, chance, params), so a
+        Trainer that cannot be built (no GPU for ``accelerator="gpu"``) still leaves them in the row.
+    :param callbacks: extra Lightning callbacks, after the timer and the cell's own.
+    """
     import lightning as L
-    import torch
 
     from attnzoo.harness.data import TaskDataModule
     from attnzoo.harness.module import AttnzooModule
@@ -208,17 +217,17 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
 
     module = AttnzooModule(cell)
     task = module.task
-    row["main_metric"] = module.main_metric
-    row["chance"] = float(task.chance())
-    row["params"] = int(sum(p.numel() for p in module.model.parameters()))
+    if row is not None:
+        row["main_metric"] = module.main_metric
+        row["chance"] = float(task.chance())
+        row["params"] = int(sum(p.numel() for p in module.model.parameters()))
     dm = TaskDataModule(task, cell.batch_size, cell.seed, eval_batch_size=cell.eval_batch_size,
                         test_splits=module.test_splits)
 
     trainer_opts = cell.trainer_options()
-    on_cpu = cell.on_cpu()
-    trainer_opts.setdefault("deterministic", on_cpu)
+    trainer_opts.setdefault("deterministic", cell.on_cpu())
     timer = _make_timer_callback()
-    callbacks = [timer, *trainer_opts.pop("callbacks", [])]
+    callbacks = [timer, *trainer_opts.pop("callbacks", []), *(callbacks or [])]
     trainer = L.Trainer(
         max_steps=max_steps,
         val_check_interval=val_every,
@@ -232,6 +241,14 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
         callbacks=callbacks,
         **trainer_opts,
     )
+    return module, dm, trainer, timer
+
+
+def _run(cell: Cell, row: dict[str, Any]) -> None:
+    import torch
+
+    module, dm, trainer, timer = build(cell, row)
+    on_cpu = cell.on_cpu()
 
     cuda = not on_cpu and torch.cuda.is_available()
     if cuda:
