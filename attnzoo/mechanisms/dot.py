@@ -6,12 +6,29 @@
   arXiv:1706.03762, Eq. (1).
 
 All three fold into one ``q' . k * s`` product, so when weights are not asked
-for they run through ``F.scaled_dot_product_attention`` (the fused path), and
-through a plain softmax(QK^T)V reference path otherwise.
+for they run through a fused kernel, and through a plain softmax(QK^T)V
+reference path otherwise. ``impl`` picks the fused path:
+
+- ``"sdpa"``: ``F.scaled_dot_product_attention``. On CUDA the inputs go in as
+  4-D views ``(B, 1, T, D)``: PyTorch's fused CUDA kernels (flash, memory-
+  efficient, cuDNN) take only 4-D inputs and silently fall back to the math
+  kernel for 3-D ones. Without a mask flash is eligible; a boolean mask rules
+  flash out but not the memory-efficient kernel. On the CPU the call stays 3-D
+  as it always was, so CPU results are unchanged bit for bit.
+- ``"flex"``: FlexAttention (``torch.nn.attention.flex_attention``) with a
+  block mask built from the boolean mask, so blocks with no allowed key (half
+  of a causal mask, all but the band of a window) are skipped. Compiled on
+  CUDA; eager elsewhere (the CPU runs it forward only, for equality checks).
+- ``"auto"`` (default): ``"flex"`` on CUDA for a per-query mask with at least
+  :data:`FLEX_MIN_KEYS` keys (where skipping blocks pays for building the block
+  mask), ``"sdpa"`` otherwise; a Flex failure (no Triton, a shape the kernel
+  refuses) falls back to SDPA with one warning.
+- ``"reference"``: always the softmax(QK^T)V path (weights computed, then dropped).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -21,16 +38,117 @@ from attnzoo.contract import AttentionOutput, ScoreAttention, default_scale, mas
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["DotAttention", "ScaledDotAttention", "GeneralAttention"]
+__all__ = ["DotAttention", "ScaledDotAttention", "GeneralAttention", "IMPLS", "FLEX_MIN_KEYS",
+           "flex_available", "fused_attention", "sdpa_4d"]
+
+#: the fused paths ``impl`` may name (see the module docstring)
+IMPLS = ("auto", "sdpa", "flex", "reference")
+#: ``impl="auto"`` takes FlexAttention on CUDA from this many keys on (per-query masks only)
+FLEX_MIN_KEYS = 1024
+
+_flex_state: dict[str, Any] = {"compiled": None, "warned": False}
+
+
+def flex_available() -> bool:
+    """Whether the installed torch has FlexAttention (torch >= 2.5)."""
+    try:
+        from torch.nn.attention import flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _flex_fn(device: torch.device) -> Any:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type != "cuda":
+        return flex_attention  # eager: an unfused reference implementation, forward only on the CPU
+    if _flex_state["compiled"] is None:
+        _flex_state["compiled"] = torch.compile(flex_attention, dynamic=False)
+    return _flex_state["compiled"]
+
+
+def _flex(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """FlexAttention on ``(B, 1, T, D)`` views; the block mask skips blocks with no allowed key.
+
+    :param mask: bool ``[B, Tq, Tk]`` (rows with no allowed key already given every key) or None.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    b, tq, _ = query.shape
+    tk = key.shape[1]
+    block_mask = None
+    if mask is not None:
+        dense = mask.contiguous()
+
+        def mask_mod(bi: Tensor, hi: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
+            return dense[bi, qi, ki]
+
+        block_mask = create_block_mask(mask_mod, b, None, tq, tk, device=query.device,
+                                       _compile=query.device.type == "cuda")
+    out = _flex_fn(query.device)(query[:, None], key[:, None], value[:, None], block_mask=block_mask,
+                                 scale=scale)  # (B, 1, Tq, Dv)
+    return out[:, 0]
+
+
+def fused_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float,
+                    impl: str = "auto") -> Tensor:
+    """softmax(scale * q k^T) v through a fused kernel, with the zoo's fully-masked-row rule.
+
+    :param query: ``[B, Tq, D]``; key ``[B, Tk, D]``; value ``[B, Tk, Dv]``.
+    :param mask: bool ``[B, Tq, Tk]`` (True = may attend), or None.
+    :param impl: ``"auto"``, ``"sdpa"`` or ``"flex"`` (the module docstring says which kernel each takes).
+    :returns: context ``[B, Tq, Dv]``; a query with no allowed key gets zeros.
+    """
+    cuda = query.device.type == "cuda"
+    use_flex = impl == "flex" or (
+        impl == "auto" and cuda and mask is not None and mask.stride(1) != 0
+        and key.shape[1] >= FLEX_MIN_KEYS and flex_available()
+    )
+    if use_flex:
+        has_key = None
+        safe = mask
+        if mask is not None:
+            has_key = mask.any(dim=-1, keepdim=True)  # (B, Tq, 1)
+            safe = mask | ~has_key  # an empty row attends everywhere, then is zeroed
+        try:
+            out = _flex(query, key, value, safe, scale)
+            return out if has_key is None else out * has_key
+        except Exception as exc:  # noqa: BLE001 - "auto" must not take a training run down
+            if impl == "flex":
+                raise
+            if not _flex_state["warned"]:
+                _flex_state["warned"] = True
+                warnings.warn(f"FlexAttention failed ({type(exc).__name__}: {exc}); using SDPA instead",
+                              RuntimeWarning, stacklevel=2)
+    if cuda:
+        return sdpa_4d(query, key, value, mask, scale)
+    return sdpa(query, key, value, mask, scale=scale)
+
+
+def sdpa_4d(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """:func:`attnzoo.contract.sdpa` on ``(B, 1, T, D)`` views: the fused CUDA kernels (flash,
+    memory-efficient, cuDNN) reject 3-D inputs, and SDPA would silently take the math kernel.
+
+    Shapes as :func:`fused_attention`; the same numbers as the 3-D call up to the kernel's rounding.
+    """
+    m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
+    return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]  # (B, Tq, Dv)
 
 LUONG = "Luong, Pham, Manning 2015. Effective Approaches to Attention-based Neural Machine Translation. EMNLP"
 LUONG_URL = "https://arxiv.org/abs/1508.04025"
 
 
 class _Multiplicative(ScoreAttention):
-    """score(q, k) = s * (project(q) . k); a fused SDPA path when weights are not needed."""
+    """score(q, k) = s * (project(q) . k); a fused path (``impl``) when weights are not needed."""
 
     scale: float
+    impl: str = "auto"
+
+    def _set_impl(self, impl: str) -> None:
+        if impl not in IMPLS:
+            raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+        self.impl = impl
 
     def project_query(self, query: Tensor) -> Tensor:
         return query
@@ -40,10 +158,14 @@ class _Multiplicative(ScoreAttention):
         return torch.bmm(q, key.transpose(1, 2)) * self.scale  # (B, Tq, Tk)
 
     def attend(self, query, key, value, mask, *, state=None, need_weights=True) -> AttentionOutput:
-        if need_weights:
+        if need_weights or self.impl == "reference":
             weights = masked_softmax(self.score(query, key), mask)  # (B, Tq, Tk)
-            return AttentionOutput(torch.bmm(weights, value), weights)
-        return AttentionOutput(sdpa(self.project_query(query), key, value, mask, scale=self.scale))
+            return AttentionOutput(torch.bmm(weights, value), weights if need_weights else None)
+        q = self.project_query(query)  # (B, Tq, Dk)
+        return AttentionOutput(fused_attention(q, key, value, mask, self.scale, self.impl))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.impl == "auto" else f", impl={self.impl!r}")
 
 
 class DotAttention(_Multiplicative):
@@ -58,10 +180,14 @@ class DotAttention(_Multiplicative):
     context ``[B, Tq, Dv]``, weights ``[B, Tq, Tk]``.
 
     :param need_weights: return weights by default (takes the reference path).
+    :param impl: the fused path without weights: "auto" (default), "sdpa", "flex" or "reference"
+        (see :mod:`attnzoo.mechanisms.dot`).
     """
 
-    def __init__(self, query_dim: int, key_dim: int | None = None, value_dim: int | None = None, *, need_weights: bool = False) -> None:
+    def __init__(self, query_dim: int, key_dim: int | None = None, value_dim: int | None = None, *,
+                 need_weights: bool = False, impl: str = "auto") -> None:
         super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
+        self._set_impl(impl)
         if self.query_dim != self.key_dim:
             raise ValueError(
                 f"key_dim: {type(self).__name__} scores q . k, so key_dim must equal query_dim "
@@ -76,9 +202,11 @@ class ScaledDotAttention(DotAttention):
     .. math:: \mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
 
     Shapes as :class:`DotAttention`. Without ``need_weights`` this is one call
-    to ``F.scaled_dot_product_attention``.
+    to ``F.scaled_dot_product_attention`` (4-D on CUDA, so the flash and memory-efficient
+    kernels are eligible) or, with ``impl="flex"`` or a long masked input on CUDA, FlexAttention.
 
     :param scale: the factor on ``q . k``; default ``1 / sqrt(key_dim)``.
+    :param impl: as :class:`DotAttention`.
     """
 
     def __init__(
@@ -89,8 +217,9 @@ class ScaledDotAttention(DotAttention):
         *,
         scale: float | None = None,
         need_weights: bool = False,
+        impl: str = "auto",
     ) -> None:
-        super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
+        super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights, impl=impl)
         self.scale = default_scale(self.key_dim) if scale is None else float(scale)
 
 
@@ -104,10 +233,14 @@ class GeneralAttention(_Multiplicative):
     path folds ``W_a`` into the query: ``(h_t^T W_a) . h_s``.
 
     Shapes: query ``[B, Tq, Dq]``, key ``[B, Tk, Dk]``, value ``[B, Tk, Dv]``.
+
+    :param impl: as :class:`DotAttention`.
     """
 
-    def __init__(self, query_dim: int, key_dim: int | None = None, value_dim: int | None = None, *, need_weights: bool = False) -> None:
+    def __init__(self, query_dim: int, key_dim: int | None = None, value_dim: int | None = None, *,
+                 need_weights: bool = False, impl: str = "auto") -> None:
         super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
+        self._set_impl(impl)
         self.W_a = nn.Linear(self.query_dim, self.key_dim, bias=False)
         self.scale = 1.0
 
