@@ -63,16 +63,16 @@ DEFAULT_PRESET = REPO / "benchmarks" / "presets" / "default.yaml"
 
 #: name -> (backbone, task entry of the default preset it trains on there, variant, fraction of --steps).
 #: The issue's measurements: the Transformer on selective-copy, seq2seq + dot on copy, seq2seq +
-#: additive on associative-recall, the MLP. ntm is not in the default preset; it trains on copy
-#: (the smoke preset's pairing) with the default preset's knobs, for a fifth of the steps (a step
-#: costs about 10x the others' and the harness's cost per step is fixed).
+#: additive on associative-recall, the MLP; plus the pointer network on sort and the NTM on the
+#: preset's copy-ntm entry (falling back to copy), for a fifth of the steps (a step costs about
+#: 10x the others' and the harness's cost per step is fixed).
 CONFIGS: dict[str, tuple[str, str, str | None, float]] = {
     "transformer": ("transformer", "selective-copy", "scaled-dot", 1.0),
     "seq2seq": ("seq2seq", "copy", "dot", 1.0),
     "seq2seq-additive": ("seq2seq", "associative-recall", "additive", 1.0),
     "pointer": ("pointer", "sort", "pointer", 1.0),
     "mlp": ("mlp", "copy", None, 1.0),
-    "ntm": ("ntm", "copy", "ntm", 0.2),
+    "ntm": ("ntm", "copy-ntm", "ntm", 0.2),
 }
 
 
@@ -87,16 +87,21 @@ def bench_cells(steps: int, preset: Path = DEFAULT_PRESET, seed: int = 0) -> dic
     data = yaml.safe_load(preset.read_text())
     backbones = data.get("backbones", {})
     cells = {}
-    for name, (backbone, task, attention, fraction) in CONFIGS.items():
-        entry = data["tasks"][task]
+    tasks = data["tasks"]
+    for name, (backbone, label, attention, fraction) in CONFIGS.items():
+        if label not in tasks and label == "copy-ntm":
+            label = "copy"  # presets before the copy-ntm entry
+        entry = tasks[label]
         kwargs = dict(backbones.get(backbone, backbones.get("seq2seq", {})))  # ntm: the RNN backbones' width
+        kwargs.update((entry.get("backbone_kwargs") or {}).get(backbone, {}))
         n = max(10, round(steps * fraction))
         cells[name] = Cell(
-            task=task, backbone=backbone, attention=attention,
+            task=entry.get("task", label), backbone=backbone, attention=attention,
             task_kwargs=dict(entry.get("knobs", {})), backbone_kwargs=kwargs,
             seed=seed, max_steps=n, batch_size=int(entry.get("batch_size", data.get("batch_size", 64))),
             lr=float(entry.get("lrs", data.get("lrs", [1e-3]))[0]),
             warmup_steps=int(entry.get("warmup_steps", data.get("warmup_steps", 25))),
+            schedule=str(entry.get("schedule", data.get("schedule", "cosine"))),
             val_every=n, trainer=dict(data.get("trainer", {})), record_attention=False,
         )
     return cells
