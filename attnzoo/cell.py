@@ -284,9 +284,8 @@ class Cell:
             if f.name not in data:
                 continue
             value = data[f.name]
-            if value is None and f.name not in ("attention", "val_every", "eval_batch_size", "val_size",
-                                                "test_size", "threads"):
-                continue  # an explicit null means "the default"
+            if value is None and f.default is not None:
+                continue  # an explicit null means "the default" (None itself where None is the default)
             kwargs[f.name] = value
         return cls(**kwargs)
 

@@ -144,8 +144,8 @@ _SELECTION_KEYS = ("backbones", "variants", "exclude_variants")
 _BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule", "val_every")
 
 
-def fields_of_cell() -> set[str]:
-    return {f.name for f in fields(Cell)}
+#: the budget keys that are Cell fields take the field's default when a preset leaves them out
+_CELL_FIELDS = frozenset(f.name for f in fields(Cell))
 
 
 def _preset_defaults() -> dict[str, Any]:
@@ -263,7 +263,7 @@ class Preset:
         out = []
         for label, entry in (self.data.get("tasks") or {}).items():
             entry = dict(entry or {})
-            budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k in fields_of_cell() else None))
+            budget = {k: entry.get(k, self.data.get(k, cell_default(k) if k in _CELL_FIELDS else None))
                       for k in _BUDGET_KEYS}
             budget["lrs"] = tuple(float(x) for x in budget["lrs"])
             if budget["weight_decays"] is not None:
