@@ -268,7 +268,7 @@ def test_teacher_forcing_is_causal(bname, kind, variant):
     batch = _batch(task, n=2)
     src, tgt = batch["src"], batch["tgt"]
     s = src.shape[1]
-    reads_targets = bname != "mlp"  # the MLP sees only src
+    reads_targets = bname not in ("mlp", "bottleneck")  # these see only src (no teacher forcing)
     with torch.no_grad():
         base = model(src, tgt).logits
         for t in range(tgt.shape[1] - 1):

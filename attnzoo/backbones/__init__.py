@@ -10,7 +10,8 @@ A backbone wraps an attention variant for a setting (plain torch, no Lightning):
 
 Factories share the signature
 ``factory(task, attention, *, d_model=64, num_layers=..., num_heads=..., attention_kwargs=None, **backbone_kwargs)``.
-Built-ins (one module each): ``transformer``, ``seq2seq``, ``pointer``, ``ntm``, ``mlp``.
+Built-ins (one module each): ``transformer``, ``seq2seq``, ``pointer``, ``ntm``, ``mlp``,
+``bottleneck`` (MAD's encoder-bottleneck autoencoder for ``mad-compression``).
 Plugins add more through the ``register_backbones(register)`` hook with ``register(spec, factory)``.
 """
 
@@ -47,6 +48,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "pointer": "build_pointer",
     "ntm": "build_ntm",
     "mlp": "build_mlp",
+    "bottleneck": "build_bottleneck",
 }
 
 Factory = Callable[..., nn.Module]
