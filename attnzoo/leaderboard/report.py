@@ -53,7 +53,7 @@ from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD
 from attnzoo.tasks.mad import MAD_TASKS
 
 __all__ = ["Entry", "aggregate", "build_report", "overall_table", "task_table", "file_slug", "seed_summary",
-           "format_summary", "solve_threshold", "PEAK_MEM_NOTE", "MADScore", "mad_scores", "mad_table"]
+           "format_summary", "solve_threshold", "PEAK_MEM_NOTE", "MADScore", "mad_backbone", "mad_scores", "mad_table"]
 
 #: statuses of a run that produced no number
 NOT_OK = ("diverged", "oom", "failed")
@@ -398,6 +398,8 @@ class MADScore:
     :ivar tasks: MAD task -> {seed: mean over settings of that seed's score at the setting's best config}.
     :ivar settings: MAD task -> number of settings averaged.
     :ivar score: {seed: mean over the tasks this entry has} (the aggregate MAD score per seed).
+    :ivar via: MAD task -> the backbone its rows ran on, where that is not ``backbone`` (compression on
+        the encoder-bottleneck wrapper of this backbone's blocks, see :func:`mad_backbone`).
     """
 
     backbone: str
@@ -405,6 +407,7 @@ class MADScore:
     tasks: dict[str, dict[Any, float]] = field(default_factory=dict)
     settings: dict[str, int] = field(default_factory=dict)
     score: dict[Any, float] = field(default_factory=dict)
+    via: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -443,6 +446,26 @@ def _best_config_scores(rows: list[dict[str, Any]]) -> dict[Any, float]:
             for r in by_cfg[best]}
 
 
+_MAD_BACKBONE: dict[str, str] = {}
+
+
+def mad_backbone(name: str) -> str:
+    """The backbone a MAD row counts under: its spec's ``encoder`` when it has one, else ``name``.
+
+    MAD trains compression with the architecture under test as the encoder of an autoencoder
+    (``bottleneck`` wraps the ``transformer``'s blocks), so those rows belong to that architecture's
+    MAD score, not to a row of their own. A backbone that is not registered here counts as itself.
+    """
+    if name not in _MAD_BACKBONE:
+        try:
+            from attnzoo.backbones import get_backbone
+
+            _MAD_BACKBONE[name] = str(getattr(get_backbone(name)[0], "encoder", None) or name)
+        except Exception:  # noqa: BLE001 - rows of a backbone this install lacks still get a table
+            return name
+    return _MAD_BACKBONE[name]
+
+
 def mad_scores(rows: Iterable[dict[str, Any]]) -> list[MADScore]:
     """The MAD score of every (backbone, variant) with rows of MAD tasks (:data:`attnzoo.tasks.mad.MAD_TASKS`),
     best first.
@@ -450,23 +473,29 @@ def mad_scores(rows: Iterable[dict[str, Any]]) -> list[MADScore]:
     A *setting* is one set of task knobs (whatever the preset calls its label); within it the best
     (lr, weight decay) is chosen on validation (MAD chooses on test), and each seed scores its test
     main metric there. Per task, a seed's score is the mean over the settings it ran; the MAD score of a
-    seed is the mean over tasks. n/a pairs are left out.
+    seed is the mean over tasks. n/a pairs are left out. Rows of a backbone that wraps another's blocks
+    (``bottleneck``) count under that backbone (:func:`mad_backbone`), as MAD scores one architecture on all tasks.
     """
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    ran_on: dict[tuple[str, str, str], str] = {}
     for r in latest_rows(rows):
         task = _row_task(r)
         if task not in MAD_TASKS or r.get("status") == "n/a":
             continue
         cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
         setting = json.dumps(cell.get("task_kwargs") or {}, sort_keys=True, default=str)
-        key = (str(r.get("backbone") or cell.get("backbone")), str(r.get("variant")), task, setting)
+        backbone = str(r.get("backbone") or cell.get("backbone"))
+        arch = mad_backbone(backbone)
+        if arch != backbone:
+            ran_on[(arch, str(r.get("variant")), task)] = backbone
+        key = (arch, str(r.get("variant")), task, setting)
         groups.setdefault(key, []).append(r)
     per: dict[tuple[str, str], dict[str, list[dict[Any, float]]]] = {}
     for (backbone, variant, task, _setting), grp in groups.items():
         per.setdefault((backbone, variant), {}).setdefault(task, []).append(_best_config_scores(grp))
     out = []
     for (backbone, variant), tasks in per.items():
-        s = MADScore(backbone, variant)
+        s = MADScore(backbone, variant, via={t: b for (a, v, t), b in ran_on.items() if (a, v) == (backbone, variant)})
         for task in MAD_TASKS:
             if task not in tasks:
                 continue
@@ -510,6 +539,10 @@ def mad_table(scores: list[MADScore]) -> tuple[list[str], list[list[str]], list[
     if missing:
         notes.append(f"the MAD score is over {len(present)} of MAD's {len(MAD_TASKS)} tasks; not in these results: "
                      + ", ".join(missing))
+    via = sorted({(t, b, s.backbone) for s in scores for t, b in s.via.items()})
+    for task, ran, arch in via:
+        notes.append(f"{task} ran on the {ran} backbone ({arch} blocks as the encoder of MAD's autoencoder) "
+                     f"and counts under {arch}")
     partial = [s.label for s in scores if len(s.tasks) < len(present)]
     if partial:
         notes.append("averaged over fewer tasks (some have no rows): " + ", ".join(partial))
