@@ -165,7 +165,8 @@ def test_hard_other_scores_and_errors():
 @given(b=st.integers(1, 3), tq=st.integers(1, 3), tk=st.integers(1, 9), sample=st.booleans(), data=st.data())
 def test_hard_core_gradient_equals_autograd_reference(b, tq, tk, sample, data):
     """The fused backward of alpha, log alpha_s, H[alpha] and the expected context z = alpha V is autograd's,
-    masked keys and empty rows included, for no, some and all examples taking z."""
+    masked keys and empty rows included, for no, some and all examples taking z, and for any subset of the
+    outputs in the loss (an unused output's gradient reaches backward as None and its term is skipped)."""
     from attnzoo.mechanisms.hard import _Categorical, _fill_value
 
     n = b * tq
@@ -185,10 +186,18 @@ def test_hard_core_gradient_equals_autograd_reference(b, tq, tk, sample, data):
     w_lp, w_h = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64) * 3
     w_z = torch.randn(len(sel), tq, 2, generator=g, dtype=torch.float64)
     keep = has.view(b, tq)[sel]  # rows of z with a key
-    loss = ((alpha * w_a).sum(-1) + lp * w_lp + h * w_h)[has].sum()
-    if sel:
-        loss = loss + ((z * w_z).sum(-1) * keep).sum()
-    ours = torch.autograd.grad(loss, [filled, v], allow_unused=True)
+    used = data.draw(st.sets(st.sampled_from(["alpha", "lp", "h", "z"]), min_size=1))
+    if not sel and used == {"z"}:
+        used = {"z", "lp"}
+
+    def total(a, lp_, h_, z_):
+        terms = [t for k, t in (("alpha", (a * w_a).sum(-1)), ("lp", lp_ * w_lp), ("h", h_ * w_h)) if k in used]
+        out = sum(terms)[has].sum() if terms else 0.0
+        if sel and "z" in used:
+            out = out + ((z_ * w_z).sum(-1) * keep).sum()
+        return out
+
+    ours = torch.autograd.grad(total(alpha, lp, h, z), [filled, v], allow_unused=True)
 
     ref_in = s.clone().requires_grad_()
     ref_v = v.detach().clone().requires_grad_()
@@ -197,17 +206,18 @@ def test_hard_core_gradient_equals_autograd_reference(b, tq, tk, sample, data):
     ref_h = -(p * logp.masked_fill(~allowed, 0.0)).sum(-1)
     ref_lp = logp.gather(-1, index[:, None]).squeeze(-1)
     ref_z = (p.view(b, tq, tk) @ ref_v)[sel]
-    ref_loss = ((p * w_a).sum(-1) + ref_lp * w_lp + ref_h * w_h)[has].sum() + ((ref_z * w_z).sum(-1) * keep).sum()
-    ref = torch.autograd.grad(ref_loss, [ref_in, ref_v], allow_unused=True)
+    ref = torch.autograd.grad(total(p, ref_lp, ref_h, ref_z), [ref_in, ref_v], allow_unused=True)
     torch.testing.assert_close(alpha[has], p[has].detach())
     torch.testing.assert_close(lp[has], ref_lp[has].detach())
     torch.testing.assert_close(h[has], ref_h[has].detach())
     if sel:
         torch.testing.assert_close((z * keep[..., None]), (ref_z * keep[..., None]).detach())
-    torch.testing.assert_close(ours[0][has], ref[0][has].masked_fill(~allowed[has], 0.0))
+    ref_s = ref[0] if ref[0] is not None else torch.zeros_like(s)
+    torch.testing.assert_close(ours[0][has], ref_s[has].masked_fill(~allowed[has], 0.0))
     assert torch.isfinite(ours[0]).all()
     if sel:
-        torch.testing.assert_close(ours[1], ref[1] if ref[1] is not None else torch.zeros_like(v))
+        ours_v = ours[1] if ours[1] is not None else torch.zeros_like(v)
+        torch.testing.assert_close(ours_v, ref[1] if ref[1] is not None else torch.zeros_like(v))
     else:
         assert ours[1] is None or not ours[1].abs().any()
 

@@ -108,6 +108,7 @@ class _Categorical(torch.autograd.Function):
             z = alpha.new_empty(0)
             value = alpha.new_empty(0) if value is None else value
         ctx.sel = sel
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not a zero tensor
         ctx.save_for_backward(alpha, scores, index, a_dot_s, value, z)
         drawn = index.squeeze(-1)  # (N,)
         ctx.mark_non_differentiable(drawn)
@@ -118,9 +119,11 @@ class _Categorical(torch.autograd.Function):
         alpha, scores, index, a_dot_s, value, z = ctx.saved_tensors
         sel = ctx.sel
         n = alpha.shape[0]
-        g_lp = alpha.new_zeros(n) if g_lp is None else g_lp
-        g_h = alpha.new_zeros(n) if g_h is None else g_h
-        c = g_h * a_dot_s - g_lp  # (N,)
+        # Outputs the loss did not use come as None (set_materialize_grads(False)): each term is skipped
+        # rather than computed from zeros; the REINFORCE surrogate alone (no entropy bonus) never reads S.
+        c = alpha.new_zeros(n) if g_lp is None else -g_lp  # (N,)
+        if g_h is not None:
+            c = c + g_h * a_dot_s
         if g_alpha is not None:
             c = c - torch.linalg.vecdot(g_alpha, alpha)  # - <g_alpha, alpha>
         use_z = bool(sel) and g_z is not None
@@ -129,9 +132,14 @@ class _Categorical(torch.autograd.Function):
             c3 = c.view(b, -1).clone()
             c3[sel] -= (g_z * z).sum(dim=-1)  # - <g_z, z>, [len(sel), Tq]: cheap
             c = c3.view(-1)
-        grad = torch.addcmul(c[:, None], scores, g_h[:, None], value=-1)  # (N, Tk): c - g_H S, one fresh buffer
-        if g_alpha is not None:
-            grad.add_(g_alpha)
+        if g_h is not None:
+            grad = torch.addcmul(c[:, None], scores, g_h[:, None], value=-1)  # (N, Tk): c - g_H S, fresh
+            if g_alpha is not None:
+                grad.add_(g_alpha)
+        elif g_alpha is not None:
+            grad = g_alpha + c[:, None]  # (N, Tk), without reading S
+        else:
+            grad = c[:, None].expand(n, scores.shape[-1]).contiguous()  # (N, Tk), a buffer for g_z V^T
         grad_v = None
         if use_z:
             g3 = grad.view(b, -1, tk)  # (B, Tq, Tk)
@@ -149,7 +157,9 @@ class _Categorical(torch.autograd.Function):
                 g3.index_add_(0, idx, torch.bmm(g_z, value.index_select(0, idx).transpose(1, 2)))
                 grad_v = torch.zeros_like(value).index_copy_(
                     0, idx, torch.bmm(a3.index_select(0, idx).transpose(1, 2), g_z))
-        grad.mul_(alpha).scatter_add_(-1, index, g_lp[:, None])  # alpha * (...) + g_lp e_s
+        grad.mul_(alpha)  # alpha * (...)
+        if g_lp is not None:
+            grad.scatter_add_(-1, index, g_lp[:, None])  # + g_lp e_s
         return grad, None, grad_v, None
 
 
