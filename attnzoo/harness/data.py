@@ -59,21 +59,31 @@ class FreshBatches(IterableDataset):
     :param seed: base seed; the stream's generator is seeded with
         :func:`stream_seed` ``(seed, rank, worker id)``.
     :param rank: global rank (set by :class:`TaskDataModule` in ``setup``).
+    :param per_item: batches per item: 1 yields each batch (a dict), K > 1 a list of the next K
+        batches of the same stream (the harness runs one optimizer step on each, in order), so the
+        stream is the same for every K.
     """
 
-    def __init__(self, task: Task, batch_size: int, seed: int, rank: int = 0) -> None:
+    def __init__(self, task: Task, batch_size: int, seed: int, rank: int = 0, per_item: int = 1) -> None:
         super().__init__()
+        if per_item < 1:
+            raise ValueError(f"per_item: expected a positive int, got {per_item!r}")
         self.task = task
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
+        self.per_item = per_item
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | list[Batch]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         g = torch.Generator().manual_seed(stream_seed(self.seed, self.rank, worker))
+        k, n, generate = self.per_item, self.batch_size, self.task.generate
+        if k == 1:
+            while True:
+                yield generate(n, g)
         while True:
-            yield self.task.generate(self.batch_size, g)
+            yield [generate(n, g) for _ in range(k)]
 
 
 class FixedBatches(Dataset):
@@ -101,6 +111,7 @@ class TaskDataModule(L.LightningDataModule):
         = position): default ``("test", "test_long")`` when the task has a
         length split, else ``("test",)``.
     :param num_workers: worker processes for the training stream (each has its own seed).
+    :param train_per_item: training batches per loader item (:class:`FreshBatches`' ``per_item``).
     """
 
     def __init__(
@@ -112,6 +123,7 @@ class TaskDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         test_splits: Sequence[str] | None = None,
         num_workers: int = 0,
+        train_per_item: int = 1,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
@@ -122,6 +134,7 @@ class TaskDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.test_splits = tuple(test_splits) if test_splits is not None else default_test_splits(task)
         self.num_workers = num_workers
+        self.train_per_item = train_per_item
         self._fixed: dict[str, FixedBatches] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -137,7 +150,7 @@ class TaskDataModule(L.LightningDataModule):
         return int(trainer.global_rank) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        ds = FreshBatches(self.task, self.batch_size, self.seed, rank=self._rank())
+        ds = FreshBatches(self.task, self.batch_size, self.seed, rank=self._rank(), per_item=self.train_per_item)
         return DataLoader(ds, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

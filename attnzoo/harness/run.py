@@ -212,7 +212,8 @@ def build(cell: Cell, row: dict[str, Any] | None = None,
     from attnzoo.harness.module import AttnzooModule
 
     max_steps = cell.max_steps
-    val_every = min(cell.val_every or max(1, max_steps // 10), max_steps)
+    val_every = cell.validation_interval()
+    k = cell.call_steps()  # optimizer steps per training_step call; divides val_every (Cell checks)
     L.seed_everything(cell.seed, workers=True, verbose=False)
 
     module = AttnzooModule(cell)
@@ -221,23 +222,23 @@ def build(cell: Cell, row: dict[str, Any] | None = None,
         row["main_metric"] = module.main_metric
         row["chance"] = float(task.chance())
         row["params"] = int(sum(p.numel() for p in module.model.parameters()))
-    dm = TaskDataModule(task, cell.batch_size, cell.seed, eval_batch_size=cell.eval_batch_size,
-                        test_splits=module.test_splits)
-
     trainer_opts = cell.trainer_options()
+    trainer_opts.pop("accumulate_grad_batches", None)  # the module accumulates (manual optimization)
+    dm = TaskDataModule(task, cell.batch_size, cell.seed, eval_batch_size=cell.eval_batch_size,
+                        test_splits=module.test_splits, train_per_item=k * module.accumulate)
+
     trainer_opts.setdefault("deterministic", cell.on_cpu())
     timer = _make_timer_callback()
     callbacks = [timer, *trainer_opts.pop("callbacks", []), *(callbacks or [])]
     trainer = L.Trainer(
-        max_steps=max_steps,
-        val_check_interval=val_every,
+        max_steps=max_steps,  # optimizer steps, k per call
+        val_check_interval=val_every // k,  # counted in calls
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         enable_progress_bar=cell.progress,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        gradient_clip_val=1.0,
         callbacks=callbacks,
         **trainer_opts,
     )
