@@ -128,13 +128,19 @@ def causal_mask(tq: int, tk: int | None = None, *, device: torch.device | str | 
 def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
     """``F.scaled_dot_product_attention`` with the zoo's fully-masked-row rule.
 
-    SDPA turns a row with no allowed key into NaN; here such a row gives zeros.
+    SDPA turns a row with no allowed key into NaN; here such a row gives zeros. On CUDA 3-D inputs
+    go in as ``(B, 1, T, D)`` views: the fused kernels (flash, memory-efficient, cuDNN) take only
+    4-D inputs, and SDPA silently falls back to its math kernel for 3-D ones. On the CPU the call
+    stays as it is (its results unchanged bit for bit).
 
-    :param query: ``[B, Tq, D]``; key ``[B, Tk, D]``; value ``[B, Tk, Dv]``.
-    :param mask: bool ``[B, Tq, Tk]`` or None.
+    :param query: ``[B, Tq, D]`` (or ``[B, H, Tq, D]``); key ``[B, Tk, D]``; value ``[B, Tk, Dv]``.
+    :param mask: bool ``[B, Tq, Tk]`` (``[B, H or 1, Tq, Tk]`` with 4-D inputs) or None.
     :param scale: factor on ``q . k``; None means ``1 / sqrt(D)`` as in SDPA.
     :returns: ``[B, Tq, Dv]``.
     """
+    if query.device.type == "cuda" and query.dim() == 3:
+        m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
+        return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]
     if mask is None:
         return F.scaled_dot_product_attention(query, key, value, scale=scale)
     has_key = mask.any(dim=-1, keepdim=True)  # (B, Tq, 1)

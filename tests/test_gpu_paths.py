@@ -195,6 +195,20 @@ def test_cuda_fused_kernels_only(name, dtype, masked):
 
 
 @cuda
+@pytest.mark.parametrize("name", ["content", "location"])
+def test_cuda_other_sdpa_variants_reach_the_fused_kernels(name):
+    """content and location call contract.sdpa, which takes 4-D views on CUDA itself."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    m = create_attention(name, 64).cuda().to(torch.bfloat16)
+    x = torch.randn(4, 256, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]):
+        out = m(x).context
+        out.float().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+@cuda
 @flex
 @pytest.mark.parametrize("name", MULTIPLICATIVE)
 def test_cuda_flex_equals_reference_with_gradients(name):

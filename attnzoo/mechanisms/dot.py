@@ -9,8 +9,8 @@ All three fold into one ``q' . k * s`` product, so when weights are not asked
 for they run through a fused kernel, and through a plain softmax(QK^T)V
 reference path otherwise. ``impl`` picks the fused path:
 
-- ``"sdpa"``: ``F.scaled_dot_product_attention``. On CUDA the inputs go in as
-  4-D views ``(B, 1, T, D)``: PyTorch's fused CUDA kernels (flash, memory-
+- ``"sdpa"``: ``F.scaled_dot_product_attention`` (:func:`attnzoo.contract.sdpa`). On CUDA
+  the inputs go in as 4-D views ``(B, 1, T, D)``: PyTorch's fused CUDA kernels (flash, memory-
   efficient, cuDNN) take only 4-D inputs and silently fall back to the math
   kernel for 3-D ones. Without a mask flash is eligible; a boolean mask rules
   flash out but not the memory-efficient kernel. On the CPU the call stays 3-D
@@ -121,14 +121,12 @@ def fused_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | No
                 _flex_state["warned"] = True
                 warnings.warn(f"FlexAttention failed ({type(exc).__name__}: {exc}); using SDPA instead",
                               RuntimeWarning, stacklevel=2)
-    if cuda:
-        return sdpa_4d(query, key, value, mask, scale)
-    return sdpa(query, key, value, mask, scale=scale)
+    return sdpa(query, key, value, mask, scale=scale)  # 4-D views on CUDA (contract.sdpa)
 
 
 def sdpa_4d(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """:func:`attnzoo.contract.sdpa` on ``(B, 1, T, D)`` views: the fused CUDA kernels (flash,
-    memory-efficient, cuDNN) reject 3-D inputs, and SDPA would silently take the math kernel.
+    """:func:`attnzoo.contract.sdpa` on ``(B, 1, T, D)`` views on any device (``contract.sdpa`` takes
+    them itself on CUDA, where the fused kernels reject 3-D inputs); kept for callers and tests.
 
     Shapes as :func:`fused_attention`; the same numbers as the 3-D call up to the kernel's rounding.
     """
