@@ -118,3 +118,16 @@ def test_a_subject_that_never_finished_scores_zero_in_the_claim(status):
     rows = seeds("t", "seq2seq", "content", [status] * 2) + seeds("t", "mlp", "none", [0.27, 0.26])
     f = _one(rows, attention_beats_baseline())
     assert f.verdict == "not supported" and f"median 0.00, 0/2 solved, 2 {status}" in f.sentence
+
+
+def test_a_claim_over_two_labels_of_one_task_is_answered_once():
+    """copy and copy-ntm train the same task on different backbones: a claim whose rows live under one
+    label is kept there and not also printed as missing under the other; a claim no label can answer
+    is missing exactly once."""
+    rows = (seeds("t", "seq2seq", "content", [1.0, 1.0]) + seeds("t", "mlp", "none", [0.2, 0.3])
+            + seeds("t-ntm", "ntm", "ntm", [0.9, 0.95], task_name="t"))
+    claims = [solves("ntm", backbone="ntm"), attention_beats_baseline(), solves("pointer", backbone="pointer")]
+    found = evaluate(aggregate(rows), contrasts={"t": claims})
+    by_claim = [(f.task, f.verdict) for f in found]
+    assert by_claim == [("t", "supported"), ("t", "missing"), ("t-ntm", "supported")], by_claim
+    assert "no rows for pointer on pointer" in found[1].sentence

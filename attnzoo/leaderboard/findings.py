@@ -335,7 +335,10 @@ def evaluate(tasks: dict[str, list[Entry]], *,
     :param contrasts: ``{task name or label: contrasts}`` to use instead of the registered
         :attr:`TaskSpec.contrasts` (tests; a plugin task not installed here).
     :returns: findings in task order, the declared order within a task; a task without
-        declared contrasts gets one ``unknown`` finding saying so.
+        declared contrasts gets one ``unknown`` finding saying so. When several labels train the
+        same task (``copy`` and ``copy-ntm``), a claim is checked under each, and kept only under
+        the labels whose rows answer it; it is ``missing`` once, under the first label, only when
+        none of them has its rows.
     """
     from attnzoo.leaderboard.report import solve_threshold
 
@@ -344,6 +347,7 @@ def evaluate(tasks: dict[str, list[Entry]], *,
         for e in entries:
             by_name.setdefault(e.task_name or e.task, []).append(e)
     out: list[Finding] = []
+    claim_of: dict[int, tuple[str, int]] = {}  # index in out -> (task name, contrast position)
     for label, entries in tasks.items():
         name = next((e.task_name for e in entries if e.task_name), label)
         threshold = next((e.threshold for e in entries), solve_threshold(name))
@@ -362,7 +366,8 @@ def evaluate(tasks: dict[str, list[Entry]], *,
             out.append(Finding(label, "none", "unknown", f"{label}: no claims to check",
                                detail="the task declares no contrast", context=context))
             continue
-        for c in declared:
+        for pos, c in enumerate(declared):
+            claim_of[len(out)] = (name, pos)
             check = _CHECKS.get(c.kind)
             if check is None:
                 out.append(Finding(label, c.kind, "unknown", f"{label}: a {c.kind!r} claim",
@@ -371,7 +376,26 @@ def evaluate(tasks: dict[str, list[Entry]], *,
             verdict, claim, detail = check(c, entries, task=label, chance=chance, threshold=threshold,
                                            pool=by_name.get(name, ()))
             out.append(Finding(label, c.kind, verdict, claim, why=c.why, context=context, detail=detail))
-    return out
+    return _one_answer_per_claim(out, claim_of)
+
+
+def _one_answer_per_claim(findings: list[Finding], claim_of: dict[int, tuple[str, int]]) -> list[Finding]:
+    """Drop a claim's ``missing`` findings under labels of a task where another label answers it
+    (or, when none does, all but the first)."""
+    answered: dict[tuple[str, int], bool] = {}
+    for i, f in enumerate(findings):
+        if i in claim_of:
+            key = claim_of[i]
+            answered[key] = answered.get(key, False) or f.verdict != "missing"
+    kept, seen = [], set()
+    for i, f in enumerate(findings):
+        key = claim_of.get(i)
+        if key is not None and f.verdict == "missing":
+            if answered[key] or key in seen:
+                continue
+            seen.add(key)
+        kept.append(f)
+    return kept
 
 
 def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None) -> str:
