@@ -121,3 +121,31 @@ def test_divergence_inside_a_call_names_its_step():
         with pytest.raises(TrainingDiverged) as info:
             trainer.fit(module, datamodule=dm)
     assert info.value.step == 7 and trainer.global_step == 7
+
+
+def test_backward_hooks_still_run_and_the_direct_backward_changes_nothing():
+    """Where manual_backward would only call loss.backward() the module calls it itself; a callback
+    with a backward hook turns that off (its hook runs every step), and the updates are the same."""
+    import lightning as L
+
+    class Counts(L.Callback):
+        def __init__(self) -> None:
+            self.before = self.after = 0
+
+        def on_before_backward(self, trainer, pl_module, loss) -> None:
+            self.before += 1
+
+        def on_after_backward(self, trainer, pl_module) -> None:
+            self.after += 1
+
+    cell = _cell(attention="additive", steps_per_call=6)
+    runs = {}
+    for hooked in (False, True):
+        counts = Counts()
+        with _keep_determinism():
+            module, dm, trainer, _ = build(cell, callbacks=[counts] if hooked else None)
+            trainer.fit(module, datamodule=dm)
+        assert module._direct_backward is not hooked
+        assert (counts.before, counts.after) == ((12, 12) if hooked else (0, 0))
+        runs[hooked] = module.model.state_dict()
+    assert all(torch.equal(runs[False][k], runs[True][k]) for k in runs[False])

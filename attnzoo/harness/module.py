@@ -19,8 +19,9 @@ plain ``nn.Module`` built by the backbone's factory from the backbone registry
 - Steps per call: the module optimises by hand (Lightning's manual optimization), so one
   ``training_step`` call can run ``cell.call_steps()`` optimizer steps on as many consecutive
   batches of the stream. Lightning's loop costs about 0.3 ms per call on a CPU, over 10% of a
-  small model's step; each step still goes through ``manual_backward`` and the Lightning
-  optimizer (precision plugins, loss scaling and DDP work as before), in automatic
+  small model's step; each step still goes through ``manual_backward`` (or ``loss.backward()``
+  where that is all it would do) and the Lightning optimizer (precision plugins, loss scaling
+  and DDP work as before), in automatic
   optimization's order (forward, zero_grad, backward, clip, step, schedule), so every update is
   the same, bit for bit, for any number of steps per call.
 - Metrics (torchmetrics, synced under DDP): token accuracy over scored
@@ -126,6 +127,27 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 _BLOCKING_DEVICE_TYPES = ("cpu", "mps")
 
 
+_BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
+
+
+def _backward_dispatch_is_empty(module: L.LightningModule, trainer: L.Trainer) -> bool:
+    """Whether ``manual_backward`` would call nothing but ``loss.backward()``: one device, a precision
+    plugin that does not scale the loss, and no callback or module hook on the backward. Then the
+    module calls ``loss.backward()`` itself, which saves a small model's step about 1%.
+    """
+    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    precision = trainer.precision_plugin
+    plain = type(precision) is Precision or (type(precision) is MixedPrecision and precision.scaler is None)
+    if type(trainer.strategy) is not SingleDeviceStrategy or not plain:
+        return False
+    if any(getattr(type(module), h) is not getattr(L.LightningModule, h) for h in (*_BACKWARD_HOOKS, "backward")):
+        return False
+    return not any(getattr(type(cb), h) is not getattr(L.Callback, h) for cb in trainer.callbacks
+                   for h in _BACKWARD_HOOKS)
+
+
 def _is_flat(batch: Any) -> bool:
     return type(batch) is dict and all(isinstance(v, Tensor) for v in batch.values())
 
@@ -226,6 +248,7 @@ class AttnzooModule(L.LightningModule):
         self._pending: list[_Pending] = []
         self._log_train_loss = True
         self._world = 1
+        self._direct_backward = False
         # By hand, so one call can run several steps (module docstring); clipping is ours as well.
         self.automatic_optimization = False
         #: micro-batches per optimizer step (the Trainer's accumulate_grad_batches, which Lightning
@@ -289,6 +312,7 @@ class AttnzooModule(L.LightningModule):
         # about as much per step as a small model's optimizer step, so log only for a reader.
         self._log_train_loss = trainer.progress_bar_callback is not None or bool(trainer.loggers)
         self._world = int(trainer.world_size)
+        self._direct_backward = _backward_dispatch_is_empty(self, trainer)
         if self.divergence_lag is None:
             self.divergence_lag = 0 if self.device.type == "cpu" else 1
 
@@ -314,7 +338,11 @@ class AttnzooModule(L.LightningModule):
                 loss = self._train_loss(micro, step + s)
                 if i == 0:
                     opt.zero_grad()  # after the first forward, as automatic optimization orders it
-                self.manual_backward(loss / len(group) if len(group) > 1 else loss)
+                loss = loss / len(group) if len(group) > 1 else loss
+                if self._direct_backward:
+                    loss.backward()
+                else:
+                    self.manual_backward(loss)
             opt.step()
             sched.step()
 
