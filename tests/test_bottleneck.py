@@ -65,11 +65,15 @@ def test_sincos_positions(length, dim):
     assert torch.equal(sincos_positions(length + 5, dim)[:length], table)  # any output length, same prefix
 
 
-def test_the_encoder_is_the_transformers_blocks():
-    model = _model(create_task("mad-compression"), num_layers=3)
+@pytest.mark.parametrize("variant", ["scaled-dot", "additive"])
+def test_the_encoder_is_the_transformers_blocks(variant):
+    task = create_task("mad-compression")
+    model = _model(task, variant, num_layers=3)
+    torch.manual_seed(0)
+    transformer = create_backbone("transformer", task, variant, d_model=16, num_heads=2, num_layers=3)
     assert len(model.blocks) == 3 and all(type(b) is Block for b in model.blocks)
-    assert isinstance(model.blocks[0].attn, attnzoo.Attention) or any(
-        isinstance(m, attnzoo.Attention) for m in model.blocks[0].attn.modules())
+    # the same modules, variant included, as the Transformer backbone builds
+    assert [type(m) for m in model.blocks.modules()] == [type(m) for m in transformer.blocks.modules()]
 
 
 # -- the bottleneck ------------------------------------------------------------------------------

@@ -162,7 +162,10 @@ class BottleneckBackbone(nn.Module):
         self.pos_embed = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
         kwargs = length_kwargs(attention, attention_kwargs, max_len)
-        self.blocks = nn.ModuleList(Block(attention, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers))
+        # the Transformer backbone's own block, so the encoder is the architecture under test, not a copy of it
+        self.blocks = nn.ModuleList(
+            Block(attention, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers)
+        )
         # MAD's "hard-coded non-expanding MLP decoder", then its unembedding (norm + linear)
         self.decoder = nn.Sequential(
             nn.LayerNorm(d_model),
@@ -182,14 +185,18 @@ class BottleneckBackbone(nn.Module):
         pos = torch.arange(src.shape[1], device=src.device).expand_as(src)  # (N, S)
         return torch.where(src != PAD, pos, torch.zeros_like(pos)).amax(dim=1)  # (N,)
 
-    def encode(self, src: Tensor, *, need_weights: bool = False) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor | None]:
+    def encode(
+        self, src: Tensor, *, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor | None]:
         """``(h [N, S, D], b [N], aux, weights)``: every position's encoding and the bottleneck index.
 
         ``weights`` is the recorded block's head-averaged ``[N, S, S]`` map when ``need_weights``.
         """
         n, s = src.shape
         if s > self.max_len:
-            raise ValueError(f"bottleneck: source length {s} exceeds max_len={self.max_len}; build with a larger max_len")
+            raise ValueError(
+                f"bottleneck: source length {s} exceeds max_len={self.max_len}; build with a larger max_len"
+            )
         pos = torch.arange(s, device=src.device)
         x = self.drop(self.src_embed(src) + self.pos_embed(pos))  # (N, S, D)
         keep = src != PAD  # (N, S)
