@@ -237,19 +237,27 @@ def test_presets_validate_and_expand():
 
     full = load_preset("mad")
     entries = full.tasks
-    wanted = sum(1 + sum(len(v) for v in cfg["changes"].values())
-                 for t, cfg in MAD_SETTINGS.items() if t != "mad-compression")
-    assert len(entries) == wanted == 55
-    assert {e.task for e in entries} == set(MAD_TASKS) - {"mad-compression"}
+    wanted = set()
+    for t, cfg in MAD_SETTINGS.items():  # the baseline, then one knob changed at a time
+        variants = [cfg["baseline"]] + [{**cfg["baseline"], k: v} for k, vals in cfg["changes"].items() for v in vals]
+        wanted |= {(t, json.dumps(knobs, sort_keys=True)) for knobs in variants}
+    settings = {(e.task, json.dumps(e.knobs, sort_keys=True)) for e in entries}
+    assert len(entries) == len(settings) == 66  # one label per distinct setting
+    assert settings == wanted  # exactly MAD's baselines and one-change-at-a-time settings, all six tasks
     assert all(e.budget.lrs == (1e-4, 5e-4, 1e-3) for e in entries)
     for e in entries:  # MAD's 200 epochs of batch 128 over its training pool
         assert e.budget.max_steps == 200 * e.knobs["num_train_examples"] // 128
-    settings = {(e.task, json.dumps(e.knobs, sort_keys=True)) for e in entries}
-    assert len(settings) == len(entries)  # one label per distinct setting
+        # compression on MAD's autoencoder only; the others on the Transformer and the MLP
+        assert e.backbones == (("bottleneck",) if e.task == "mad-compression" else ("transformer", "mlp")), e.label
+    comp = [c for c in expand(full, tasks=["comp-base"]) if c.runnable]
+    assert comp and {c.backbone for c in comp} == {"bottleneck"}
+    assert full.backbones["bottleneck"] == full.backbones["transformer"]  # the same blocks encode
     small = load_preset("mad-small")
+    assert small.backbones["bottleneck"] == small.backbones["transformer"]
     cells = expand(small)
     assert cells and all(c.runnable for c in cells)
-    assert {c.cell.task for c in cells} <= set(MAD_TASKS)
-    assert len({c.cell.task for c in cells}) == 5
+    assert {c.cell.task for c in cells} == set(MAD_TASKS)
+    assert {c.backbone for c in cells if c.cell.task == "mad-compression"} == {"bottleneck"}
+    assert "bottleneck" not in {c.backbone for c in cells if c.cell.task != "mad-compression"}
     assert all(c.cell.weight_decay == 0.1 for c in cells)
-    assert len(cells) == 120
+    assert len(cells) == 136  # 120 on the Transformer and the MLP, 16 compression cells

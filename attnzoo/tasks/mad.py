@@ -550,8 +550,9 @@ class CompressionTask(MADTask):
 
     Differences from MAD (beyond the module's): the bottleneck is the backbone's job, not the task's.
     On a backbone whose decoder can attend to ``src`` (the Transformer, seq2seq with attention) this
-    is a copy task and says nothing about compression; run it on an encoder-bottleneck backbone
-    (none is registered yet, so the ``mad`` presets leave it out).
+    is a copy task and says nothing about compression; run it on the ``bottleneck`` backbone
+    (:mod:`attnzoo.backbones.bottleneck`, MAD's autoencoder: the Transformer's blocks encode, an MLP
+    decodes from the compression token's encoding alone), as the ``mad`` presets do.
 
     Knobs: ``vocab_size`` (16), ``seq_len`` (32), ``num_train_examples`` (None; MAD: 12,800), ``pool_seed``.
 
