@@ -60,7 +60,7 @@ TRAINER_KEYS = ("accelerator", "devices", "precision", "strategy", "num_nodes", 
                 "deterministic")
 
 #: the most optimizer steps ``steps_per_call=None`` puts in one ``training_step`` call
-MAX_STEPS_PER_CALL = 16
+MAX_STEPS_PER_CALL = 50
 
 #: learning-rate schedules after the linear warmup (see :func:`attnzoo.harness.module.lr_factor`)
 SCHEDULES = ("cosine", "wsd", "constant")
