@@ -6,7 +6,8 @@ model is trained for a fixed number of steps three ways:
 
 - **harness**: exactly what ``run_cell`` trains with (:func:`attnzoo.harness.run.build`: the
   :class:`~attnzoo.harness.module.AttnzooModule`, the :class:`~attnzoo.harness.data.TaskDataModule`
-  and the Lightning ``Trainer`` with its options), timed over the same hooks as ``run_cell``'s
+  and the Lightning ``Trainer`` with its options, several optimizer steps per ``training_step``
+  call as ``Cell.call_steps()`` chooses), timed over the same hooks as ``run_cell``'s
   ``train_time_s`` (first training step to last, validation excluded);
 - **plain**: a ``for`` loop over the same model construction (:func:`attnzoo.harness.module.build_model`
   after the same ``seed_everything``), the same batches (the task's generator seeded with
@@ -14,7 +15,7 @@ model is trained for a fixed number of steps three ways:
   parameter groups and schedule (:func:`attnzoo.harness.module.build_optimizer`), the same
   gradient clipping (``clip_grad_norm_(1.0)``), in Lightning's order;
 - **bare Lightning**: the plain loop's step as the ``training_step`` of a LightningModule that
-  does nothing else, on a Trainer with the harness's options. harness / bare is what the harness's
+  does nothing else (automatic optimization, one step per call), on a Trainer with the harness's options. harness / bare is what the harness's
   own bookkeeping costs, bare / plain what Lightning's loop costs by itself.
 
 All run in this one process on one torch thread, interleaved (the order alternates between
