@@ -261,3 +261,31 @@ def test_presets_validate_and_expand():
     assert "bottleneck" not in {c.backbone for c in cells if c.cell.task != "mad-compression"}
     assert all(c.cell.weight_decay == 0.1 for c in cells)
     assert len(cells) == 136  # 120 on the Transformer and the MLP, 16 compression cells
+
+
+@_small
+@given(content=st.integers(4, 24), noise=st.integers(0, 8), frac=st.floats(0.0, 0.9), pairs=st.integers(2, 30),
+       seed=st.integers(0, 999))
+def test_recall_is_scored_in_place_and_no_answer_is_in_the_input(content, noise, frac, pairs, seed):
+    """MAD's multi-query scoring: every key an earlier real pair bound is scored at its own position
+    (plus the probe), and the value after it in src is the ask token, so a model that reads the whole
+    input at once cannot copy the answer from the next token."""
+    frac = frac if noise else 0.0
+    task = create_task("mad-noisy-recall", vocab_size=content + noise, noise_vocab_size=noise, frac_noise=frac,
+                       seq_len=2 * pairs)
+    assert task.spec.aligned and task.src_len == task.tgt_len == 2 * pairs - 1
+    b = task.generate(8, torch.Generator().manual_seed(seed))
+    for src, tgt, mask in zip(b["src"].tolist(), b["tgt"].tolist(), b["tgt_mask"].tolist()):
+        first: dict[int, int] = {}
+        for t in range(0, len(src) - 1, 2):
+            key = src[t]
+            real = 1 <= key <= task.num_keys
+            if real and key in first:
+                assert mask[t] and tgt[t] == first[key] and src[t + 1] == task.ask_id
+            else:
+                assert not mask[t] and src[t + 1] != task.ask_id
+                if real:
+                    first[key] = src[t + 1]
+            assert not mask[t + 1]
+        assert mask[-1] and tgt[-1] == first[src[-1]]  # the probe: a key presented before
+        assert task.ask_id not in tgt and max(src) < task.vocab_size

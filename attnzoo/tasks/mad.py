@@ -21,10 +21,10 @@ mad-memorization          memorization                           a fixed key->va
 - *Scored positions*: MAD trains a causal LM on every next token and scores the targets it marks
   (``target_ignore_idx`` elsewhere). Here ``src`` is the context and ``tgt`` the marked answers, read
   after the context (the Transformer's ``last_src`` readout: the last source token predicts
-  ``tgt_1``, later answers are teacher-forced); the loss is on the scored answers only. MAD's
-  multi-query recall scores every value whose key appeared before; here the recall tasks score the
-  final probe (the last pair of MAD's sequence, which MAD scores too): the same question, one
-  answer per sequence.
+  ``tgt_1``, later answers are teacher-forced); the loss is on the scored answers only. In-context
+  and noisy recall are scored in place instead (``spec.aligned``: ``tgt`` aligned with ``src``, the
+  Transformer's ``aligned`` readout), as MAD's multi-query mode scores them: every value whose key
+  appeared before, plus the final probe. Fuzzy recall scores the final probe's value motif only.
 - *Training data*: MAD trains 200 epochs on a fixed set of ``num_train_examples`` sequences. Here
   ``num_train_examples=None`` draws a fresh batch every step (attnzoo's default, DESIGN.md); an
   integer fixes a training pool of that many sequences, drawn once from ``pool_seed``, and every
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -207,11 +208,20 @@ class InContextRecallTask(MADTask):
     half) and values (upper half); ``seq_len // 2 - 1`` context pairs ``k v``, each key drawn
     uniformly *with replacement* and bound to one random value per sequence (a repeated key keeps its
     value), then the probe: a key drawn uniformly from the distinct keys presented. ``src`` = context
-    + probe key (S = ``seq_len - 1``, MAD's ``inputs[:-1]``), ``tgt`` = ``[its value]`` (T = 1).
-    Ids: 0 PAD, keys ``1..K``, values ``K+1..2K'``, noise ids after them.
+    + probe key (S = ``seq_len - 1``, MAD's ``inputs[:-1]``).
+    Ids: 0 PAD, keys ``1..K``, values ``K+1..2K'``, noise ids after them, then the ask token.
 
-    Differences from MAD (beyond the module's): only the final probe is scored (MAD's multi-query
-    mode also scores each repeated key's value in the context); MAD draws its "at least one real pair"
+    Scored as MAD's multi-query mode scores it, in place (``spec.aligned``, T = S): ``tgt`` holds,
+    at the position of every key that already appeared in an earlier (real) pair, that key's value
+    (the token MAD's causal LM must predict next), and at the probe its value; PAD elsewhere, with
+    ``tgt_mask`` marking the scored positions. The first occurrence of a key is not scored: nothing
+    before it says its value. In ``src`` the value of a scored pair is replaced by an *ask* token
+    (``ask_id``, the last id): a model that reads the whole input at once (the MLP baseline) would
+    otherwise read each answer off the next input token. A causal model never sees that token before
+    answering; for it the one change from MAD is that a repeated pair's value is not there as more
+    evidence for the key's later repeats (its first binding always is).
+
+    Differences from MAD (beyond the module's): MAD draws its "at least one real pair"
     index from all ``seq_len // 2`` pairs, so with probability ``2/seq_len`` none is forced and a
     fully noisy context has no key to probe (MAD's generator then fails); here it is drawn from the
     context pairs.
@@ -219,18 +229,20 @@ class InContextRecallTask(MADTask):
     Knobs: ``vocab_size`` (16, MAD's baseline), ``seq_len`` (128, even), ``num_train_examples``
     (None: fresh data every step; MAD: 12,800), ``pool_seed`` (12345).
 
-    Metric: ``token_acc``. Chance: the token accuracy of naming the value bound to the most presented
-    keys (a model that sees which values occur but cannot bind them to keys), estimated on a fixed
-    sample of 2,048 test sequences: about 0.33 at the baseline (8 keys, 8 values), not 1/8.
+    Metric: ``token_acc`` over the scored positions. Chance: the token accuracy of naming, at each
+    scored position, the value bound to the most keys presented so far (a model that sees which values
+    occur but cannot bind them to keys), estimated on a fixed sample of 2,048 test sequences; well
+    above 1/|values| (see :meth:`chance`).
     """
 
     spec = TaskSpec(
         name="mad-in-context-recall",
-        summary="MAD in-context recall: repeated key-value pairs, answer the probe key's value",
+        summary="MAD in-context recall: repeated key-value pairs, each repeated key's value scored in place",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
         metric="token_acc",
         content_addressed=True,
+        aligned=True,
         contrasts=(attention_beats_baseline(why=_why("in-context recall")),),
     )
 
@@ -255,8 +267,10 @@ class InContextRecallTask(MADTask):
         self.num_keys = content // 2
         self.num_values = content - self.num_keys
         self._content = content
-        self.vocab_size = self.num_classes = vocab_size + 1
-        self.src_len, self.tgt_len = seq_len - 1, 1
+        #: the token that stands in src for the value of a scored (repeated) pair
+        self.ask_id = vocab_size + 1
+        self.vocab_size = self.num_classes = vocab_size + 2  # PAD, the MAD ids, the ask token
+        self.src_len = self.tgt_len = seq_len - 1  # aligned: one (mostly unscored) target per position
 
     def knobs(self) -> dict[str, Any]:
         out = super().knobs()
@@ -278,22 +292,42 @@ class InContextRecallTask(MADTask):
         presented = torch.zeros(n, k).scatter_add_(1, keys, real.float()) > 0  # (N, K)
         probe = torch.rand(n, k, generator=generator).masked_fill(~presented, -1.0).argmax(1)  # (N,) uniform
         src = torch.cat([pairs.reshape(n, 2 * p), (probe + 1)[:, None]], dim=1)  # (N, S)
-        tgt = table.gather(1, probe[:, None]) + 1 + k  # (N, 1)
-        return {"src": src, "tgt": tgt}
+        # A key is scored where an earlier real pair already bound it: its first real position, by key.
+        pos = torch.arange(p).expand(n, p)  # (N, P)
+        first = torch.full((n, k), p).scatter_reduce(1, keys, torch.where(real, pos, p), reduce="amin")  # (N, K)
+        repeated = real & (first.gather(1, keys) < pos)  # (N, P)
+        src[:, 1 : 2 * p : 2] = torch.where(repeated, self.ask_id, src[:, 1 : 2 * p : 2])  # answers not in the input
+        tgt = torch.full_like(src, PAD)  # (N, S)
+        tgt[:, 0 : 2 * p : 2] = torch.where(repeated, values + 1 + k, PAD)
+        tgt[:, -1] = table.gather(1, probe[:, None]).squeeze(1) + 1 + k  # the probe's value
+        return {"src": src, "tgt": tgt, "tgt_mask": tgt != PAD}
 
-    def _bindings(self, src: list[int]) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for key, value in zip(src[0:-1:2], src[1:-1:2]):
+    def _scored(self, src: list[int]) -> Iterator[tuple[int, int, dict[int, int]]]:
+        """``(position, key, bindings before it)`` for every scored position of ``src``: each real key
+        already bound by an earlier pair, and the probe (the last token)."""
+        bound: dict[int, int] = {}
+        last = len(src) - 1
+        for t in range(0, last, 2):
+            key, value = src[t], src[t + 1]
             if 1 <= key <= self.num_keys:  # a real pair (noise ids lie above the content ids)
-                out.setdefault(key, value)
-        return out
+                if key in bound:
+                    yield t, key, bound
+                else:
+                    bound[key] = value
+        yield last, src[last], bound
 
     def solve(self, src: list[int]) -> list[int]:
-        return [self._bindings(src)[src[-1]]]
+        out = [PAD] * len(src)
+        for t, key, bound in self._scored(src):
+            out[t] = bound[key]
+        return out
 
     def _guess(self, src: list[int]) -> list[int]:
-        counts = Counter(self._bindings(src).values())
-        return [max(sorted(counts), key=lambda v: counts[v])]
+        out = [PAD] * len(src)
+        for t, _, bound in self._scored(src):
+            counts = Counter(bound.values())
+            out[t] = max(sorted(counts), key=lambda v: counts[v])
+        return out
 
 
 class NoisyRecallTask(InContextRecallTask):
@@ -305,7 +339,7 @@ class NoisyRecallTask(InContextRecallTask):
     Layout: as ``mad-in-context-recall``; each context pair is, with probability ``frac_noise``, two
     tokens drawn from the ``noise_vocab_size`` noise ids instead of a key-value pair (at least one pair
     is real). ``vocab_size`` includes the noise ids (MAD's baseline: 32 = 16 content + 16 noise).
-    S = ``seq_len - 1``, T = 1.
+    S = T = ``seq_len - 1``, scored in place as ``mad-in-context-recall`` (noise pairs are never scored).
 
     Differences from MAD: as ``mad-in-context-recall``.
 
@@ -323,6 +357,7 @@ class NoisyRecallTask(InContextRecallTask):
         url="https://arxiv.org/abs/2403.17844",
         metric="token_acc",
         content_addressed=True,
+        aligned=True,
         contrasts=(attention_beats_baseline(why=_why("noisy recall")),),
     )
 
