@@ -33,6 +33,7 @@ __all__ = [
     "masked_softmax",
     "masked_log_softmax",
     "sdpa",
+    "sdpa_one_head",
     "causal_mask",
     "ScoreAttention",
     "default_scale",
@@ -139,8 +140,7 @@ def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: 
     :returns: ``[B, Tq, Dv]``.
     """
     if query.device.type == "cuda" and query.dim() == 3:
-        m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
-        return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]
+        return sdpa_one_head(query, key, value, mask, scale)
     if mask is None:
         return F.scaled_dot_product_attention(query, key, value, scale=scale)
     has_key = mask.any(dim=-1, keepdim=True)  # (B, Tq, 1)
@@ -148,6 +148,13 @@ def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: 
     safe = mask | ~has_key
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scale)
     return out * has_key
+
+
+def sdpa_one_head(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
+    """:func:`sdpa` of 3-D inputs on ``(B, 1, T, D)`` views, on any device (:func:`sdpa` takes this path
+    itself on CUDA). Shapes as :func:`sdpa`; the same numbers as the 3-D call up to the kernel's rounding."""
+    m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
+    return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]  # (B, Tq, Dv)
 
 
 def _check_floating(name: str, t: Tensor) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnzoo.contract import AttentionOutput, ScoreAttention, default_scale, masked_softmax, sdpa
+from attnzoo.contract import AttentionOutput, ScoreAttention, default_scale, masked_softmax, sdpa, sdpa_one_head
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
@@ -130,8 +130,7 @@ def sdpa_4d(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scal
 
     Shapes as :func:`fused_attention`; the same numbers as the 3-D call up to the kernel's rounding.
     """
-    m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
-    return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]  # (B, Tq, Dv)
+    return sdpa_one_head(query, key, value, mask, scale)
 
 LUONG = "Luong, Pham, Manning 2015. Effective Approaches to Attention-based Neural Machine Translation. EMNLP"
 LUONG_URL = "https://arxiv.org/abs/1508.04025"
