@@ -49,8 +49,8 @@ A series may be a variant with call settings in brackets, ``NAME[key=value,...]`
 ``causal=True`` (the call gets a causal mask tagged by :func:`attnzoo.contract.mark_causal`, as
 the Transformer passes it: SDPA's ``is_causal`` path, flash on CUDA) and ``grad=q``/``grad=kv``
 (a cross call ``m(q, k, v)`` where only those inputs require grad, as behind a frozen encoder).
-Selecting ``local-m``/``local-p`` adds their ``[grad=q]`` and ``[grad=kv]`` rows (the cliff
-check of issue 25); on CUDA, selecting ``scaled-dot`` adds ``scaled-dot[causal=True]`` and, with
+Selecting ``local-m``/``local-p`` adds their ``[grad=qkv]``, ``[grad=q]`` and ``[grad=kv]`` rows
+(the cliff check of issue 25: the same cross call, only the inputs requiring grad differ); on CUDA, selecting ``scaled-dot`` adds ``scaled-dot[causal=True]`` and, with
 Triton installed, ``additive``/``pointer`` add their ``[impl='triton']`` rows.
 
 A cell that fails records ``status="error"`` (or ``"oom"``) and its message
@@ -365,7 +365,7 @@ def _extras(names: Sequence[str], device: torch.device) -> list[str]:
     out = []
     for n in names:
         if n in ("local-m", "local-p"):
-            out += [f"{n}[grad=q]", f"{n}[grad=kv]"]
+            out += [f"{n}[grad=qkv]", f"{n}[grad=q]", f"{n}[grad=kv]"]
         if device.type == "cuda" and n == "scaled-dot":
             out.append("scaled-dot[causal=True]")
         if device.type == "cuda" and n in ("additive", "pointer"):
@@ -647,18 +647,20 @@ def hard_target(rows: Sequence[SpeedRow], name: str = "hard", ref: str = "dot", 
 
 
 def cliff_target(rows: Sequence[SpeedRow], names: Sequence[str] = ("local-m", "local-p"), ratio: float = 1.2) -> list[str]:
-    """Lines judging "no cliff": ``NAME[grad=q]`` and ``NAME[grad=kv]`` within ``ratio`` of ``NAME``'s time
-    (all inputs requiring grad) at every length measured."""
+    """Lines judging "no cliff": ``NAME[grad=q]`` and ``NAME[grad=kv]`` within ``ratio`` of the same cross
+    call with every input requiring grad (``NAME[grad=qkv]``; ``NAME``'s self call when that row is absent)
+    at every length measured."""
     by = {(r.variant, r.length): r for r in rows if r.status == "ok" and r.time_ms}
     out = []
     for name in names:
+        base = f"{name}[grad=qkv]" if any(v == f"{name}[grad=qkv]" for v, _ in by) else name
         for case in (f"{name}[grad=q]", f"{name}[grad=kv]"):
-            lengths = sorted(t for v, t in by if v == case and (name, t) in by)
+            lengths = sorted(t for v, t in by if v == case and (base, t) in by)
             if not lengths:
                 continue
-            rs = [by[(case, t)].time_ms / by[(name, t)].time_ms for t in lengths]  # type: ignore[operator]
+            rs = [by[(case, t)].time_ms / by[(base, t)].time_ms for t in lengths]  # type: ignore[operator]
             verdict = "met" if max(rs) <= ratio else "NOT met"
-            out.append(f"- {case} / {name}: " + ", ".join(f"{x:.2f}x at T={t}" for x, t in zip(rs, lengths))
+            out.append(f"- {case} / {base}: " + ", ".join(f"{x:.2f}x at T={t}" for x, t in zip(rs, lengths))
                        + f" -> within {ratio:g}x at every length {verdict}")
     return out
 

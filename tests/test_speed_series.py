@@ -20,7 +20,7 @@ def test_split_series() -> None:
 
 def test_extras_follow_the_device() -> None:
     cpu = speed._select("local-m,scaled-dot,additive", torch.device("cpu"))
-    assert cpu == ["additive", "local-m", "scaled-dot", "local-m[grad=q]", "local-m[grad=kv]"]
+    assert cpu == ["additive", "local-m", "scaled-dot", "local-m[grad=qkv]", "local-m[grad=q]", "local-m[grad=kv]"]
     cuda = speed._select("scaled-dot", torch.device("cuda"))
     assert "scaled-dot[causal=True]" in cuda
     assert speed._select("dot[impl='sdpa'],nope[x=1]") == ["dot[impl='sdpa']"]
@@ -37,7 +37,11 @@ def test_series_rows_run_with_their_settings() -> None:
 
 def test_cliff_target_reads_ratios() -> None:
     rows = [speed.SpeedRow(v, 64, 1, 8, 1, "cpu", time_ms=t) for v, t in
-            (("local-m", 1.0), ("local-m[grad=q]", 1.1), ("local-m[grad=kv]", 3.0))]
+            (("local-m", 0.5), ("local-m[grad=qkv]", 1.0), ("local-m[grad=q]", 1.1), ("local-m[grad=kv]", 3.0))]
     lines = speed.cliff_target(rows, names=("local-m",))
-    assert lines[0].endswith("met") and "1.10x" in lines[0] and "NOT" not in lines[0]
+    assert lines[0].startswith("- local-m[grad=q] / local-m[grad=qkv]: 1.10x")
+    assert lines[0].endswith("met") and "NOT" not in lines[0]
     assert "NOT met" in lines[1]
+    # without the qkv row the self call is the base
+    assert "0.5" not in speed.cliff_target(rows[:1] + rows[2:3], names=("local-m",))[0]
+    assert speed.cliff_target(rows[:1] + rows[2:3], names=("local-m",))[0].startswith("- local-m[grad=q] / local-m: 2.20x")
