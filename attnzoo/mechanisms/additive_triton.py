@@ -68,6 +68,13 @@ def _tile(WSb, UHb, offs_q, offs_k, offs_h, Tq, Tk, H, s_wq, s_uk):
 
 
 @triton.jit
+def _hidden(VA, H, HP: tl.constexpr):
+    """(offsets over the padded hidden size, v_a as float32 with zeros past H)."""
+    offs_h = tl.arange(0, HP)
+    return offs_h, tl.load(VA + offs_h, mask=offs_h < H, other=0.0).to(tl.float32)  # (HP,), (HP,)
+
+
+@triton.jit
 def _allowed(Mb, offs_q, offs_k, Tq, Tk, s_mq, s_mk, HAS_MASK: tl.constexpr):
     ok = (offs_q[:, None] < Tq) & (offs_k[None, :] < Tk)  # (BQ, BK)
     if HAS_MASK:
@@ -84,9 +91,8 @@ def _fwd(WS, UH, VA, V, M, O, LSE, Tq, Tk, H, Dv,
     qb = tl.program_id(0)
     b = tl.program_id(1)
     offs_q = qb * BQ + tl.arange(0, BQ)
-    offs_h = tl.arange(0, HP)
     offs_d = tl.arange(0, BD)
-    va = tl.load(VA + offs_h, mask=offs_h < H, other=0.0).to(tl.float32)  # (HP,)
+    offs_h, va = _hidden(VA, H, HP)
     m_i = tl.full((BQ,), float("-inf"), tl.float32)
     l_i = tl.zeros((BQ,), tl.float32)
     acc = tl.zeros((BQ, BD), tl.float32)
@@ -146,9 +152,8 @@ def _bwd_keys(WS, UH, VA, V, M, DO, LSE, DI, DE, DV, DUH, DVA, Tq, Tk, H, Dv,
     kb = tl.program_id(0)
     b = tl.program_id(1)
     offs_k = kb * BK + tl.arange(0, BK)
-    offs_h = tl.arange(0, HP)
     offs_d = tl.arange(0, BD)
-    va = tl.load(VA + offs_h, mask=offs_h < H, other=0.0).to(tl.float32)
+    offs_h, va = _hidden(VA, H, HP)
     dv_acc = tl.zeros((BK, BD), tl.float32)
     duh_acc = tl.zeros((BK, HP), tl.float32)
     dva_acc = tl.zeros((HP,), tl.float32)
@@ -182,8 +187,7 @@ def _bwd_queries(WS, UH, VA, V, M, DO, LSE, DI, DE, DWS, Tq, Tk, H, Dv,
     qb = tl.program_id(0)
     b = tl.program_id(1)
     offs_q = qb * BQ + tl.arange(0, BQ)
-    offs_h = tl.arange(0, HP)
-    va = tl.load(VA + offs_h, mask=offs_h < H, other=0.0).to(tl.float32)
+    offs_h, va = _hidden(VA, H, HP)
     qm = offs_q < Tq
     lse = tl.load(LSE + b * s_eb + offs_q * s_eq, mask=qm, other=0.0)
     di = tl.load(DI + b * s_eb + offs_q * s_eq, mask=qm, other=0.0)
