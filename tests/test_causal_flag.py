@@ -117,3 +117,20 @@ def test_padding_keeps_the_mask_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _spy_sdpa(monkeypatch)
     _transformer("scaled-dot")(src, torch.randint(0, 7, (2, 3)))
     assert calls and all(c == {"is_causal": False, "mask": True} for c in calls)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", MULTIPLICATIVE)
+def test_cuda_tagged_causal_reaches_flash(name: str) -> None:
+    """bf16 with the tagged mask runs under the flash kernel alone (a mask tensor would rule flash out)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    m = create_attention(name, 64, num_heads=2).cuda().to(torch.bfloat16)
+    x = torch.randn(2, 256, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    mask = mark_causal(causal_mask(256, device="cuda")[None].expand(2, 256, 256))
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        out = m(x, mask=mask).context
+        out.float().sum().backward()
+    ref = create_attention(name, 64, num_heads=2, impl="reference").cuda().to(torch.bfloat16)
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(out, ref(x, mask=mask).context, rtol=2e-2, atol=2e-2)
