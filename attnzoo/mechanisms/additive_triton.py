@@ -210,7 +210,10 @@ def _mask_args(mask: Tensor | None, like: Tensor) -> tuple[Tensor, tuple[int, in
 
 def _sizes(ws: Tensor, uh: Tensor, value: Tensor | None) -> dict[str, int]:
     dv = 1 if value is None else value.shape[-1]
-    return {"HP": max(16, triton.next_power_of_2(ws.shape[-1])), "BD": max(16, triton.next_power_of_2(dv))}
+    hp = max(16, triton.next_power_of_2(ws.shape[-1]))
+    # The [BQ, BK, HP] tile lives in registers: more warps share a wide one. A first guess, not tuned on
+    # a GPU yet (gpu_check.sh's auto-table-additive step measures it).
+    return {"HP": hp, "BD": max(16, triton.next_power_of_2(dv)), "num_warps": 8 if hp >= 64 else 4}
 
 
 class _Fused(torch.autograd.Function):
