@@ -35,8 +35,12 @@ __all__ = [
     "sdpa",
     "sdpa_one_head",
     "causal_mask",
+    "mark_causal",
+    "is_causal_mask",
+    "carry_causal",
     "ScoreAttention",
     "default_scale",
+    "compute_dtype",
 ]
 
 
@@ -83,7 +87,7 @@ def normalize_mask(mask: Tensor | None, batch: int, tq: int, tk: int, *, name: s
     if mask.dim() == 2 and tuple(mask.shape) == (batch, tk):
         return mask[:, None, :].expand(batch, tq, tk)
     if mask.dim() == 3 and tuple(mask.shape) == (batch, tq, tk):
-        return mask
+        return mask  # the same object, so a mark_causal tag stays on it
     raise ValueError(
         f"{name}: expected shape [B, Tk] = [{batch}, {tk}] or [B, Tq, Tk] = [{batch}, {tq}, {tk}], "
         f"got {_shape(mask)}"
@@ -126,6 +130,37 @@ def causal_mask(tq: int, tk: int | None = None, *, device: torch.device | str | 
     return torch.ones(tq, tk, dtype=torch.bool, device=device).tril(diagonal=tk - tq)
 
 
+_CAUSAL_TAG = "_attnzoo_causal"
+
+
+def mark_causal(mask: Tensor) -> Tensor:
+    """Say that ``mask`` is exactly :func:`causal_mask` for every batch row (causal, no padding).
+
+    A backbone that knows its mask is causal and unpadded tags it, so fused paths may call SDPA
+    with ``is_causal=True`` and no mask tensor (flash-eligible on CUDA) while every other path
+    reads the same bool tensor as before. The tag lives on the tensor object: views made from it
+    (:func:`normalize_mask`'s, the multi-head wrapper's) carry it on with :func:`is_causal_mask`.
+
+    :param mask: bool ``[B, T, T]`` or ``[T, T]``, equal to ``causal_mask(T)`` in every row.
+    :returns: ``mask`` itself, tagged.
+    :raises ValueError: a mask that is not square bool (the tag promises ``Tq == Tk``).
+    """
+    if mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != mask.shape[-2]:
+        raise ValueError(f"mask: mark_causal expects a square bool mask [B, T, T], got dtype {mask.dtype} shape {_shape(mask)}")
+    setattr(mask, _CAUSAL_TAG, True)
+    return mask
+
+
+def is_causal_mask(mask: Tensor | None) -> bool:
+    """Whether ``mask`` was tagged by :func:`mark_causal` (a square causal mask without padding)."""
+    return mask is not None and getattr(mask, _CAUSAL_TAG, False)
+
+
+def carry_causal(src: Tensor, view: Tensor) -> Tensor:
+    """``view`` (a reshaped ``src``) tagged as causal when ``src`` is."""
+    return mark_causal(view) if is_causal_mask(src) and view is not src else view
+
+
 def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
     """``F.scaled_dot_product_attention`` with the zoo's fully-masked-row rule.
 
@@ -135,12 +170,19 @@ def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: 
     stays as it is (its results unchanged bit for bit).
 
     :param query: ``[B, Tq, D]`` (or ``[B, H, Tq, D]``); key ``[B, Tk, D]``; value ``[B, Tk, Dv]``.
+    A mask tagged by :func:`mark_causal` (square, causal, no padding) goes in as ``is_causal=True``
+    with no mask tensor: the same numbers (bit for bit on the CPU, where the two calls share a
+    kernel; tests/test_causal_flag.py), and on CUDA flash becomes eligible.
+
     :param mask: bool ``[B, Tq, Tk]`` (``[B, H or 1, Tq, Tk]`` with 4-D inputs) or None.
     :param scale: factor on ``q . k``; None means ``1 / sqrt(D)`` as in SDPA.
     :returns: ``[B, Tq, Dv]``.
     """
     if query.device.type == "cuda" and query.dim() == 3:
         return sdpa_one_head(query, key, value, mask, scale)
+    if is_causal_mask(mask) and query.shape[-2] == key.shape[-2]:
+        # Every row of a square causal mask has a key (itself), so no empty-row fix-up is needed.
+        return F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale)
     if mask is None:
         return F.scaled_dot_product_attention(query, key, value, scale=scale)
     has_key = mask.any(dim=-1, keepdim=True)  # (B, Tq, 1)
@@ -153,7 +195,7 @@ def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: 
 def sdpa_one_head(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:
     """:func:`sdpa` of 3-D inputs on ``(B, 1, T, D)`` views, on any device (:func:`sdpa` takes this path
     itself on CUDA). Shapes as :func:`sdpa`; the same numbers as the 3-D call up to the kernel's rounding."""
-    m = None if mask is None else mask[:, None]  # (B, 1, Tq, Tk)
+    m = None if mask is None else carry_causal(mask, mask[:, None])  # (B, 1, Tq, Tk)
     return sdpa(query[:, None], key[:, None], value[:, None], m, scale=scale)[:, 0]  # (B, Tq, Dv)
 
 
@@ -169,6 +211,17 @@ def _autocast_on(device: torch.device) -> bool:
         return torch.is_autocast_enabled(device.type)
     except TypeError:  # torch < 2.4 has no device argument
         return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
+def compute_dtype(t: Tensor) -> str:
+    """The dtype an op on ``t`` computes in, as a name (``"float32"``, ``"bfloat16"``): autocast's
+    dtype where autocast is on for ``t``'s device, else ``t``'s own."""
+    dtype = t.dtype
+    if _autocast_on(t.device):
+        get = getattr(torch, "get_autocast_dtype", None)  # torch >= 2.4
+        dtype = get(t.device.type) if get is not None else (
+            torch.get_autocast_gpu_dtype() if t.device.type == "cuda" else torch.get_autocast_cpu_dtype())
+    return str(dtype).removeprefix("torch.")
 
 
 def _check_like_query(name: str, t: Tensor, query: Tensor) -> None:

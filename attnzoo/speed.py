@@ -44,6 +44,15 @@ What is measured:
   creates (activations kept for backward, gradients, workspaces), not the
   inputs and parameters that existed before; it is not process RSS.
 
+A series may be a variant with call settings in brackets, ``NAME[key=value,...]``:
+``impl=...`` and other constructor kwargs (``additive[impl='triton']``, the fused kernel),
+``causal=True`` (the call gets a causal mask tagged by :func:`attnzoo.contract.mark_causal`, as
+the Transformer passes it: SDPA's ``is_causal`` path, flash on CUDA) and ``grad=q``/``grad=kv``
+(a cross call ``m(q, k, v)`` where only those inputs require grad, as behind a frozen encoder).
+Selecting ``local-m``/``local-p`` adds their ``[grad=qkv]``, ``[grad=q]`` and ``[grad=kv]`` rows
+(the cliff check of issue 25: the same cross call, only the inputs requiring grad differ); on CUDA, selecting ``scaled-dot`` adds ``scaled-dot[causal=True]`` and, with
+Triton installed, ``additive``/``pointer`` add their ``[impl='triton']`` rows.
+
 A cell that fails records ``status="error"`` (or ``"oom"``) and its message
 instead of stopping the run (timm's benchmark style); a cell predicted to take
 longer than ``--max-seconds`` (from the previous length, assuming T^2 growth)
@@ -89,6 +98,7 @@ __all__ = [
     "NAIVE",
     "DEFAULT_CPU_LENGTHS",
     "DEFAULT_CUDA_LENGTHS",
+    "split_series",
 ]
 
 SDPA = "[sdpa]"
@@ -263,32 +273,44 @@ def _make_step(
 
         return step, call
 
+    from attnzoo.contract import causal_mask, mark_causal
     from attnzoo.registry import create_attention, get_spec, length_kwargs
 
+    name, built, how = split_series(name)
+    options = {**(options or {}), **built}
     spec = get_spec(name)
     torch.manual_seed(seed)
     wrap = heads > 1 and spec.multihead
     # Position-indexed variants (location's max_len) are built for the length measured.
-    opts = length_kwargs(name, dict(options or {}), length)
+    opts = length_kwargs(name, dict(options), length)
     module = (create_attention(name, dim, num_heads=heads, **opts) if wrap else create_attention(name, dim, **opts)).to(device)
     module.train()
     query_only = not spec.self_attention and not spec.cross_attention
+    grad = how.get("grad")
     x = leaf(batch, length, dim)
     kv: tuple[Tensor, ...] = ()
     if query_only:
         call = "m(x, state=initial_state(B))"
-    elif spec.self_attention:
+    elif spec.self_attention and grad is None:
         call = "m(x)"
     else:
         kv = (leaf(batch, length, dim), leaf(batch, length, dim))
         call = "m(q, k, v)"
+    if grad is not None:
+        for t, which in zip((x, *kv), "qkv"):
+            t.requires_grad_(which in grad)
+        call += f", only {'+'.join(grad)} requiring grad"
+    extra: dict[str, Any] = {}
+    if how.get("causal"):
+        extra["mask"] = mark_causal(causal_mask(length, device=device)[None].expand(batch, length, length))
+        call += ", causal mask (tagged: SDPA is_causal)"
     if options:
         call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
     if wrap:
         call = f"MultiHead({heads}) " + call
     elif heads > 1:
         call += " (single head: spec says multihead=False)"
-    leaves = [x, *kv]
+    leaves = [t for t in (x, *kv) if t.requires_grad]
 
     def step() -> None:
         for p in [*module.parameters(), *leaves]:
@@ -296,7 +318,7 @@ def _make_step(
         # The same random draws every step: a stochastic variant (hard's samples and coin tosses)
         # then does the same work in every repeat, and best-of-repeats cannot pick a lucky cheap draw.
         torch.manual_seed(seed)
-        kwargs: dict[str, Any] = {"need_weights": False}
+        kwargs: dict[str, Any] = {"need_weights": False, **extra}
         if spec.stateful:
             kwargs["state"] = module.initial_state(batch, device=device)
         out = module(x, *kv, **kwargs) if kv else module(x, **kwargs)
@@ -311,14 +333,62 @@ def _make_step(
 # --------------------------------------------------------------------------- the run
 
 
-def _select(patterns: str | Sequence[str] | None) -> list[str]:
+#: settings in a series' brackets that are not constructor kwargs
+CALL_SETTINGS = ("causal", "grad")
+
+
+def split_series(series: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``"NAME[key=value,...]"`` -> ``(NAME, constructor kwargs, call settings)`` (see the module docstring).
+
+    :raises ValueError: a malformed bracket, or ``grad`` naming other than q, k, v.
+    """
+    if not series.endswith("]") or "[" not in series:
+        return series, {}, {}
+    name, _, inner = series[:-1].partition("[")
+    built: dict[str, Any] = {}
+    how: dict[str, Any] = {}
+    if inner:
+        try:
+            _, kwargs = parse_option(f"x:{inner}")
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"series {series!r}: {exc}") from exc
+        for k, v in kwargs.items():
+            (how if k in CALL_SETTINGS else built)[k] = v
+    grad = how.get("grad")
+    if grad is not None and (not isinstance(grad, str) or not grad or set(grad) - set("qkv")):
+        raise ValueError(f"series {series!r}: grad: expected letters of 'qkv' (e.g. grad=q), got {grad!r}")
+    return name, built, how
+
+
+def _extras(names: Sequence[str], device: torch.device) -> list[str]:
+    """The rows selecting ``names`` adds on this device (the module docstring lists them)."""
+    out = []
+    for n in names:
+        if n in ("local-m", "local-p"):
+            out += [f"{n}[grad=qkv]", f"{n}[grad=q]", f"{n}[grad=kv]"]
+        if device.type == "cuda" and n == "scaled-dot":
+            out.append("scaled-dot[causal=True]")
+        if device.type == "cuda" and n in ("additive", "pointer"):
+            from attnzoo.mechanisms.additive import triton_available
+
+            if triton_available():
+                out.append(f"{n}[impl='triton']")
+    return out
+
+
+def _select(patterns: str | Sequence[str] | None, device: torch.device | None = None) -> list[str]:
+    """Registered names matching the comma-separated fnmatch ``patterns``, and bracketed series of
+    registered names as given; with ``device`` the automatic extra rows (:func:`_extras`) too."""
     from attnzoo.registry import list_attention
 
     names = list_attention()
-    if not patterns:
-        return names
-    pats = [p.strip() for p in (patterns.split(",") if isinstance(patterns, str) else patterns) if p.strip()]
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    pats = [p.strip() for p in (patterns.split(",") if isinstance(patterns, str) else patterns or ["*"]) if p.strip()]
+    plain = [p for p in pats if not p.endswith("]")]
+    out = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in plain)]
+    out += [p for p in pats if p.endswith("]") and split_series(p)[0] in names]
+    if device is not None:
+        out += [e for e in _extras(out, device) if e not in out]
+    return out
 
 
 def run_speed(
@@ -437,8 +507,9 @@ def options_for(name: str, options: Sequence[tuple[str, dict[str, Any]]]) -> dic
     out: dict[str, Any] = {}
     if name in (SDPA, NAIVE):
         return out
+    base = split_series(name)[0]  # "local-m[grad=q]" takes local-m's options
     for pattern, kwargs in options:
-        if fnmatch.fnmatchcase(name, pattern):
+        if fnmatch.fnmatchcase(base, pattern):
             out.update(kwargs)
     return out
 
@@ -573,6 +644,25 @@ def hard_target(rows: Sequence[SpeedRow], name: str = "hard", ref: str = "dot", 
     verdict = "met" if max(rs) <= ratio else "NOT met"
     return [f"- {name} / {ref}: " + ", ".join(f"{x:.2f}x at T={t}" for x, t in zip(rs, lengths))
             + f" -> within {ratio:g}x at every length {verdict}"]
+
+
+def cliff_target(rows: Sequence[SpeedRow], names: Sequence[str] = ("local-m", "local-p"), ratio: float = 1.2) -> list[str]:
+    """Lines judging "no cliff": ``NAME[grad=q]`` and ``NAME[grad=kv]`` within ``ratio`` of the same cross
+    call with every input requiring grad (``NAME[grad=qkv]``; ``NAME``'s self call when that row is absent)
+    at every length measured."""
+    by = {(r.variant, r.length): r for r in rows if r.status == "ok" and r.time_ms}
+    out = []
+    for name in names:
+        base = f"{name}[grad=qkv]" if any(v == f"{name}[grad=qkv]" for v, _ in by) else name
+        for case in (f"{name}[grad=q]", f"{name}[grad=kv]"):
+            lengths = sorted(t for v, t in by if v == case and (base, t) in by)
+            if not lengths:
+                continue
+            rs = [by[(case, t)].time_ms / by[(base, t)].time_ms for t in lengths]  # type: ignore[operator]
+            verdict = "met" if max(rs) <= ratio else "NOT met"
+            out.append(f"- {case} / {base}: " + ", ".join(f"{x:.2f}x at T={t}" for x, t in zip(rs, lengths))
+                       + f" -> within {ratio:g}x at every length {verdict}")
+    return out
 
 
 def additive_memory_target(device: str | torch.device = "cpu", batch: int = 4, length: int = 4096, dim: int = 64) -> str:
@@ -764,7 +854,11 @@ def main(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) -> int:
     lengths = args.lengths or list(DEFAULT_CUDA_LENGTHS if dev.type == "cuda" else DEFAULT_CPU_LENGTHS)
-    names = _select(getattr(args, "variants", "*"))
+    try:
+        names = _select(getattr(args, "variants", "*"), dev)
+    except ValueError as exc:
+        print(f"attnzoo speed: --variants: {exc}", file=sys.stderr)
+        return 2
     if not names:
         from attnzoo.registry import list_attention
 
@@ -783,7 +877,7 @@ def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) ->
                      options=options, min_sample_ms=getattr(args, "min_sample_ms", 100.0))
     targets: list[str] = []
     if not args.no_targets:
-        targets = sdpa_target(rows) + local_target(rows) + hard_target(rows)
+        targets = sdpa_target(rows) + local_target(rows) + cliff_target(rows) + hard_target(rows)
         if getattr(args, "variants", "*") in ("*", None) or "additive" in names:
             log("  additive memory target (B=4, T=4096, hidden=64) ...")
             targets.append(additive_memory_target(dev))

@@ -149,7 +149,7 @@ def test_factory_without_spec_is_a_type_error() -> None:
 def test_report_str_and_dict() -> None:
     report = check_attention("dot")
     text = str(report)
-    assert text.splitlines()[0].startswith("attnzoo check dot: OK")
+    assert text.splitlines()[0].startswith("attnzoo check dot on cpu: OK")
     assert "✓ shapes.self" in text and "- stateful.initial-state" in text
     d = report.to_dict()
     assert d["ok"] is True and d["counts"]["failed"] == 0
@@ -259,15 +259,15 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_cli_ok_json_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_cli.main(_args("dot")) == 0
-    assert "attnzoo check dot: OK" in capsys.readouterr().out
+    assert "attnzoo check dot on cpu: OK" in capsys.readouterr().out
     assert check_cli.main(_args("dot", "--json")) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     report = check_attention("dot")
     assert [d["name"] for d in lines] == [r.name for r in report.results]  # one object per check, in order
-    assert all(set(d) == {"variant", "name", "status", "passed", "message"} and d["variant"] == "dot" for d in lines)
+    assert all(set(d) == {"variant", "device", "name", "status", "passed", "message"} and d["variant"] == "dot" for d in lines)
     by = {d["name"]: d for d in lines}
     assert by["gradcheck"]["passed"] is True and by["gradcheck"]["message"]
-    assert by["stateful.initial-state"] == {"variant": "dot", "name": "stateful.initial-state", "status": "skipped",
+    assert by["stateful.initial-state"] == {"variant": "dot", "device": "cpu", "name": "stateful.initial-state", "status": "skipped",
                                             "passed": None, "message": "spec says stateful=False"}
     assert check_cli.main(_args("scaled")) == 2
     assert "scaled-dot" in capsys.readouterr().err  # suggestion

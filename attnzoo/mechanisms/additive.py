@@ -11,6 +11,14 @@ queries are processed in chunks whose ``[B, chunk, Tk, hidden]`` tensor stays
 under a fixed element budget; with gradients enabled each chunk runs under
 ``torch.utils.checkpoint`` so backward holds only one chunk's activations at a
 time. Softmax is per query row, so chunking over queries is exact.
+
+``impl="triton"`` runs the fused Triton kernel instead (:mod:`attnzoo.mechanisms.additive_triton`:
+keys tiled with an online softmax, so no ``[B, Tq, Tk, hidden]`` tensor exists, forward or
+backward). ``impl="auto"`` (default) takes it only on CUDA, with Triton installed
+(``pip install attnzoo[triton]``), without weights asked for, and where
+:data:`attnzoo.autotable.AUTO_MIN_KEYS` says it measured faster than this chunked path for the
+dtype and key count; no GPU measurement exists yet, so today ``auto`` is the chunked path
+everywhere. ``impl="reference"`` is always the chunked path.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from attnzoo.contract import AttentionOutput, ScoreAttention, masked_softmax
+from attnzoo.autotable import auto_takes
+from attnzoo.contract import AttentionOutput, ScoreAttention, compute_dtype, masked_softmax
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["AdditiveAttention"]
+__all__ = ["AdditiveAttention", "IMPLS", "triton_available"]
 
 BAHDANAU = (
     "Bahdanau, Cho, Bengio 2015. Neural Machine Translation by Jointly Learning to Align and Translate. "
@@ -39,6 +48,17 @@ BAHDANAU_URL = "https://arxiv.org/abs/1409.0473"
 DEFAULT_CHUNK_ELEMENTS = 2**25
 
 _INITS = ("default", "paper")
+#: what ``impl`` may name (see the module docstring)
+IMPLS = ("auto", "reference", "triton")
+
+
+def triton_available() -> bool:
+    """Whether Triton can be imported (the ``attnzoo[triton]`` extra)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class AdditiveAttention(ScoreAttention):
@@ -80,6 +100,8 @@ class AdditiveAttention(ScoreAttention):
         (App. A.2.2: ``W_a``, ``U_a`` ~ N(0, 0.001^2), ``v_a`` and biases zero;
         all scores start at 0, i.e. uniform attention).
     :param need_weights: return weights by default.
+    :param impl: ``"auto"`` (default), ``"reference"`` (the chunked path) or ``"triton"`` (the fused
+        kernel; on the CPU only under ``TRITON_INTERPRET=1``); see the module docstring.
     """
 
     def __init__(
@@ -94,8 +116,12 @@ class AdditiveAttention(ScoreAttention):
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
         init: str = "default",
         need_weights: bool = False,
+        impl: str = "auto",
     ) -> None:
         super().__init__(query_dim, key_dim, value_dim, need_weights=need_weights)
+        if impl not in IMPLS:
+            raise ValueError(f"impl: expected one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+        self.impl = impl
         hidden_dim = self.key_dim if hidden_dim is None else hidden_dim
         for arg, val, allow_none in (
             ("hidden_dim", hidden_dim, False),
@@ -138,7 +164,20 @@ class AdditiveAttention(ScoreAttention):
         return (
             f"{super().extra_repr()}, hidden_dim={self.hidden_dim}, bias={self.b_a is not None}, "
             f"chunk_size={self.chunk_size}, chunk_elements={self.chunk_elements}"
+            + ("" if self.impl == "auto" else f", impl={self.impl!r}")
         )
+
+    def use_fused(self, query: Tensor, key: Tensor) -> bool:
+        """Whether this call takes the Triton kernel (``impl``'s rule, see the module docstring)."""
+        if self.impl != "auto":
+            return self.impl == "triton"
+        if query.device.type != "cuda" or not auto_takes("triton-additive", compute_dtype(query), "any", key.shape[1]):
+            return False
+        if not triton_available():
+            return False
+        from attnzoo.mechanisms.additive_triton import supported
+
+        return supported(self.hidden_dim, self.value_dim)
 
     # -- pieces ------------------------------------------------------------
     def _project(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
@@ -172,8 +211,12 @@ class AdditiveAttention(ScoreAttention):
         return chunk < tq and torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, self.v_a))
 
     def score(self, query: Tensor, key: Tensor) -> Tensor:
-        """Unnormalised scores ``e_ij`` ``[B, Tq, Tk]``, computed chunk by chunk over queries."""
+        """Unnormalised scores ``e_ij`` ``[B, Tq, Tk]``, computed chunk by chunk over queries (or fused)."""
         ws, uh = self._project(query, key)  # (B, Tq, H), (B, Tk, H)
+        if self.use_fused(query, key):
+            from attnzoo.mechanisms.additive_triton import fused_additive_scores
+
+            return fused_additive_scores(ws, uh, self.v_a)  # (B, Tq, Tk); no (B, Tq, Tk, H) tensor
         tq = ws.shape[1]
         c = self.chunk_len(query.shape[0], tq, key.shape[1])
         if c >= tq:
@@ -191,6 +234,10 @@ class AdditiveAttention(ScoreAttention):
         b, tq, _ = query.shape
         tk = key.shape[1]
         ws, uh = self._project(query, key)  # (B, Tq, H), (B, Tk, H)
+        if not need_weights and self.use_fused(query, key):
+            from attnzoo.mechanisms.additive_triton import fused_additive_attention
+
+            return AttentionOutput(fused_additive_attention(ws, uh, self.v_a, value, mask))  # (B, Tq, Dv)
         c = self.chunk_len(b, tq, tk)
         use_ckpt = self._use_checkpoint(c, tq, ws, uh, value)
         contexts: list[Tensor] = []

@@ -19,10 +19,17 @@ reference path otherwise. ``impl`` picks the fused path:
   block mask built from the boolean mask, so blocks with no allowed key (half
   of a causal mask, all but the band of a window) are skipped. Compiled on
   CUDA; eager elsewhere (the CPU runs it forward only, for equality checks).
-- ``"auto"`` (default): ``"flex"`` on CUDA for a per-query mask with at least
-  :data:`FLEX_MIN_KEYS` keys (where skipping blocks pays for building the block
-  mask), ``"sdpa"`` otherwise; a Flex failure (no Triton, a shape the kernel
-  refuses) falls back to SDPA with one warning.
+- ``"auto"`` (default): ``"sdpa"``, except that on CUDA it takes ``"flex"`` for a per-query
+  mask where Flex *measured* faster than SDPA for that dtype and mask kind (``"causal"`` for a
+  mask tagged by :func:`attnzoo.contract.mark_causal`, ``"masked"`` for any other per-query mask)
+  at that many keys: :data:`attnzoo.autotable.AUTO_MIN_KEYS`, from the GPU results file. The
+  one measurement so far (H200, fp32) has Flex 2.3-2.8x slower, and nothing is measured for
+  bf16 or the causal kind, so today ``auto`` is SDPA everywhere. A Flex failure (no Triton, a
+  shape the kernel refuses) falls back to SDPA with one warning.
+
+A backbone's causal mask without padding (tagged with :func:`attnzoo.contract.mark_causal`)
+reaches SDPA as ``is_causal=True`` with no mask tensor, so flash is eligible on CUDA; a padded
+mask stays a tensor.
 - ``"reference"``: always the softmax(QK^T)V path (weights computed, then dropped).
 """
 
@@ -34,16 +41,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnzoo.contract import AttentionOutput, ScoreAttention, default_scale, masked_softmax, sdpa, sdpa_one_head
+from attnzoo.autotable import auto_takes
+from attnzoo.contract import (AttentionOutput, ScoreAttention, compute_dtype, default_scale, is_causal_mask,
+                              masked_softmax, sdpa, sdpa_one_head)
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
 __all__ = ["DotAttention", "ScaledDotAttention", "GeneralAttention", "IMPLS", "FLEX_MIN_KEYS",
-           "flex_available", "fused_attention", "sdpa_4d"]
+           "flex_available", "fused_attention", "mask_kind", "sdpa_4d"]
 
 #: the fused paths ``impl`` may name (see the module docstring)
 IMPLS = ("auto", "sdpa", "flex", "reference")
-#: ``impl="auto"`` takes FlexAttention on CUDA from this many keys on (per-query masks only)
+#: the longest key count from which an earlier release's ``impl="auto"`` took FlexAttention on CUDA;
+#: kept for callers. ``auto`` now follows :data:`attnzoo.autotable.AUTO_MIN_KEYS` (measured), where
+#: Flex has no entry that wins.
 FLEX_MIN_KEYS = 1024
 
 _flex_state: dict[str, Any] = {"compiled": None, "warned": False}
@@ -91,6 +102,24 @@ def _flex(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale:
     return out[:, 0]
 
 
+def mask_kind(mask: Tensor | None) -> str:
+    """The mask kind :data:`attnzoo.autotable.AUTO_MIN_KEYS` keys on: ``"none"``, ``"causal"``
+    (tagged by :func:`attnzoo.contract.mark_causal`), ``"keys"`` (one key mask for every query,
+    a broadcast ``[B, Tk]``) or ``"masked"`` (any other per-query mask)."""
+    if mask is None:
+        return "none"
+    if is_causal_mask(mask):
+        return "causal"
+    return "keys" if mask.stride(1) == 0 else "masked"
+
+
+def _auto_flex(query: Tensor, key: Tensor, mask: Tensor | None) -> bool:
+    """``impl="auto"``'s choice: Flex only on CUDA, and only where it measured faster than SDPA."""
+    if query.device.type != "cuda" or mask is None:
+        return False
+    return auto_takes("flex", compute_dtype(query), mask_kind(mask), key.shape[1]) and flex_available()
+
+
 def fused_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float,
                     impl: str = "auto") -> Tensor:
     """softmax(scale * q k^T) v through a fused kernel, with the zoo's fully-masked-row rule.
@@ -100,11 +129,7 @@ def fused_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | No
     :param impl: ``"auto"``, ``"sdpa"`` or ``"flex"`` (the module docstring says which kernel each takes).
     :returns: context ``[B, Tq, Dv]``; a query with no allowed key gets zeros.
     """
-    cuda = query.device.type == "cuda"
-    use_flex = impl == "flex" or (
-        impl == "auto" and cuda and mask is not None and mask.stride(1) != 0
-        and key.shape[1] >= FLEX_MIN_KEYS and flex_available()
-    )
+    use_flex = impl == "flex" or (impl == "auto" and _auto_flex(query, key, mask))
     if use_flex:
         has_key = None
         safe = mask

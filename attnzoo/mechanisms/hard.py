@@ -285,8 +285,9 @@ class HardAttention(Attention):
             log_prob = alpha.gather(-1, index[..., None]).squeeze(-1).log()  # (B, Tq), for the NaN check only
         # NaN in, NaN out: a NaN score on an allowed key makes the row's alpha NaN (argmax or the CDF would
         # otherwise pick some key, and its finite value would hide the fault).
+        # No `if bad.any()`: that would be a host sync on every call on CUDA; where() on [B, Tq, Dv] is cheap
+        # and leaves every non-NaN row's numbers as they are.
         bad = torch.isnan(log_prob)  # (B, Tq)
-        bad = bad if bool(bad.any()) else None
         if scores.dtype != work.dtype:
             alpha, log_prob, entropy = alpha.to(scores.dtype), log_prob.to(scores.dtype), entropy.to(scores.dtype)
         if has_key is not None:
@@ -321,11 +322,10 @@ class HardAttention(Attention):
             context = context * has_key[..., None].to(context.dtype)  # a fully masked row: zero context
             if weights is not None:
                 weights = weights * has_key[..., None]
-        if bad is not None:
-            nan = context.new_tensor(float("nan"))
-            context = torch.where(bad[..., None], nan, context)
-            if weights is not None:
-                weights = torch.where(bad[..., None], nan, weights)
+        nan = context.new_tensor(float("nan"))
+        context = torch.where(bad[..., None], nan, context)
+        if weights is not None:
+            weights = torch.where(bad[..., None], nan, weights)
 
         aux = {"entropy": entropy, "probs": alpha}
         if self.estimator == "reinforce":

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attnzoo.contract import Attention, AttentionOutput
+from attnzoo.contract import Attention, AttentionOutput, carry_causal
 
 __all__ = ["MultiHeadAttention"]
 
@@ -101,7 +101,7 @@ class MultiHeadAttention(Attention):
                 # never see a dense Tq x Tk tensor.
                 mask = mask[:, 0].repeat_interleave(h, dim=0)  # (B*H, Tk)
             else:
-                mask = mask[:, None].expand(b, h, tq, tk).reshape(b * h, tq, tk)  # (B*H, Tq, Tk)
+                mask = carry_causal(mask, mask[:, None].expand(b, h, tq, tk).reshape(b * h, tq, tk))  # (B*H, Tq, Tk)
         out = self.inner(q, k, v, mask=mask, state=state, need_weights=need_weights)
         ctx = out.context.view(b, h, tq, self.value_head_dim).transpose(1, 2).reshape(b, tq, h * self.value_head_dim)
         aux = {name: t.reshape(b, h, *t.shape[1:]) for name, t in out.aux.items()}

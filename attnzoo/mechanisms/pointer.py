@@ -70,6 +70,9 @@ class PointerAttention(AdditiveAttention):
     :param exclude_pointed: keep and honour the pointed-positions state (default False).
     :param chunk_size: queries scored at once (see :class:`AdditiveAttention`), so the
         ``[B, Tq, Tk, hidden]`` tensor is never built whole for long inputs.
+    :param impl: how the score is computed, as :class:`AdditiveAttention`'s: ``"triton"`` scores
+        with the fused kernel (no ``[B, Tq, Tk, hidden]`` tensor at all; the ``[B, Tq, Tk]`` scores
+        are this variant's output).
     """
 
     def __init__(
@@ -82,11 +85,12 @@ class PointerAttention(AdditiveAttention):
         exclude_pointed: bool = False,
         chunk_size: int | None = None,
         need_weights: bool = False,
+        impl: str = "auto",
     ) -> None:
         # Eq. (3) is Bahdanau's score with W1 = U_a (on encoder states e_j), W2 = W_a (on
         # the decoder state d_i) and v = v_a, so it reuses AdditiveAttention's chunked scoring.
         super().__init__(query_dim, key_dim, value_dim, hidden_dim=hidden_dim or query_dim,
-                         chunk_size=chunk_size, need_weights=need_weights)
+                         chunk_size=chunk_size, need_weights=need_weights, impl=impl)
         self.exclude_pointed = exclude_pointed
 
     def extra_repr(self) -> str:

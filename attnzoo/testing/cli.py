@@ -30,7 +30,7 @@ def json_lines(report: Any) -> list[str]:
     """One compact JSON object per check of a :class:`~attnzoo.testing.ConformanceReport` (JSON Lines)."""
     passed = {"passed": True, "failed": False}
     return [
-        json.dumps({"variant": report.name, "name": r.name, "status": r.status,
+        json.dumps({"variant": report.name, "device": report.device, "name": r.name, "status": r.status,
                     "passed": passed.get(r.status), "message": r.message}, ensure_ascii=False)
         for r in report.results
     ]
@@ -48,7 +48,7 @@ def _kv(text: str) -> tuple[str, Any]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add ``NAME``, ``--json``, ``--query-dim``, ``--seed`` and ``--option KEY=VALUE``."""
+    """Add ``NAME``, ``--json``, ``--query-dim``, ``--seed``, ``--device`` and ``--option KEY=VALUE``."""
     parser.add_argument("name", metavar="NAME", help="registered attention variant (see `attnzoo list`)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per check (variant, name, status, passed, message), one per line")
@@ -56,6 +56,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="run only this check (repeatable), e.g. --check gradcheck --check multihead.causal")
     parser.add_argument("--query-dim", type=int, default=8, help="feature size of the tiny test inputs (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the module and inputs (default 0)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="run the checks on cpu, cuda (cuda:N) or auto (cuda when available); default cpu")
     parser.add_argument(
         "--option", "-o", type=_kv, action="append", default=[], metavar="KEY=VALUE",
         help="variant option (JSON value), repeatable, e.g. -o estimator='\"gumbel\"'",
@@ -70,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = check_attention(
             args.name, query_dim=getattr(args, "query_dim", 8), seed=getattr(args, "seed", 0),
-            checks=getattr(args, "checks", None), **dict(getattr(args, "option", []) or []),
+            checks=getattr(args, "checks", None), device=getattr(args, "device", "cpu"), **dict(getattr(args, "option", []) or []),
         )
     except UnknownAttentionError as exc:
         print(f"attnzoo check: {exc}", file=sys.stderr)

@@ -98,6 +98,8 @@ class ConformanceReport:
 
     name: str
     results: list[CheckResult] = field(default_factory=list)
+    #: the device the checks ran on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...)
+    device: str = "cpu"
 
     @property
     def ok(self) -> bool:
@@ -128,6 +130,7 @@ class ConformanceReport:
         """JSON-able form (``attnzoo check NAME --json``)."""
         return {
             "name": self.name,
+            "device": self.device,
             "ok": self.ok,
             "counts": self.counts(),
             "results": [{"name": r.name, "status": r.status, "message": r.message} for r in self.results],
@@ -136,7 +139,7 @@ class ConformanceReport:
     def __str__(self) -> str:
         c = self.counts()
         head = (
-            f"attnzoo check {self.name}: {'OK' if self.ok else 'FAILED'} "
+            f"attnzoo check {self.name} on {self.device}: {'OK' if self.ok else 'FAILED'} "
             f"({c[PASSED]} passed, {c[FAILED]} failed, {c[SKIPPED]} skipped)"
         )
         return "\n".join([head, *(f"  {r}" for r in self.results)])
@@ -202,8 +205,10 @@ class _Suite:
         value_dim: int,
         seed: int,
         multihead: bool = False,
+        device: torch.device = torch.device("cpu"),
     ) -> None:
         self.spec = spec
+        self.device = device
         self.build = build
         self.dq, self.dk, self.dv = query_dim, key_dim, value_dim
         self.seed = seed
@@ -248,7 +253,9 @@ class _Suite:
         return copy.deepcopy(self._modules[form])
 
     def gen(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1000 + offset)
+        # On the suite's device: a CPU generator cannot drive torch.randn on CUDA (and the checks run
+        # with the suite's device as the default one, see _run).
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
 
     def inputs(
         self, form: str, *, b: int | None = None, tq: int | None = None, tk: int | None = None, offset: int = 0,
@@ -288,9 +295,9 @@ class _Suite:
         if not callable(fn):
             raise _Fail(f"stateful variant has no callable initial_state(batch_size, device=None, dtype=None) on {type(m).__name__}")
         try:
-            return fn(b, device=torch.device("cpu"), dtype=dtype)
+            return fn(b, device=self.device, dtype=dtype)
         except TypeError:
-            return fn(b, torch.device("cpu"))
+            return fn(b, self.device)
 
     def call(
         self, m: nn.Module, inp: dict[str, Tensor | None], *, mask: Tensor | None = None,
@@ -1121,7 +1128,9 @@ def _run(s: _Suite, names: tuple[str, ...] | None = None, prefix: str = "") -> I
         if name == "multihead" or (names is not None and name not in names):
             continue
         try:
-            msg = fn(s)
+            # The suite's device as the default one: modules, inputs and masks a check makes land there.
+            with s.device:
+                msg = fn(s)
             yield CheckResult(prefix + name, PASSED, msg or "")
         except _Skip as exc:
             yield CheckResult(prefix + name, SKIPPED, str(exc))
@@ -1165,6 +1174,26 @@ def _select(checks: Collection[str] | None) -> set[str] | None:
     return set(checks)
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device :func:`check_attention` runs on (its ``device`` argument's rules).
+
+    :raises ValueError: naming ``device``, when it is no device name or that device is not available.
+    """
+    if device is None:
+        return torch.empty(()).device  # the current default device (torch.set_default_device)
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but this torch sees no CUDA device (use 'cpu' or 'auto')")
+    if dev.type not in ("cpu", "cuda") and not hasattr(torch, dev.type):
+        raise ValueError(f"device: {device!r} is not available here")
+    return dev
+
+
 def check_attention(
     name_or_factory: str | Callable[..., nn.Module],
     *,
@@ -1174,6 +1203,7 @@ def check_attention(
     value_dim: int | None = None,
     seed: int = 0,
     checks: Collection[str] | None = None,
+    device: str | torch.device | None = None,
     **kwargs: Any,
 ) -> ConformanceReport:
     """Run the conformance checks on one variant and return the report (never raises for a failing check).
@@ -1189,15 +1219,22 @@ def check_attention(
     :param checks: run only these checks (names from :func:`planned_checks`; ``"multihead"``
         means every ``multihead.*`` check). Each check builds its module and inputs from
         ``seed`` alone, so a check run on its own gives the same result as in a full run.
+    :param device: where modules, inputs, masks and random generators live: ``"cpu"``, ``"cuda"``
+        (``"cuda:1"``...), ``"auto"`` (CUDA when available, else the CPU) or None (torch's current
+        default device, so ``torch.set_default_device("cuda")`` then ``check_attention(name)`` checks
+        on CUDA). The report names it. Random inputs come from a generator on that device, so the
+        numbers differ from the CPU's but every check is the same.
     :param kwargs: variant options (the spec's ``defaults`` fill the rest).
     :raises UnknownAttentionError: ``name_or_factory`` is a name that is not registered.
     :raises TypeError: a factory without ``spec``.
-    :raises ValueError: an unknown name in ``checks`` (with the close match).
+    :raises ValueError: an unknown name in ``checks`` (with the close match), or a ``device`` that
+        is not a device name or is not available here.
     """
     from attnzoo.mechanisms.multihead import MultiHeadAttention
     from attnzoo.registry import create_attention, get_spec
 
     wanted = _select(checks)
+    dev = resolve_device(device)
     if isinstance(name_or_factory, str):
         name = name_or_factory
         spec = spec or get_spec(name)
@@ -1225,10 +1262,10 @@ def check_attention(
 
     key_dim = query_dim if key_dim is None else key_dim
     value_dim = key_dim + 4 if value_dim is None else value_dim
-    report = ConformanceReport(spec.name)
+    report = ConformanceReport(spec.name, device=str(dev))
     main = None if wanted is None else tuple(n for n, _ in _CHECK_FUNCS if n in wanted)
     if main is None or main:
-        suite = _Suite(spec, build, query_dim=query_dim, key_dim=key_dim, value_dim=value_dim, seed=seed)
+        suite = _Suite(spec, build, query_dim=query_dim, key_dim=key_dim, value_dim=value_dim, seed=seed, device=dev)
         report.results.extend(_run(suite, main))
 
     sub_names = tuple(n for n in _MULTIHEAD_RUN if wanted is None or "multihead" in wanted or f"multihead.{n}" in wanted)
@@ -1244,6 +1281,7 @@ def check_attention(
         dv = value_dim if value_dim % 2 == 0 else value_dim + 1
         # The wrapper is never fused from the outside (it always returns weights when asked).
         mh_spec = replace(spec, fused=False, multihead=False)
-        mh = _Suite(mh_spec, build_mh, query_dim=dq, key_dim=key_dim, value_dim=dv, seed=seed, multihead=True)
+        mh = _Suite(mh_spec, build_mh, query_dim=dq, key_dim=key_dim, value_dim=dv, seed=seed, multihead=True,
+                    device=dev)
         report.results.extend(_run(mh, sub_names, prefix="multihead."))
     return report
