@@ -153,7 +153,7 @@ def test_a_seed_that_diverged_counts_as_zero_and_is_named():
     dot = _entry(tasks, "copy", "dot")
     assert dot.median == 1.0 and dot.solved == 2 and dot.summary.lo == 0.0
     assert dot.summary.per_seed() == "1.00 / diverged / 1.00"
-    assert _overall_cell(tasks, "dot", "copy").startswith("1.000 (0.00–1.00), 2/3 solved, 1 diverged")
+    assert _overall_cell(tasks, "dot", "copy").startswith("1.000 (0.00–1.00), 2/3 solved (by step 100), 1 diverged")
 
 
 # -- peak memory ------------------------------------------------------------------------------------------
@@ -344,3 +344,58 @@ def test_eta_without_cells_falls_back_to_the_median_cell_time():
     p.start(total=4, skipped=0, na=0, slots=1)
     _finish(p, clock, _Cell(0, "copy", "mlp", 100), 2.0)
     assert p.eta() == pytest.approx(3 * 2.0)
+
+
+# -- steps to solve -------------------------------------------------------------------------------------------
+from attnzoo.leaderboard.report import format_summary, median_steps, steps_to_solve  # noqa: E402
+
+
+def test_steps_to_solve_is_the_first_validation_step_at_the_threshold():
+    curve = [[100, 2.0, 0.3], [200, 1.0, None], [300, 0.5, 0.92], [400, 0.4, 0.8], [500, 0.3, 0.99]]
+    assert steps_to_solve(curve, 0.9) == 300          # first crossing, even if it dips later
+    assert steps_to_solve(curve, 0.95) == 500
+    assert steps_to_solve(curve, 0.999) is None       # never: censored
+    assert steps_to_solve([], 0.9) is None
+    assert steps_to_solve([[10, 1.0]], 0.0) is None   # a point without a validation value says nothing
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(1, 1000)), min_size=1, max_size=7))
+def test_median_steps_treats_censored_seeds_as_later_than_any_step(steps):
+    m = median_steps(steps)
+    censored = sum(s is None for s in steps)
+    n = len(steps)
+    if censored * 2 >= n + (n % 2):  # the middle seed (or one of the two middle) never solved
+        assert m is None
+    else:
+        assert m is not None and min(s for s in steps if s is not None) <= m <= max(s for s in steps if s is not None)
+
+
+def test_steps_to_solve_censored_in_tables_findings_and_csv(tmp_path):
+    late = [[100, 1.0, 0.2], [200, 0.5, 0.95]]
+    never = [[100, 1.0, 0.2], [200, 0.5, 0.5]]
+    rows = (seeds("t", "seq2seq", "content", [1.0, 1.0], curve=late)
+            + [row("t", "seq2seq", "content", 2, 0.5, curve=never)]
+            + seeds("t", "seq2seq", "dot", [1.0], curve=late) + seeds("t", "seq2seq", "hard", [0.95, 0.5, 0.5],
+                                                                       curve=never))
+    for r in rows:
+        if r["variant"] == "hard" and r["seed"] == 0:
+            r["curve"] = late
+    tasks = aggregate(rows)
+    by = {e.variant: e for e in tasks["t"]}
+    assert by["content"].summary.steps == [200, 200, None]
+    assert by["content"].summary.steps_text() == "by step 200"
+    assert by["hard"].summary.steps == [200, None, None]
+    assert by["hard"].summary.steps_text() == "not by step 100"  # censored at the cells' max_steps
+    headers, trows = task_table(tasks["t"])
+    col = headers.index("steps to solve")
+    cells = {r[1]: r[col] for r in trows}
+    assert cells["content"] == "200 (200 / 200 / >100)"
+    assert cells["hard"] == ">100 (200 / >100 / >100)"
+    assert format_summary(by["content"].summary).startswith("1.000 (0.50–1.00), 2/3 solved (by step 200)")
+    build_report(tmp_path, rows=rows)
+    import csv
+
+    with open(tmp_path / "leaderboard.csv", encoding="utf-8") as fh:
+        got = {r["variant"]: r for r in csv.DictReader(fh)}
+    assert got["hard"]["steps_per_seed"] == "200 censored censored" and got["hard"]["steps_to_solve"] == ""
+    assert float(got["content"]["steps_to_solve"]) == 200 and got["content"]["max_steps"] == "100"

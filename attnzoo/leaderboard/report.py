@@ -110,6 +110,33 @@ def _peak_mb(row: dict[str, Any]) -> float | None:
     return value if device.startswith("cuda") else None
 
 
+def steps_to_solve(curve: Sequence[Any], threshold: float) -> int | None:
+    """The first step of ``curve`` (a row's ``[[step, train loss, val main metric], ...]``) at which the
+    validation main metric reached ``threshold``; None when it never did (censored: "not by max_steps")."""
+    for point in curve or ():
+        if isinstance(point, (list, tuple)) and len(point) >= 3:
+            step, value = _num(point[0]), _num(point[2])
+            if step is not None and value is not None and value >= threshold - 1e-12:
+                return int(step)
+    return None
+
+
+def _row_max_steps(row: dict[str, Any]) -> int | None:
+    cell = row.get("cell") if isinstance(row.get("cell"), dict) else {}
+    steps = _num(cell.get("max_steps")) or _num(row.get("steps"))
+    return int(steps) if steps else None
+
+
+def median_steps(steps: Sequence[int | None]) -> float | None:
+    """The median of steps-to-solve where a censored seed (None: never solved) counts as later than any
+    step: None when the median itself is censored (half or more of the seeds never solved)."""
+    if not steps:
+        return None
+    inf = math.inf
+    m = statistics.median(sorted(inf if s is None else float(s) for s in steps))
+    return None if m == inf else m
+
+
 @dataclass
 class SeedSummary:
     """One metric over the seeds of an entry at its chosen learning rate.
@@ -128,6 +155,10 @@ class SeedSummary:
     hi: float | None
     threshold: float | None
     solved: int
+    #: per seed, the first step whose validation main metric reached the threshold (None: never; censored)
+    steps: list[int | None] = field(default_factory=list)
+    #: the budget the steps are censored at (the cells' ``max_steps``)
+    max_steps: int | None = None
 
     @property
     def n(self) -> int:
@@ -153,6 +184,22 @@ class SeedSummary:
     def solved_text(self) -> str:
         return "–" if self.threshold is None else f"{self.solved}/{self.n} solved"
 
+    @property
+    def median_steps(self) -> float | None:
+        """Median steps-to-solve over seeds (:func:`median_steps`); None when censored or not computed."""
+        return median_steps(self.steps)
+
+    def steps_text(self) -> str:
+        """``by step 350`` (the median over seeds of the first validation step at the threshold), or
+        ``not by step 400`` when half or more of the seeds never got there (censored at the budget); empty when no
+        seed ever did (the solved rate says so) or nothing was computed."""
+        if all(s is None for s in self.steps):
+            return ""
+        m = self.median_steps
+        if m is not None:
+            return f"by step {m:.0f}"
+        return f"not by step {self.max_steps}" if self.max_steps else "never"
+
 
 def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: float | None) -> SeedSummary | None:
     """:class:`SeedSummary` of metric ``key`` (``None``: the row's ``main_value``) over ``rows`` (one per seed).
@@ -176,8 +223,13 @@ def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: flo
     # a finished seed without the metric (a split it cannot run) is left out, not scored 0
     counted = [sc for sc, v, s in zip(scores, values, status) if s != "ok" or v is not None]
     solved = sum(1 for v in values if v is not None and threshold is not None and v >= threshold - 1e-12)
+    steps: list[int | None] = []
+    if key is None and threshold is not None:  # steps-to-solve: the main metric's validation curve
+        steps = [steps_to_solve(r.get("curve") or [], threshold) if s == "ok" else None for r, s in zip(rows, status)]
+    budgets = [b for b in (_row_max_steps(r) for r in rows) if b is not None]
     return SeedSummary(seeds, status, values, scores, _median(counted), min(counted) if counted else None,
-                       max(counted) if counted else None, threshold, solved)
+                       max(counted) if counted else None, threshold, solved, steps,
+                       max(budgets) if budgets else None)
 
 
 def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
@@ -189,6 +241,7 @@ def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
         text += f" ({s.lo:.2f}–{s.hi:.2f})"
     if s.threshold is not None:
         text += f", {s.solved}/{s.n} solved"
+        text += f" ({s.steps_text()})" if s.steps_text() else ""
     if s.bad:
         text += ", " + ", ".join(f"{n} {st}" for st, n in sorted(s.bad.items()))
     return text
@@ -577,19 +630,29 @@ def _spread(e: Entry) -> str:
     return f"{s.lo:.2f}–{s.hi:.2f}"
 
 
+def _steps_cell(s: SeedSummary | None) -> str:
+    """``350 (300 / 350 / >400)``: the median steps-to-solve over seeds, then every seed's (``>N``: censored)."""
+    if s is None or not s.steps:
+        return "–"
+    per = " / ".join(f">{s.max_steps}" if x is None else str(x) for x in s.steps)
+    m = s.median_steps
+    return f"{m:.0f} ({per})" if m is not None else f">{s.max_steps} ({per})"
+
+
 def task_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of one task's table, ranked by the median over seeds.
 
     Columns: rank, variant, backbone, median, min–max, every seed's value (in seed
     order; ``diverged`` / ``oom`` / ``failed`` for a seed that did not finish), the
-    solved rate at the task's threshold, best lr, [test_long median], chance, params,
+    solved rate at the task's threshold, steps to solve (median and per seed, ``>N``
+    censored at the budget), best lr, [test_long median], chance, params,
     tokens/s, peak MB (empty for CPU rows: :data:`PEAK_MEM_NOTE`), train s, notes.
     """
     metric = next((e.main_metric for e in entries if e.main_metric), "main")
     threshold = next((e.threshold for e in entries), DEFAULT_SOLVE_THRESHOLD)
     has_long = any(e.long_summary is not None for e in entries)
     headers = ["#", "variant", "backbone", f"{metric} median", "min–max", "per seed", f"solved (≥ {threshold:g})",
-               "best lr"]
+               "steps to solve", "best lr"]
     headers += ["test_long median"] if has_long else []
     headers += ["chance", "params", "tokens/s", "peak MB", "train s", "notes"]
     rows = []
@@ -599,14 +662,14 @@ def task_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
             rank += 1
             s = e.summary
             r = [str(rank), e.variant, e.backbone, _fmt(e.median), _spread(e), s.per_seed() if s else "–",
-                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
+                 s.solved_text() if s else "–", _steps_cell(s), f"{e.best_lr:g}" if e.best_lr is not None else "–"]
             r += [format_summary(e.long_summary, 2) if e.long_summary else "–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), _fmt_int(e.tokens_per_s), _fmt(e.peak_mem_mb, 1),
                   _fmt(e.train_time_s, 1), e.notes]
         else:
             s = e.summary
             r = ["–", e.variant, e.backbone, e.status_text(), "–", s.per_seed() if s else "–",
-                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
+                 s.solved_text() if s else "–", "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
             r += ["–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), "–", "–", "–", e.notes]
         rows.append(r)
@@ -717,7 +780,7 @@ def file_slug(name: str) -> str:
 
 # -- the report -----------------------------------------------------------------------------
 _CSV_FIELDS = ["task", "rank", "variant", "backbone", "status", "reason", "main_metric", "median", "min", "max",
-               "per_seed", "solved", "n_seeds", "solve_threshold", "mean", "std", "values", "best_lr", "lrs",
+               "per_seed", "solved", "n_seeds", "solve_threshold", "steps_to_solve", "steps_per_seed", "max_steps", "mean", "std", "values", "best_lr", "lrs",
                "val_mean", "length_gen", "length_gen_median", "chance", "params", "tokens_per_s", "peak_mem_mb",
                "train_time_s", "notes"]
 
@@ -800,7 +863,10 @@ def _csv_rows(tasks: dict[str, list[Entry]]) -> Iterable[dict[str, Any]]:
                 "main_metric": e.main_metric or "", "median": e.median,
                 "min": s.lo if s and e.has_number else None, "max": s.hi if s and e.has_number else None,
                 "per_seed": s.per_seed(4) if s else "", "solved": e.solved if s else "",
-                "n_seeds": e.n_seeds, "solve_threshold": e.threshold, "mean": e.mean, "std": e.std,
+                "n_seeds": e.n_seeds, "solve_threshold": e.threshold,
+                "steps_to_solve": s.median_steps if s else None,
+                "steps_per_seed": " ".join("censored" if x is None else str(x) for x in s.steps) if s else "",
+                "max_steps": s.max_steps if s else None, "mean": e.mean, "std": e.std,
                 "values": " ".join(f"{v:.4f}" for v in e.values), "best_lr": e.best_lr,
                 "lrs": " ".join(f"{x:g}" for x in e.lrs), "val_mean": e.val_mean, "length_gen": e.long_mean,
                 "length_gen_median": e.long_summary.median if e.long_summary else None, "chance": e.chance,
