@@ -899,11 +899,14 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written."""
     from attnzoo.leaderboard import plots
 
+    from attnzoo import results
+
     d = Path(directory)
-    rows = latest_rows(read_rows(d) if rows is None else rows)
+    res = results.from_rows(read_rows(d) if rows is None else rows)  # the results API: one aggregation
+    rows = [r.to_json() for r in res]
     if not rows:
         raise FileNotFoundError(f"no results in {d / 'results.jsonl'}: nothing to report")
-    tasks = aggregate(rows)
+    tasks = res.entries()
     written: list[Path] = []
     figures: dict[str, Path] = {}
 
