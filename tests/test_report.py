@@ -279,13 +279,19 @@ def test_report_on_old_rows_writes_findings_and_hides_cpu_memory(committed_subse
     assert "2/2 solved" in findings and "supported" in findings
 
 
-def test_html_anchors_resolve_and_findings_come_first(committed_subset):
+def test_html_anchors_resolve_and_the_answer_comes_first(committed_subset):
     page = (committed_subset[0] / "leaderboard.html").read_text()
     hrefs = re.findall(r'href="#([^"]+)"', page)
     ids = set(re.findall(r'id="([^"]+)"', page))
     assert len(hrefs) >= 5 and set(hrefs) <= ids, set(hrefs) - ids
     assert len(ids) == len(re.findall(r'id="', page)), "ids are unique"
-    assert page.index('id="findings"') < page.index('id="overall"') < page.index('id="task-sort"')
+    # the answer (summary figure, heatmap), then the overall table, then the findings per task, collapsed
+    assert (page.index('id="summary-figure"') < page.index('id="heatmap-figure"') < page.index('id="overall"')
+            < page.index('id="findings"') < page.index('id="task-sort"'))
+    assert re.search(r'<details class="task" id="task-sort"', page)
+    assert re.search(r"\d+ labels? from \d+ tasks?", page)
+    # each overall cell with a number links to its task's findings
+    assert re.search(r'<td data-col="sort"[^>]*><a href="#task-sort">', page)
     other = [r for r in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
              if not r.startswith(("#", "data:image/png;base64,"))]
     assert not other and "http://" not in page and "https://" not in page  # still self-contained
