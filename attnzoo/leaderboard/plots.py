@@ -199,7 +199,9 @@ def heatmap_figure(tasks: dict[str, list[Entry]], labels: Sequence[str],
                     text[i][j] = ran[0].status
                 elif others:
                     text[i][j] = "n/a"
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.8 + 1.2 * len(task_names)), 1.4 + 0.5 * len(labels)),
+    # height: the rows, the two-line title and the upright task names below (about 0.08 in per character)
+    below = 0.08 * max((len(t) for t in task_names), default=4)
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.8 + 1.2 * len(task_names)), 1.2 + below + 0.5 * max(2, len(labels))),
                            layout="constrained")
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
