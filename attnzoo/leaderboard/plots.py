@@ -54,6 +54,14 @@ def _save(fig: Figure, path: Path) -> None:
     _plt().close(fig)
 
 
+def _save_optional(fig: Figure | None, path: Path) -> bool:
+    """Save ``fig`` when there is one (a figure with nothing to draw is None); whether a file was written."""
+    if fig is None:
+        return False
+    _save(fig, path)
+    return True
+
+
 def data_uri(path: Path) -> str:
     """A PNG file as a ``data:`` URI (the HTML page stays one self-contained file)."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
@@ -370,11 +378,7 @@ def summary_figure(tasks: dict[str, list[Entry]]) -> Figure | None:
 
 
 def summary(tasks: dict[str, list[Entry]], path: Path) -> bool:
-    fig = summary_figure(tasks)
-    if fig is None:
-        return False
-    _save(fig, path)
-    return True
+    return _save_optional(summary_figure(tasks), path)
 
 
 def profile_figure(runs: dict[str, list[float]], *, taus: Sequence[float] | None = None) -> Figure | None:
@@ -412,11 +416,7 @@ def profile_figure(runs: dict[str, list[float]], *, taus: Sequence[float] | None
 
 
 def profile(runs: dict[str, list[float]], path: Path) -> bool:
-    fig = profile_figure(runs)
-    if fig is None:
-        return False
-    _save(fig, path)
-    return True
+    return _save_optional(profile_figure(runs), path)
 
 
 # -- no overprinted text ---------------------------------------------------------------------------------
@@ -521,11 +521,7 @@ def curves_figure(task: str, entries: list[Entry]) -> Figure | None:
 
 
 def curves(task: str, entries: list[Entry], path: Path) -> bool:
-    fig = curves_figure(task, entries)
-    if fig is None:
-        return False
-    _save(fig, path)
-    return True
+    return _save_optional(curves_figure(task, entries), path)
 
 
 # -- attention maps ------------------------------------------------------------------------------------
@@ -621,11 +617,7 @@ _M_KEYS = ("peak_mb", "peak_mem_mb", "mem_mb")
 
 def speed(csv_path: Path, path: Path) -> bool:
     """The speed benchmark's scaling plot (time and memory vs sequence length per variant) from its CSV."""
-    fig = speed_figure(csv_path)
-    if fig is None:
-        return False
-    _save(fig, path)
-    return True
+    return _save_optional(speed_figure(csv_path), path)
 
 
 def speed_figure(csv_path: Path) -> Figure | None:
