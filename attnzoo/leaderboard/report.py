@@ -1182,6 +1182,7 @@ td.chance{color:#999}
 td.na{color:#888;font-style:italic;white-space:normal;max-width:28em}
 td.diverged,td.oom,td.failed{color:#a33}
 table.overall td.na{white-space:nowrap}
+details table{display:block;overflow-x:auto;max-width:100%}
 tfoot td{color:#666;font-size:12px;background:#fafafa}
 .hidden{display:none !important}
 .filters{font-size:13px;margin:.6em 0;display:flex;gap:1.2em;align-items:center}
