@@ -405,3 +405,45 @@ def test_steps_to_solve_censored_in_tables_findings_and_csv(tmp_path):
         got = {r["variant"]: r for r in csv.DictReader(fh)}
     assert got["hard"]["steps_per_seed"] == "200 censored censored" and got["hard"]["steps_to_solve"] == ""
     assert float(got["content"]["steps_to_solve"]) == 200 and got["content"]["max_steps"] == "100"
+
+
+# -- the overall ranking, the answer paragraph, the counts ---------------------------------------------------
+from attnzoo.leaderboard.report import counts_line, lead_summary, rankings  # noqa: E402
+from attnzoo.leaderboard.stats import iqm  # noqa: E402
+
+
+def _three_tasks():
+    rows = []
+    for task in ("a", "b", "c"):
+        rows += seeds(task, "s", "strong", [1.0, 1.0, 0.9]) + seeds(task, "s", "middle", [0.7, 0.6, 0.65])
+        rows += seeds(task, "s", "weak", [0.3, 0.25, 0.2]) + seeds(task, "mlp", "none", [0.5, 0.55, 0.6])
+    rows += seeds("a-long", "s", "strong", [1.0, 1.0, 1.0], task_name="a") + seeds("a-long", "mlp", "none",
+                                                                                      [0.9, 0.95, 1.0], task_name="a")
+    return rows
+
+
+def test_overall_table_ranks_by_iqm_with_intervals_and_sets_baselines_apart():
+    tasks = aggregate(_three_tasks())
+    headers, rows, chosen = overall_table(tasks)
+    assert headers[:3] == ["variant", "IQM [95% CI]", "tasks solved"]
+    labels = [r[0] for r in rows if r[1] != ""]
+    assert labels == ["strong", "middle", "weak", "none (mlp)"]  # the baseline in its own band, after attention
+    ranks = rankings(tasks, chosen)
+    # the IQM is over every task and seed, normalized to chance 0.25
+    middle = [(v - 0.25) / 0.75 for v in (0.7, 0.6, 0.65)] * 3
+    assert ranks["middle"].iqm.value == pytest.approx(iqm(middle))
+    assert ranks["middle"].iqm.lo <= ranks["middle"].iqm.value <= ranks["middle"].iqm.hi
+    assert overall_table(aggregate(_three_tasks()))[1] == rows  # fixed bootstrap seed: the same text twice
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", rows[0][1])
+
+
+def test_the_answer_paragraph_and_counts_come_from_the_data():
+    tasks = aggregate(_three_tasks())
+    _, rows, chosen = overall_table(tasks)
+    text = lead_summary(tasks, rankings(tasks, chosen), rows)
+    assert text.startswith("On 3 of 4 labels the best attention variant beats the best network without attention "
+                           "by at least 0.10 (median over seeds: a 1.00 vs 0.55; b 1.00 vs 0.55; c 1.00 vs 0.55).")
+    assert "within 0.10 on 1 (a-long 1.00 vs 0.95)" in text
+    assert "Across labels strong ranks first by IQM" in text
+    assert counts_line(tasks).startswith("4 labels from 3 tasks (a label is a task run under one setting of the "
+                                         "preset: a-long is a)")
