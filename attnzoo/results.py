@@ -160,7 +160,8 @@ class Results(Sequence[Row]):
         from attnzoo.leaderboard.store import latest_rows
 
         self.directory = directory
-        self._rows = tuple(Row.from_json(r) for r in latest_rows(rows))
+        plain = [r.to_json() if isinstance(r, Row) else r for r in rows]  # latest_rows keys dicts
+        self._rows = tuple(Row.from_json(r) for r in latest_rows(plain))
         self._entries: dict[str, list[Entry]] | None = None
 
     @overload

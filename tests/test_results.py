@@ -33,6 +33,8 @@ def test_load_gives_typed_latest_rows(tmp_path):
     assert all(isinstance(r, Row) for r in res)
     assert next(r for r in res if r.cell_id == ROWS[0]["cell_id"]).main_value == 0.9
     assert attnzoo.results.load(tmp_path / "results.jsonl").directory == tmp_path
+    typed = attnzoo.results.from_rows([Row.from_json(r) for r in ROWS] + [Row(status="failed")])
+    assert len(typed) == len(ROWS) + 1  # Rows in, a row without a cell id included
     with pytest.raises(FileNotFoundError, match="results.jsonl"):
         attnzoo.results.load(tmp_path / "nowhere")
 
