@@ -8,6 +8,7 @@ Public API::
     attnzoo.add_attention(spec, factory)       # in-process registration
     attnzoo.hookimpl                           # for plugins: register_attention(register)
     attnzoo.list_tasks("*recall*")             # benchmark tasks
+    attnzoo.results.load("bench-out/default")  # a results directory: typed rows, .summary(), .to_pandas()
 
 Importing attnzoo does not import Lightning; only ``attnzoo.harness``'s
 training modules do. It does not import torch either: every name above loads
@@ -109,6 +110,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         value: Any = _version()
+    elif name == "results":  # the results API (attnzoo.results.load): a submodule, loaded on first access
+        value = importlib.import_module("attnzoo.results")
     elif name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
     else:

@@ -66,6 +66,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             print(_table([[i["name"], i["metric"], i["output"], i["source"], i["summary"]] for i in items],
                          ["task", "metric", "output", "source", "summary"]))
+            print(f"\n{len(items)} task(s): registered generators. A preset runs a task under one or more settings, "
+                  "each a *label* (induction-heads-1l: induction-heads with a 1-layer Transformer; copy-ntm: copy "
+                  "sized for the NTM), so a leaderboard counts labels, e.g. '11 labels from 9 tasks'.")
         return 0
     if args.backbones:
         from attnzoo.backbones import backbone_registry

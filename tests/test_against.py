@@ -161,3 +161,51 @@ def test_a_reference_of_a_preset_file_needs_that_file(reference, tmp_path, capsy
     assert bench_cli.run_bench(args, catalog=FakeCatalog()) == 2
     err = capsys.readouterr().err
     assert "unknown preset 'fake'" in err and "pass that preset's file with --preset" in err
+
+
+def test_against_reports_probability_of_improvement_and_highlights_the_new_variant(reference, tmp_path, capsys):
+    preset_file, ref = reference
+    out = tmp_path / "out"
+    code, _ = _against(preset_file, ref, out)
+    assert code == 0, capsys.readouterr().err
+    ranking = (out / against.RANKING).read_text()
+    printed = capsys.readouterr().out
+    assert "## Probability of improvement" in ranking
+    pattern = rf"P\({NEW} > soft\) = (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\] over \d+ task\(s\): (\w+)"
+    m = re.search(pattern, ranking)
+    assert m, ranking
+    value, lo, hi, verdict = float(m[1]), float(m[2]), float(m[3]), m[4]
+    assert lo <= value <= hi
+    assert verdict == ("indistinguishable" if lo <= 0.5 <= hi else "better" if lo > 0.5 else "worse")
+    assert m[0] in printed
+    page = (out / "leaderboard.html").read_text()
+    assert re.search(rf'<tr class="mine"[^>]*>.*?<td>{NEW}</td>', page), "the new variant's row is highlighted"
+    assert "highlighted: <b>" in page
+
+
+def test_improvement_lines_say_indistinguishable_when_the_interval_holds_one_half():
+    from tests.test_report import seeds
+
+    rows = []
+    for task in ("a", "b", "c"):
+        rows += seeds(task, "t", "mine", [0.6, 0.9, 0.3]) + seeds(task, "t", "twin", [0.3, 0.6, 0.9])
+        rows += seeds(task, "t", "weak", [0.0, 0.01, 0.02], chance=0.0)
+    lines = against.improvement_lines(rows, ["mine"])
+    twin = next(line for line in lines if "> twin)" in line)
+    weak = next(line for line in lines if "> weak)" in line)
+    assert twin.startswith("P(mine > twin) = 0.50 [") and twin.endswith("over 3 task(s): indistinguishable")
+    assert weak.startswith("P(mine > weak) = 1.00 [1.00, 1.00]") and weak.endswith(": better")
+    assert not any(line.startswith("P(twin") for line in lines)  # only the new variant against the others
+
+
+def test_a_median_at_chance_reads_at_chance_not_as_a_place():
+    from tests.test_report import seeds
+
+    rows = (seeds("t", "s", "good", [1.0, 1.0, 1.0]) + seeds("t", "s", "mine", [0.26, 0.25, 0.27])
+            + seeds("t", "s", "other", [0.25, 0.26, 0.25]))
+    (line,) = against.where_it_ranks(rows, ["mine"])
+    assert line.startswith("t: mine is at chance (3 ran) (median 0.260, chance 0.25") and "ranks" not in line
+    from attnzoo.leaderboard.report import aggregate, task_table
+
+    headers, trows = task_table(aggregate(rows)["t"])
+    assert [r[0] for r in trows] == ["1", "at chance", "at chance"]

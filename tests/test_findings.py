@@ -31,7 +31,7 @@ def test_attention_beats_baseline_supported_with_numbers_and_solved_rates():
     f = _one(RECALL, attention_beats_baseline(why="Ba et al. 2016"))
     assert f.verdict == "supported"
     assert f.sentence == ("t: the best attention variant beats the best no-attention baseline by ≥ 0.10 "
-                          "(content [seq2seq], median 1.00, 3/3 solved vs none [mlp], median 0.27, 0/3 solved; "
+                          "(content [seq2seq], median 1.00, 3/3 solved (by step 100) vs none [mlp], median 0.27, 0/3 solved; "
                           "chance 0.25): supported.")
     assert f.why == "Ba et al. 2016"
 
@@ -55,7 +55,7 @@ def test_missing_rows_say_which():
 def test_bimodal_subject_reads_with_its_seeds():
     f = _one(RECALL, variant_beats("dot", "hard", backbone="seq2seq", margin=-0.02))
     assert f.verdict == "supported"
-    assert "dot [seq2seq], median 1.00, 2/3 solved, seeds 0.25 / 1.00 / 1.00" in f.sentence
+    assert "dot [seq2seq], median 1.00, 2/3 solved (by step 100), seeds 0.25 / 1.00 / 1.00" in f.sentence
     assert "hard [seq2seq], median 0.25, 0/3 solved, seeds 0.30 / 0.25 / diverged" in f.sentence
     assert "is at least as good as (within 0.02)" in f.sentence
 
@@ -131,3 +131,18 @@ def test_a_claim_over_two_labels_of_one_task_is_answered_once():
     by_claim = [(f.task, f.verdict) for f in found]
     assert by_claim == [("t", "supported"), ("t", "missing"), ("t-ntm", "supported")], by_claim
     assert "no rows for pointer on pointer" in found[1].sentence
+
+
+def test_findings_say_steps_to_solve_and_censoring():
+    late, never = [[50, 1.0, 0.95]], [[50, 1.0, 0.3], [100, 1.0, 0.5]]
+    rows = (seeds("t", "seq2seq", "content", [1.0], curve=late) + seeds("t", "seq2seq", "content", [0.3, 0.3],
+                                                                         curve=never)[1:]
+            + seeds("t", "mlp", "none", [0.27, 0.26, 0.28]))
+    rows[1]["seed"], rows[1]["cell_id"] = 1, "c1"
+    rows.append({**rows[1], "seed": 2, "cell_id": "c2"})
+    f = _one(rows, attention_beats_baseline())
+    # one seed of three reached the threshold on validation at step 50, two never did within the 100 steps
+    assert "content [seq2seq], median 0.30, 1/3 solved (not by step 100)" in f.sentence
+    assert "none [mlp], median 0.27, 0/3 solved;" in f.sentence  # nobody solved: no step to report
+    g = _one(seeds("t", "seq2seq", "content", [1.0, 1.0, 1.0], curve=late), solves(variant="content"))
+    assert "3/3 solved (by step 50)" in g.sentence

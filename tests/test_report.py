@@ -153,7 +153,7 @@ def test_a_seed_that_diverged_counts_as_zero_and_is_named():
     dot = _entry(tasks, "copy", "dot")
     assert dot.median == 1.0 and dot.solved == 2 and dot.summary.lo == 0.0
     assert dot.summary.per_seed() == "1.00 / diverged / 1.00"
-    assert _overall_cell(tasks, "dot", "copy").startswith("1.000 (0.00–1.00), 2/3 solved, 1 diverged")
+    assert _overall_cell(tasks, "dot", "copy").startswith("1.000 (0.00–1.00), 2/3 solved (by step 100), 1 diverged")
 
 
 # -- peak memory ------------------------------------------------------------------------------------------
@@ -279,13 +279,19 @@ def test_report_on_old_rows_writes_findings_and_hides_cpu_memory(committed_subse
     assert "2/2 solved" in findings and "supported" in findings
 
 
-def test_html_anchors_resolve_and_findings_come_first(committed_subset):
+def test_html_anchors_resolve_and_the_answer_comes_first(committed_subset):
     page = (committed_subset[0] / "leaderboard.html").read_text()
     hrefs = re.findall(r'href="#([^"]+)"', page)
     ids = set(re.findall(r'id="([^"]+)"', page))
     assert len(hrefs) >= 5 and set(hrefs) <= ids, set(hrefs) - ids
     assert len(ids) == len(re.findall(r'id="', page)), "ids are unique"
-    assert page.index('id="findings"') < page.index('id="overall"') < page.index('id="task-sort"')
+    # the answer (summary figure, heatmap), then the overall table, then the findings per task, collapsed
+    assert (page.index('id="summary-figure"') < page.index('id="heatmap-figure"') < page.index('id="overall"')
+            < page.index('id="findings"') < page.index('id="task-sort"'))
+    assert re.search(r'<details class="task" id="task-sort"', page)
+    assert re.search(r"\d+ labels? from \d+ tasks?", page)
+    # each overall cell with a number links to its task's findings
+    assert re.search(r'<td data-col="sort"[^>]*><a href="#task-sort">', page)
     other = [r for r in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
              if not r.startswith(("#", "data:image/png;base64,"))]
     assert not other and "http://" not in page and "https://" not in page  # still self-contained
@@ -344,3 +350,100 @@ def test_eta_without_cells_falls_back_to_the_median_cell_time():
     p.start(total=4, skipped=0, na=0, slots=1)
     _finish(p, clock, _Cell(0, "copy", "mlp", 100), 2.0)
     assert p.eta() == pytest.approx(3 * 2.0)
+
+
+# -- steps to solve -------------------------------------------------------------------------------------------
+from attnzoo.leaderboard.report import format_summary, median_steps, steps_to_solve  # noqa: E402
+
+
+def test_steps_to_solve_is_the_first_validation_step_at_the_threshold():
+    curve = [[100, 2.0, 0.3], [200, 1.0, None], [300, 0.5, 0.92], [400, 0.4, 0.8], [500, 0.3, 0.99]]
+    assert steps_to_solve(curve, 0.9) == 300          # first crossing, even if it dips later
+    assert steps_to_solve(curve, 0.95) == 500
+    assert steps_to_solve(curve, 0.999) is None       # never: censored
+    assert steps_to_solve([], 0.9) is None
+    assert steps_to_solve([[10, 1.0]], 0.0) is None   # a point without a validation value says nothing
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(1, 1000)), min_size=1, max_size=7))
+def test_median_steps_treats_censored_seeds_as_later_than_any_step(steps):
+    m = median_steps(steps)
+    censored = sum(s is None for s in steps)
+    n = len(steps)
+    if censored * 2 >= n + (n % 2):  # the middle seed (or one of the two middle) never solved
+        assert m is None
+    else:
+        assert m is not None and min(s for s in steps if s is not None) <= m <= max(s for s in steps if s is not None)
+
+
+def test_steps_to_solve_censored_in_tables_findings_and_csv(tmp_path):
+    late = [[100, 1.0, 0.2], [200, 0.5, 0.95]]
+    never = [[100, 1.0, 0.2], [200, 0.5, 0.5]]
+    rows = (seeds("t", "seq2seq", "content", [1.0, 1.0], curve=late)
+            + [row("t", "seq2seq", "content", 2, 0.5, curve=never)]
+            + seeds("t", "seq2seq", "dot", [1.0], curve=late) + seeds("t", "seq2seq", "hard", [0.95, 0.5, 0.5],
+                                                                       curve=never))
+    for r in rows:
+        if r["variant"] == "hard" and r["seed"] == 0:
+            r["curve"] = late
+    tasks = aggregate(rows)
+    by = {e.variant: e for e in tasks["t"]}
+    assert by["content"].summary.steps == [200, 200, None]
+    assert by["content"].summary.steps_text() == "by step 200"
+    assert by["hard"].summary.steps == [200, None, None]
+    assert by["hard"].summary.steps_text() == "not by step 100"  # censored at the cells' max_steps
+    headers, trows = task_table(tasks["t"])
+    col = headers.index("steps to solve")
+    cells = {r[1]: r[col] for r in trows}
+    assert cells["content"] == "200 (200 / 200 / >100)"
+    assert cells["hard"] == ">100 (200 / >100 / >100)"
+    assert format_summary(by["content"].summary).startswith("1.000 (0.50–1.00), 2/3 solved (by step 200)")
+    build_report(tmp_path, rows=rows)
+    import csv
+
+    with open(tmp_path / "leaderboard.csv", encoding="utf-8") as fh:
+        got = {r["variant"]: r for r in csv.DictReader(fh)}
+    assert got["hard"]["steps_per_seed"] == "200 censored censored" and got["hard"]["steps_to_solve"] == ""
+    assert float(got["content"]["steps_to_solve"]) == 200 and got["content"]["max_steps"] == "100"
+
+
+# -- the overall ranking, the answer paragraph, the counts ---------------------------------------------------
+from attnzoo.leaderboard.report import counts_line, lead_summary, rankings  # noqa: E402
+from attnzoo.leaderboard.stats import iqm  # noqa: E402
+
+
+def _three_tasks():
+    rows = []
+    for task in ("a", "b", "c"):
+        rows += seeds(task, "s", "strong", [1.0, 1.0, 0.9]) + seeds(task, "s", "middle", [0.7, 0.6, 0.65])
+        rows += seeds(task, "s", "weak", [0.3, 0.25, 0.2]) + seeds(task, "mlp", "none", [0.5, 0.55, 0.6])
+    rows += seeds("a-long", "s", "strong", [1.0, 1.0, 1.0], task_name="a") + seeds("a-long", "mlp", "none",
+                                                                                      [0.9, 0.95, 1.0], task_name="a")
+    return rows
+
+
+def test_overall_table_ranks_by_iqm_with_intervals_and_sets_baselines_apart():
+    tasks = aggregate(_three_tasks())
+    headers, rows, chosen = overall_table(tasks)
+    assert headers[:3] == ["variant", "IQM [95% CI]", "tasks solved"]
+    labels = [r[0] for r in rows if r[1] != ""]
+    assert labels == ["strong", "middle", "weak", "none (mlp)"]  # the baseline in its own band, after attention
+    ranks = rankings(tasks, chosen)
+    # the IQM is over every task and seed, normalized to chance 0.25
+    middle = [(v - 0.25) / 0.75 for v in (0.7, 0.6, 0.65)] * 3
+    assert ranks["middle"].iqm.value == pytest.approx(iqm(middle))
+    assert ranks["middle"].iqm.lo <= ranks["middle"].iqm.value <= ranks["middle"].iqm.hi
+    assert overall_table(aggregate(_three_tasks()))[1] == rows  # fixed bootstrap seed: the same text twice
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", rows[0][1])
+
+
+def test_the_answer_paragraph_and_counts_come_from_the_data():
+    tasks = aggregate(_three_tasks())
+    _, rows, chosen = overall_table(tasks)
+    text = lead_summary(tasks, rankings(tasks, chosen), rows)
+    assert text.startswith("On 3 of 4 labels the best attention variant beats the best network without attention "
+                           "by at least 0.10 (median over seeds: a 1.00 vs 0.55; b 1.00 vs 0.55; c 1.00 vs 0.55).")
+    assert "within 0.10 on 1 (a-long 1.00 vs 0.95)" in text
+    assert "Across labels strong ranks first by IQM" in text
+    assert counts_line(tasks).startswith("4 labels from 3 tasks (a label is a task run under one setting of the "
+                                         "preset: a-long is a)")

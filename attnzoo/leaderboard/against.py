@@ -13,9 +13,11 @@ checkout, ``attnzoo/_results/default`` in a wheel; see
    version (major.minor);
 3. copies the reference rows into ``--out`` and runs the grid of the given
    variants there like any ``--resume``: only cells without a row train;
-4. builds the leaderboard of reference plus new rows and writes
-   ``ranking.md``, one "where it ranks" line per task, e.g.
-   ``copy: mine ranks 3rd of 13 (median 0.940, 2/2 solved, on transformer); best additive 1.000``.
+4. builds the leaderboard of reference plus new rows (the new variant's rows highlighted on the page) and
+   writes ``ranking.md``, one "where it ranks" line per task, e.g.
+   ``copy: mine ranks 3rd of 13 (median 0.940, 2/2 solved, on transformer); best additive 1.000``, and the
+   probability that the new variant improves on each reference variant, with its interval
+   (:func:`improvement_lines`): ``P(mine > scaled-dot) = 0.31 [0.12, 0.52] over 9 task(s): indistinguishable``.
 
 The summaries come from :func:`attnzoo.leaderboard.report.aggregate` and
 :func:`~attnzoo.leaderboard.report.overall_table` (the variant's best backbone
@@ -47,6 +49,7 @@ __all__ = [
     "seed_out",
     "default_out",
     "where_it_ranks",
+    "improvement_lines",
     "write_ranking",
 ]
 
@@ -248,9 +251,10 @@ def where_it_ranks(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -> l
     without a number (diverged, failed) last.
 
     :returns: e.g. ``copy: mine ranks 3rd of 13 (median 0.940, 2/2 solved, on transformer); best additive 1.000``,
-        ``sort: mine n/a: needs a variant with pointer logits``.
+        ``sort: mine n/a: needs a variant with pointer logits``; a median at chance level reads ``mqar: mine is at
+        chance (13 ran) (median 0.130, chance 0.125, ...)`` rather than as a place among others at chance.
     """
-    from attnzoo.leaderboard.report import aggregate, overall_table
+    from attnzoo.leaderboard.report import aggregate, at_chance, overall_table
 
     tasks = aggregate(rows)
     _, _, chosen = overall_table(tasks)
@@ -279,7 +283,10 @@ def where_it_ranks(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -> l
                                  f"({ran[0].status_text()})")
                     continue
                 place = ranked.index(lab) + 1
-                text = (f"{task}: {lab} ranks {_ordinal(place)} of {len(ranked)} (median {e.median:.3f}, "
+                standing = (f"is at chance ({len(ranked)} ran)" if at_chance(e) else
+                            f"ranks {_ordinal(place)} of {len(ranked)}")
+                chance = f", chance {e.chance:.3g}" if at_chance(e) and e.chance is not None else ""
+                text = (f"{task}: {lab} {standing} (median {e.median:.3f}{chance}, "
                         f"{e.summary.solved_text() if e.summary else '–'}"
                         + (f", on {e.backbone}" if e.variant != BASELINE else "") + ")")
                 if best is not None and best[0] != lab:
@@ -290,7 +297,44 @@ def where_it_ranks(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -> l
     return lines
 
 
-def write_ranking(out: Path, reference: Reference, lines: Sequence[str]) -> Path:
+#: a probability of improvement whose interval holds this reads "indistinguishable"
+EVEN = 0.5
+
+
+def improvement_lines(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -> list[str]:
+    """For each of ``variants`` against every other label of the overall table (reference variants and
+    baselines), the probability of improvement (Agarwal et al. 2021) over the tasks both have a number on:
+    ``P(mine > scaled-dot) = 0.31 [0.12, 0.52] over 9 tasks: indistinguishable``.
+
+    Each task's runs are the seeds of each label's best backbone there, normalized to chance (0) and a perfect
+    score (1); the interval is a 95% stratified bootstrap with a fixed seed (:mod:`attnzoo.leaderboard.stats`).
+    "indistinguishable" where the interval holds 0.5, else "better" or "worse".
+    """
+    from attnzoo.leaderboard.report import aggregate, overall_table, rankings
+    from attnzoo.leaderboard.stats import probability_of_improvement
+
+    tasks = aggregate(rows)
+    _, _, chosen = overall_table(tasks)
+    ranks = rankings(tasks, chosen)
+    wanted = list(dict.fromkeys(variants))
+    lines = []
+    for lab in [lab for lab in ranks if any(lab == v or lab.startswith(f"{v} (") for v in wanted)]:
+        mine = ranks[lab].runs
+        for other in sorted(ranks, key=lambda o: -(ranks[o].iqm.value if ranks[o].iqm is not None else -9.0)):
+            if other == lab or any(other == v for v in wanted):
+                continue
+            common = [t for t in tasks if t in mine and t in ranks[other].runs]
+            if not common:
+                lines.append(f"P({lab} > {other}): no task where both have a number")
+                continue
+            ci = probability_of_improvement([mine[t] for t in common], [ranks[other].runs[t] for t in common])
+            verdict = "indistinguishable" if ci.straddles(EVEN) else ("better" if ci.lo > EVEN else "worse")
+            lines.append(f"P({lab} > {other}) = {ci.text()} over {len(common)} task(s): {verdict}")
+    return lines
+
+
+def write_ranking(out: Path, reference: Reference, lines: Sequence[str],
+                  improvements: Sequence[str] = ()) -> Path:
     """Write ``out/ranking.md``: where the new variants rank against ``reference``, one line per task."""
     text = [
         "# Where it ranks",
@@ -304,6 +348,12 @@ def write_ranking(out: Path, reference: Reference, lines: Sequence[str]) -> Path
         *[f"- {line}" for line in lines],
         "",
     ]
+    if improvements:
+        text += ["## Probability of improvement", "",
+                 "P(A > B): the chance that a run of A scores higher than a run of B on a task drawn at random from "
+                 "those both have a number on (Agarwal et al. 2021), scores normalized to chance (0) and perfect (1), "
+                 "with a 95% stratified bootstrap interval (fixed seed). *indistinguishable*: the interval holds 0.5.",
+                 "", *[f"- {line}" for line in improvements], ""]
     path = out / RANKING
     path.write_text("\n".join(text), encoding="utf-8")
     return path

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,21 +337,24 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         print(f"{summary.failed} cell(s) did not finish ok: "
               + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if s != "ok")
               + f" (their rows hold the errors; rerun them with --resume --retry-failed)", file=sys.stderr)
-    rc = _report(out) if not args.no_report else 0
+    mine = sorted({gc.variant for gc in cells}) if reference is not None else []
+    rc = _report(out, highlight=mine) if not args.no_report else 0
     if reference is not None:
-        lines = against.where_it_ranks(read_rows(out), sorted({gc.variant for gc in cells}))
-        path = against.write_ranking(out, reference, lines)
+        rows = read_rows(out)
+        lines = against.where_it_ranks(rows, mine)
+        improvements = against.improvement_lines(rows, mine)
+        path = against.write_ranking(out, reference, lines, improvements)
         print(f"where it ranks against {reference.name} ({path}):")
-        for line in lines:
+        for line in [*lines, *improvements]:
             print(f"  {line}")
     return rc
 
 
-def _report(out: Path) -> int:
+def _report(out: Path, highlight: Sequence[str] = ()) -> int:
     from attnzoo.leaderboard.report import build_report
 
     try:
-        paths = build_report(out)
+        paths = build_report(out, highlight=highlight)
     except FileNotFoundError as exc:
         _err(str(exc))
         return 2

@@ -128,12 +128,15 @@ def _who(e: Entry) -> str:
 
 
 def _nums(s: SeedSummary | None) -> str:
-    """``median 1.00, 3/3 solved`` (``, 1 diverged`` where a seed did not finish; seeds listed when they disagree)."""
+    """``median 1.00, 3/3 solved (by step 350)`` (``, 1 diverged`` where a seed did not finish; seeds listed when
+    they disagree); the step is the median over seeds of the first validation step at the threshold, ``not by
+    step 400`` when half the seeds or more never got there."""
     if s is None or s.median is None:
         return "no result"
     text = f"median {s.median:.2f}"
     if s.threshold is not None:
         text += f", {s.solved}/{s.n} solved"
+        text += f" ({s.steps_text()})" if s.steps_text() else ""
     if s.n > 1 and s.hi is not None and s.lo is not None and s.hi - s.lo >= 0.1:
         text += f", seeds {s.per_seed()}"
     elif s.bad:
@@ -405,7 +408,9 @@ def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None)
              "Written by `attnzoo bench report` from results.jsonl" + (f" ({n_rows} rows)" if n_rows else "")
              + ". Each task's claims (the contrasts it exists to show, `TaskSpec.contrasts`) are checked against "
              "the medians over seeds at the learning rate chosen on validation; a seed that diverged or failed "
-             "counts as 0; *k/n solved* counts the seeds whose main test metric reached the task's threshold. "
+             "counts as 0; *k/n solved* counts the seeds whose main test metric reached the task's threshold, and "
+             "*by step S* is the median over seeds of the first step at which the validation main metric reached "
+             "it (*not by step N*: half the seeds or more never did within the budget of N steps). "
              "A claim the data do not support is printed as not supported, with its numbers.", "",
              "**" + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + "**", ""]
     by_task: dict[str, list[Finding]] = {}

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from attnzoo.leaderboard.report import Entry
 
 __all__ = ["series_styles", "place_labels", "heatmap", "heatmap_figure", "acc_vs_speed", "acc_vs_speed_figure",
-           "curves", "curves_figure", "attention", "attention_figure", "speed", "data_uri"]
+           "curves", "curves_figure", "attention", "attention_figure", "speed", "speed_figure", "data_uri",
+           "summary", "summary_figure", "profile", "profile_figure", "overlapping_texts"]
 
 DPI = 110
 
@@ -51,6 +52,14 @@ def _save(fig: Figure, path: Path) -> None:
     # bbox_inches="tight" keeps a legend placed outside the axes inside the image
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     _plt().close(fig)
+
+
+def _save_optional(fig: Figure | None, path: Path) -> bool:
+    """Save ``fig`` when there is one (a figure with nothing to draw is None); whether a file was written."""
+    if fig is None:
+        return False
+    _save(fig, path)
+    return True
 
 
 def data_uri(path: Path) -> str:
@@ -198,11 +207,23 @@ def heatmap_figure(tasks: dict[str, list[Entry]], labels: Sequence[str],
                     text[i][j] = ran[0].status
                 elif others:
                     text[i][j] = "n/a"
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.8 + 1.2 * len(task_names)), 1.4 + 0.5 * len(labels)))
+    # height: the rows, the two-line title and the upright task names below (about 0.08 in per character)
+    below = 0.08 * max((len(t) for t in task_names), default=4)
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.8 + 1.2 * len(task_names)), 1.2 + below + 0.5 * max(2, len(labels))),
+                           layout="constrained")
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(task_names)), task_names, rotation=30, ha="right")
+    # upright-rotated task labels: at 30 degrees long neighbours' extents overlap
+    ax.set_xticks(range(len(task_names)), task_names, rotation=90)
     ax.set_yticks(range(len(labels)), labels)
+    base = [i for i, lab in enumerate(labels) if _is_baseline_label(lab)]
+    if base and len(base) < len(labels):  # the baselines' own band, below a separator
+        ax.axhline(min(base) - 0.5, color="white", linewidth=5)
+        ax.axhline(min(base) - 0.5, color="black", linewidth=1.2)
+    for i, tick in enumerate(ax.get_yticklabels()):
+        if i in base:
+            tick.set_color("#555555")
+            tick.set_fontstyle("italic")
     for i in range(len(labels)):
         for j in range(len(task_names)):
             if text[i][j]:
@@ -211,8 +232,8 @@ def heatmap_figure(tasks: dict[str, list[Entry]], labels: Sequence[str],
                 ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7, color=color, linespacing=1.1)
     fig.colorbar(im, ax=ax, label="median main test metric over seeds")
     ax.set_title("median over seeds per variant and task (best backbone and lr); under it: seeds solved\n"
-                 "rows ranked by tasks solved, then mean median; grey: no number, and why", fontsize=9)
-    fig.tight_layout()
+                 "rows ranked by IQM over tasks; baselines without attention below the line; grey: no number",
+                 fontsize=9)
     return fig
 
 
@@ -230,7 +251,9 @@ def acc_vs_speed_figure(tasks: dict[str, list[Entry]]) -> Figure:
     n = max(1, len(names))
     ncols = min(n, 2)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.6 * nrows), squeeze=False)
+    # constrained layout reserves room for the suptitle above the panels' titles (tight_layout does not)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.6 * nrows), squeeze=False,
+                             layout="constrained")
     backbones = sorted({e.backbone for es in tasks.values() for e in es})
     styles = series_styles(backbones)
     for ax in axes.flat[n:]:
@@ -245,6 +268,7 @@ def acc_vs_speed_figure(tasks: dict[str, list[Entry]]) -> Figure:
             ax.set_xscale("log")
             lo, hi = min(e.tokens_per_s for e in pts), max(e.tokens_per_s for e in pts)
             ax.set_xlim(lo / 1.6, hi * 1.6)
+            _log_ticks(ax.xaxis, lo / 1.6, hi * 1.6)
         chance = next((e.chance for e in tasks.get(task, []) if e.chance is not None), None)
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
@@ -257,16 +281,196 @@ def acc_vs_speed_figure(tasks: dict[str, list[Entry]]) -> Figure:
     handles = [plt.Line2D([], [], color=styles[b]["color"], marker=styles[b]["marker"], linestyle="", label=b)
                for b in backbones]
     handles.append(plt.Line2D([], [], color="gray", linestyle=":", label="chance"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="backbone")
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title="backbone")
     fig.suptitle("accuracy vs throughput (median over seeds)")
-    fig.tight_layout()
+    fig.canvas.draw()  # the constrained layout is final before labels are placed in display coordinates
+    fig.set_layout_engine("none")
     for ax, pts in pending:  # after the layout: label positions are computed in display coordinates
         place_labels(ax, [e.tokens_per_s for e in pts], [e.median for e in pts], [e.variant for e in pts])
     return fig
 
 
+def _si(x: float, _pos: Any = None) -> str:
+    """``20k``, ``1.5M``: a tick label short enough that neighbours on a log axis do not collide."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _log_ticks(axis: Any, lo: float, hi: float) -> None:
+    """At most about six short labels on a log axis spanning ``[lo, hi]``: 1-2-5 steps when the span is under
+    two decades, decades otherwise; minor ticks unlabelled (matplotlib labels them all on a narrow span,
+    and they overprint: ``acc_vs_speed.png``'s ``induction-heads-1l`` panel did)."""
+    from matplotlib import ticker
+
+    decades = math.log10(max(hi, lo * 1.0001) / lo)
+    subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+    if decades < 0.5:
+        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(_si))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def acc_vs_speed(tasks: dict[str, list[Entry]], path: Path) -> None:
     _save(acc_vs_speed_figure(tasks), path)
+
+
+# -- the answer first: attention vs no attention per task ---------------------------------------------
+def _is_baseline_label(label: str) -> bool:
+    return label == BASELINE or label.startswith(f"{BASELINE} (")
+
+
+def summary_figure(tasks: dict[str, list[Entry]]) -> Figure | None:
+    """Per task label (one row each): the best attention variant's median (bar, min–max over seeds as a
+    whisker) beside the best no-attention baseline's, and the task's chance level (a black tick), the two
+    names and medians printed to the right of the bars. None when no task has both.
+
+    "Best" is the highest median among entries with a number (ties: solved rate), as in the findings.
+    """
+    import numpy as np
+
+    plt = _plt()
+    rows = []
+    for task, entries in tasks.items():
+        scored = [e for e in entries if e.has_number]
+        att = max((e for e in scored if e.variant != BASELINE), key=lambda e: (e.median, e.solved), default=None)
+        base = max((e for e in scored if e.variant == BASELINE), key=lambda e: (e.median, e.solved), default=None)
+        if att is None and base is None:
+            continue
+        chance = next((e.chance for e in entries if e.chance is not None), None)
+        rows.append((task, att, base, chance))
+    if not rows:
+        return None
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7.6, 1.1 + 0.46 * n), layout="constrained")
+    y = np.arange(n)
+    h = 0.36
+    colors = {"attention": "#1f77b4", "baseline": "#9a9a9a"}
+    for i, (task, att, base, chance) in enumerate(rows):
+        for e, dy, kind in ((att, -h / 2, "attention"), (base, h / 2, "baseline")):
+            if e is None:
+                continue
+            s = e.summary
+            err = ([[e.median - s.lo], [s.hi - e.median]] if s is not None and s.lo is not None and s.n > 1
+                   else None)
+            ax.barh(i + dy, e.median, height=h, color=colors[kind], xerr=err,
+                    error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
+            who = e.variant if kind == "attention" else f"{BASELINE} ({e.backbone})"
+            ax.text(1.03, i + dy, f"{e.median:.2f} {who}", va="center", ha="left", fontsize=7,
+                    color="#1a4f7a" if kind == "attention" else "#555555", clip_on=False)
+        if chance is not None:
+            ax.plot([chance, chance], [i - 0.45, i + 0.45], color="black", linewidth=1.6, solid_capstyle="butt")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("median main test metric over seeds (whisker: min–max)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors["attention"], label="best attention variant"),
+               plt.Rectangle((0, 0), 1, 1, color=colors["baseline"], label="best baseline without attention"),
+               plt.Line2D([], [], color="black", linewidth=1.6, label="chance")]
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7, frameon=False)
+    # room on the right for the names: a fixed margin in the figure, since the texts sit outside the axes
+    fig.get_layout_engine().set(rect=(0, 0, 0.74, 1))
+    return fig
+
+
+def summary(tasks: dict[str, list[Entry]], path: Path) -> bool:
+    return _save_optional(summary_figure(tasks), path)
+
+
+def profile_figure(runs: dict[str, list[float]], *, taus: Sequence[float] | None = None) -> Figure | None:
+    """Performance profiles (Agarwal et al. 2021): per label, the fraction of its runs (every task and seed,
+    normalized so chance is 0 and a perfect score 1) whose score exceeds each threshold tau. Attention
+    variants in colour, baselines in grey dashes; the legend outside the axes, in the labels' order.
+
+    :param runs: label -> normalized scores of all its runs (the overall table's order).
+    """
+    import numpy as np
+
+    from attnzoo.leaderboard.stats import performance_profile
+
+    runs = {k: v for k, v in runs.items() if len(v)}
+    if not runs:
+        return None
+    plt = _plt()
+    t = np.linspace(0.0, 1.0, 101) if taus is None else np.asarray(taus, dtype=float)
+    labels = list(runs)
+    styles = series_styles(labels, [_is_baseline_label(lab) for lab in labels])
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
+    for lab in labels:
+        st = styles[lab]
+        ax.plot(t, performance_profile(runs[lab], t), color=st["color"], linestyle=st["linestyle"],
+                linewidth=1.4, label=lab, drawstyle="steps-post")
+    ax.set_xlabel("normalized score tau (0 = chance, 1 = perfect)", fontsize=8)
+    ax.set_ylabel("fraction of runs with score > tau", fontsize=8)
+    ax.set_xlim(float(t.min()), float(t.max()))
+    ax.set_ylim(-0.02, 1.02)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_title("performance profiles over every task and seed (higher is better)", fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False, ncol=1 if len(labels) <= 20 else 2)
+    return fig
+
+
+def profile(runs: dict[str, list[float]], path: Path) -> bool:
+    return _save_optional(profile_figure(runs), path)
+
+
+# -- no overprinted text ---------------------------------------------------------------------------------
+def overlapping_texts(fig: Figure, *, min_px: float = 1.0, annotations: bool = False) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of ``fig`` whose rendered extents overlap by more than ``min_px``
+    in both directions: titles, suptitle, axis labels, drawn tick labels, legend texts and texts placed
+    with ``ax.text`` (what a reader sees overprinted).
+
+    :param annotations: also check point labels (``Annotation``: :func:`place_labels` falls back to the
+        least-overlapping spot in a panel too crowded for none, so those are best effort).
+
+    :returns: ``[(text a, text b), ...]``; empty when nothing overprints.
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    from matplotlib.text import Annotation, Text
+
+    # tick labels: only those of ticks drawn (an axis keeps spare Tick objects whose stale labels are not shown)
+    drawn_ticks: set[int] = set()
+    all_ticks: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                all_ticks.update((id(tick.label1), id(tick.label2)))
+            try:
+                shown = axis._update_ticks()  # the ticks matplotlib draws (inside the view limits)
+            except Exception:  # noqa: BLE001 - a private API: fall back to counting every tick label
+                shown = [*axis.get_major_ticks(), *axis.get_minor_ticks()]
+            for tick in shown:
+                drawn_ticks.update(id(t) for t in (tick.label1, tick.label2) if t.get_visible())
+    boxes = []
+    for t in fig.findobj(Text):
+        if not t.get_visible() or not t.get_text().strip() or t.figure is None:
+            continue
+        if id(t) in all_ticks and id(t) not in drawn_ticks:
+            continue
+        if not annotations and isinstance(t, Annotation):
+            continue
+        try:
+            bb = t.get_window_extent(renderer)
+        except (RuntimeError, ValueError):
+            continue
+        if bb.width <= 0 or bb.height <= 0:
+            continue
+        boxes.append((t.get_text(), bb))
+    out = []
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            (ta, a), (tb, b) = boxes[i], boxes[j]
+            w = min(a.x1, b.x1) - max(a.x0, b.x0)
+            h = min(a.y1, b.y1) - max(a.y0, b.y0)
+            if w > min_px and h > min_px:
+                out.append((ta, tb))
+    return out
 
 
 # -- learning curves ---------------------------------------------------------------------------------
@@ -317,11 +521,7 @@ def curves_figure(task: str, entries: list[Entry]) -> Figure | None:
 
 
 def curves(task: str, entries: list[Entry], path: Path) -> bool:
-    fig = curves_figure(task, entries)
-    if fig is None:
-        return False
-    _save(fig, path)
-    return True
+    return _save_optional(curves_figure(task, entries), path)
 
 
 # -- attention maps ------------------------------------------------------------------------------------
@@ -417,17 +617,22 @@ _M_KEYS = ("peak_mb", "peak_mem_mb", "mem_mb")
 
 def speed(csv_path: Path, path: Path) -> bool:
     """The speed benchmark's scaling plot (time and memory vs sequence length per variant) from its CSV."""
+    return _save_optional(speed_figure(csv_path), path)
+
+
+def speed_figure(csv_path: Path) -> Figure | None:
+    """:func:`speed`'s figure; None when the CSV has no rows or columns it can read."""
     plt = _plt()
     with open(csv_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
-        return False
+        return None
     cols = list(rows[0])
     x = next((k for k in _X_KEYS if k in cols), None)
     y = next((k for k in _Y_KEYS if k in cols), None)
     g = next((k for k in _G_KEYS if k in cols), None)
     if not (x and y and g):
-        return False
+        return None
     mem = next((k for k in _M_KEYS if k in cols), None)
     series: dict[str, list[tuple[float, float, float | None]]] = {}
     for r in rows:
@@ -445,7 +650,7 @@ def speed(csv_path: Path, path: Path) -> bool:
                 mv = None
         series.setdefault(r[g], []).append((xv, yv, mv))
     if not series:
-        return False
+        return None
     styles = series_styles(sorted(series))
     fig, axes = plt.subplots(1, 2 if mem else 1, figsize=(11 if mem else 6.5, 4.5), squeeze=False)
     for name, pts in sorted(series.items()):
@@ -472,5 +677,4 @@ def speed(csv_path: Path, path: Path) -> bool:
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
-    _save(fig, path)
-    return True
+    return fig

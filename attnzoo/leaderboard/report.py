@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnzoo.leaderboard.findings import VERDICTS as VERDICT_ORDER
 from attnzoo.leaderboard.findings import Finding, evaluate, findings_markdown, task_spec
 from attnzoo.leaderboard.grid import BASELINE
 from attnzoo.leaderboard.store import latest_rows, read_rows
@@ -110,6 +111,33 @@ def _peak_mb(row: dict[str, Any]) -> float | None:
     return value if device.startswith("cuda") else None
 
 
+def steps_to_solve(curve: Sequence[Any], threshold: float) -> int | None:
+    """The first step of ``curve`` (a row's ``[[step, train loss, val main metric], ...]``) at which the
+    validation main metric reached ``threshold``; None when it never did (censored: "not by max_steps")."""
+    for point in curve or ():
+        if isinstance(point, (list, tuple)) and len(point) >= 3:
+            step, value = _num(point[0]), _num(point[2])
+            if step is not None and value is not None and value >= threshold - 1e-12:
+                return int(step)
+    return None
+
+
+def _row_max_steps(row: dict[str, Any]) -> int | None:
+    cell = row.get("cell") if isinstance(row.get("cell"), dict) else {}
+    steps = _num(cell.get("max_steps")) or _num(row.get("steps"))
+    return int(steps) if steps else None
+
+
+def median_steps(steps: Sequence[int | None]) -> float | None:
+    """The median of steps-to-solve where a censored seed (None: never solved) counts as later than any
+    step: None when the median itself is censored (half or more of the seeds never solved)."""
+    if not steps:
+        return None
+    inf = math.inf
+    m = statistics.median(sorted(inf if s is None else float(s) for s in steps))
+    return None if m == inf else m
+
+
 @dataclass
 class SeedSummary:
     """One metric over the seeds of an entry at its chosen learning rate.
@@ -128,6 +156,10 @@ class SeedSummary:
     hi: float | None
     threshold: float | None
     solved: int
+    #: per seed, the first step whose validation main metric reached the threshold (None: never; censored)
+    steps: list[int | None] = field(default_factory=list)
+    #: the budget the steps are censored at (the cells' ``max_steps``)
+    max_steps: int | None = None
 
     @property
     def n(self) -> int:
@@ -153,6 +185,22 @@ class SeedSummary:
     def solved_text(self) -> str:
         return "–" if self.threshold is None else f"{self.solved}/{self.n} solved"
 
+    @property
+    def median_steps(self) -> float | None:
+        """Median steps-to-solve over seeds (:func:`median_steps`); None when censored or not computed."""
+        return median_steps(self.steps)
+
+    def steps_text(self) -> str:
+        """``by step 350`` (the median over seeds of the first validation step at the threshold), or
+        ``not by step 400`` when half or more of the seeds never got there (censored at the budget); empty when no
+        seed ever did (the solved rate says so) or nothing was computed."""
+        if all(s is None for s in self.steps):
+            return ""
+        m = self.median_steps
+        if m is not None:
+            return f"by step {m:.0f}"
+        return f"not by step {self.max_steps}" if self.max_steps else "never"
+
 
 def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: float | None) -> SeedSummary | None:
     """:class:`SeedSummary` of metric ``key`` (``None``: the row's ``main_value``) over ``rows`` (one per seed).
@@ -176,8 +224,13 @@ def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: flo
     # a finished seed without the metric (a split it cannot run) is left out, not scored 0
     counted = [sc for sc, v, s in zip(scores, values, status) if s != "ok" or v is not None]
     solved = sum(1 for v in values if v is not None and threshold is not None and v >= threshold - 1e-12)
+    steps: list[int | None] = []
+    if key is None and threshold is not None:  # steps-to-solve: the main metric's validation curve
+        steps = [steps_to_solve(r.get("curve") or [], threshold) if s == "ok" else None for r, s in zip(rows, status)]
+    budgets = [b for b in (_row_max_steps(r) for r in rows) if b is not None]
     return SeedSummary(seeds, status, values, scores, _median(counted), min(counted) if counted else None,
-                       max(counted) if counted else None, threshold, solved)
+                       max(counted) if counted else None, threshold, solved, steps,
+                       max(budgets) if budgets else None)
 
 
 def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
@@ -189,6 +242,7 @@ def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
         text += f" ({s.lo:.2f}–{s.hi:.2f})"
     if s.threshold is not None:
         text += f", {s.solved}/{s.n} solved"
+        text += f" ({s.steps_text()})" if s.steps_text() else ""
     if s.bad:
         text += ", " + ", ".join(f"{n} {st}" for st, n in sorted(s.bad.items()))
     return text
@@ -577,19 +631,30 @@ def _spread(e: Entry) -> str:
     return f"{s.lo:.2f}–{s.hi:.2f}"
 
 
+def _steps_cell(s: SeedSummary | None) -> str:
+    """``350 (300 / 350 / >400)``: the median steps-to-solve over seeds, then every seed's (``>N``: censored)."""
+    if s is None or not s.steps:
+        return "–"
+    per = " / ".join(f">{s.max_steps}" if x is None else str(x) for x in s.steps)
+    m = s.median_steps
+    return f"{m:.0f} ({per})" if m is not None else f">{s.max_steps} ({per})"
+
+
 def task_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of one task's table, ranked by the median over seeds.
+    """Headers and rows of one task's table, ranked by the median over seeds; an entry whose median is at chance
+    level (:func:`at_chance`) reads ``at chance`` in the rank column, as its place among the others is noise.
 
     Columns: rank, variant, backbone, median, min–max, every seed's value (in seed
     order; ``diverged`` / ``oom`` / ``failed`` for a seed that did not finish), the
-    solved rate at the task's threshold, best lr, [test_long median], chance, params,
+    solved rate at the task's threshold, steps to solve (median and per seed, ``>N``
+    censored at the budget), best lr, [test_long median], chance, params,
     tokens/s, peak MB (empty for CPU rows: :data:`PEAK_MEM_NOTE`), train s, notes.
     """
     metric = next((e.main_metric for e in entries if e.main_metric), "main")
     threshold = next((e.threshold for e in entries), DEFAULT_SOLVE_THRESHOLD)
     has_long = any(e.long_summary is not None for e in entries)
     headers = ["#", "variant", "backbone", f"{metric} median", "min–max", "per seed", f"solved (≥ {threshold:g})",
-               "best lr"]
+               "steps to solve", "best lr"]
     headers += ["test_long median"] if has_long else []
     headers += ["chance", "params", "tokens/s", "peak MB", "train s", "notes"]
     rows = []
@@ -598,15 +663,16 @@ def task_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
         if e.has_number:
             rank += 1
             s = e.summary
-            r = [str(rank), e.variant, e.backbone, _fmt(e.median), _spread(e), s.per_seed() if s else "–",
-                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
+            r = ["at chance" if at_chance(e) else str(rank), e.variant, e.backbone, _fmt(e.median), _spread(e),
+                 s.per_seed() if s else "–",
+                 s.solved_text() if s else "–", _steps_cell(s), f"{e.best_lr:g}" if e.best_lr is not None else "–"]
             r += [format_summary(e.long_summary, 2) if e.long_summary else "–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), _fmt_int(e.tokens_per_s), _fmt(e.peak_mem_mb, 1),
                   _fmt(e.train_time_s, 1), e.notes]
         else:
             s = e.summary
             r = ["–", e.variant, e.backbone, e.status_text(), "–", s.per_seed() if s else "–",
-                 s.solved_text() if s else "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
+                 s.solved_text() if s else "–", "–", f"{e.best_lr:g}" if e.best_lr is not None else "–"]
             r += ["–"] if has_long else []
             r += [_fmt(e.chance), _fmt_int(e.params), "–", "–", "–", e.notes]
         rows.append(r)
@@ -621,12 +687,79 @@ def _cell_text(e: Entry) -> str:
     return format_summary(e.summary) + (f" ({e.backbone})" if e.variant != BASELINE else "")
 
 
+#: a normalized median ``(median - chance) / (1 - chance)`` below this reads "at chance", not as a rank: within
+#: a tenth of the way from chance to a perfect score, where the order among entries is the seeds' noise
+AT_CHANCE = 0.1
+
+
+def normalized(e: Entry, value: float | None = None) -> float | None:
+    """``(value - chance) / (1 - chance)`` of the entry (default its median); the value itself when the task's
+    chance level is unknown."""
+    from attnzoo.leaderboard.stats import normalize
+
+    v = e.median if value is None else value
+    if v is None:
+        return None
+    chance = e.chance if e.chance is not None and 0.0 <= e.chance < 1.0 else None
+    return normalize(v, chance)
+
+
+def at_chance(e: Entry) -> bool:
+    """Whether the entry's median is at chance level (:data:`AT_CHANCE`): it ranks as "at chance"."""
+    n = normalized(e)
+    return n is not None and n < AT_CHANCE
+
+
+def is_baseline(label: str) -> bool:
+    """Whether an overall-table label is a baseline without attention (``none (mlp)``)."""
+    return label == BASELINE or label.startswith(f"{BASELINE} (")
+
+
+@dataclass
+class Ranking:
+    """One overall-table label's standing across tasks (Agarwal et al. 2021): the interquartile mean of its
+    normalized per-seed scores over every task it has a number on, with a 95% stratified bootstrap interval.
+
+    :ivar runs: task label -> the normalized score of each seed of the label's best backbone there (a seed that
+        did not finish counts as a raw 0).
+    """
+
+    label: str
+    runs: dict[str, list[float]]
+    iqm: Any = None  # stats.Interval, or None without runs
+
+    @property
+    def baseline(self) -> bool:
+        return is_baseline(self.label)
+
+    def text(self) -> str:
+        """``0.83 [0.71, 0.92]`` or ``–``."""
+        return self.iqm.text() if self.iqm is not None else "–"
+
+
+def rankings(tasks: dict[str, list[Entry]], chosen: dict[str, dict[str, Entry]]) -> dict[str, Ranking]:
+    """:class:`Ranking` per label of ``chosen`` (:func:`overall_table`'s best backbone per task), the bootstrap
+    seeded (:data:`attnzoo.leaderboard.stats.BOOTSTRAP_SEED`) so two reports agree to the digit."""
+    from attnzoo.leaderboard.stats import stratified_bootstrap_ci
+
+    out = {}
+    for lab, by_task in chosen.items():
+        runs = {t: [x for x in (normalized(e, v) for v in e.values) if x is not None]
+                for t, e in by_task.items() if e.values}
+        runs = {t: r for t, r in runs.items() if r}
+        out[lab] = Ranking(lab, runs, stratified_bootstrap_ci(list(runs.values())) if runs else None)
+    return out
+
+
 def overall_table(tasks: dict[str, list[Entry]]) -> tuple[list[str], list[list[str]], dict[str, dict[str, Entry]]]:
     """Variants x tasks: each cell the variant's best backbone on that task (by median), or why there is no number.
 
-    Rows are ranked by how many tasks the variant solves (median at or above the task's
-    threshold), then by the mean of its medians over the tasks it has a number on; the
-    second column says which. ``none (...)`` rows are the baselines without attention.
+    Rows: the attention variants ranked by the IQM of their normalized scores over tasks and seeds (with its 95%
+    stratified bootstrap interval, :func:`rankings`; ties: tasks solved), then the baselines without attention
+    (``none (...)``) ranked the same way in a band of their own, so "what attention buys" reads at a glance.
+    The IQM is over the tasks a label has a number on (the "tasks solved" column says how many); a variant with
+    a number on fewer than half as many labels as the widest (a specialist backbone's only variant) ranks after
+    those measured across the board.
 
     :returns: headers, rows, and the chosen :class:`Entry` per (label, task).
     """
@@ -640,20 +773,27 @@ def overall_table(tasks: dict[str, list[Entry]]) -> tuple[list[str], list[list[s
             cur = chosen.setdefault(e.label, {}).get(task)
             if cur is None or e.sort_key() < cur.sort_key():
                 chosen[e.label][task] = e
+    ranks = rankings(tasks, chosen)
+
+    def n_solved(lab: str) -> int:
+        return sum(1 for e in chosen.get(lab, {}).values() if e.median is not None and e.median >= e.threshold)
+
+    widest = max((len(r.runs) for r in ranks.values() if not r.baseline), default=0)
 
     def rank(lab: str) -> tuple[Any, ...]:
-        mine = list(chosen.get(lab, {}).values())
-        solved = sum(1 for e in mine if e.median is not None and e.median >= e.threshold)
-        mean = statistics.fmean(e.median for e in mine) if mine else -1.0
-        return (-solved, -mean, lab)
+        r = ranks.get(lab)
+        # a specialist that fits fewer than half the labels (the pointer network, the NTM) would top an IQM over
+        # its one task; it ranks after the variants measured across the board
+        specialist = r is None or 2 * len(r.runs) < widest
+        return (is_baseline(lab), specialist, -(r.iqm.value if r is not None and r.iqm is not None else -math.inf),
+                -n_solved(lab), lab)
 
     labels = sorted(set(chosen) | set(others), key=rank)
-    headers = ["variant", "tasks solved", *tasks]
+    headers = ["variant", "IQM [95% CI]", "tasks solved", *tasks]
     rows = []
     for lab in labels:
         mine = list(chosen.get(lab, {}).values())
-        solved = sum(1 for e in mine if e.median is not None and e.median >= e.threshold)
-        r = [lab, f"{solved} of {len(mine)}" if mine else "–"]
+        r = [lab, ranks[lab].text() if lab in ranks else "–", f"{n_solved(lab)} of {len(mine)}" if mine else "–"]
         for task in tasks:
             e = chosen.get(lab, {}).get(task)
             if e is not None:
@@ -663,10 +803,10 @@ def overall_table(tasks: dict[str, list[Entry]]) -> tuple[list[str], list[list[s
             else:
                 r.append("–")
         rows.append(r)
-    rows.append(["chance", ""] + [_fmt(next((e.chance for e in tasks[t] if e.chance is not None), None))
-                                  for t in tasks])
-    rows.append(["solved at ≥", ""] + [f"{next((e.threshold for e in tasks[t]), DEFAULT_SOLVE_THRESHOLD):g}"
-                                       for t in tasks])
+    rows.append(["chance", "", ""] + [_fmt(next((e.chance for e in tasks[t] if e.chance is not None), None))
+                                      for t in tasks])
+    rows.append(["solved at ≥", "", ""] + [f"{next((e.threshold for e in tasks[t]), DEFAULT_SOLVE_THRESHOLD):g}"
+                                           for t in tasks])
     return headers, rows, chosen
 
 
@@ -717,7 +857,7 @@ def file_slug(name: str) -> str:
 
 # -- the report -----------------------------------------------------------------------------
 _CSV_FIELDS = ["task", "rank", "variant", "backbone", "status", "reason", "main_metric", "median", "min", "max",
-               "per_seed", "solved", "n_seeds", "solve_threshold", "mean", "std", "values", "best_lr", "lrs",
+               "per_seed", "solved", "n_seeds", "solve_threshold", "steps_to_solve", "steps_per_seed", "max_steps", "mean", "std", "values", "best_lr", "lrs",
                "val_mean", "length_gen", "length_gen_median", "chance", "params", "tokens_per_s", "peak_mem_mb",
                "train_time_s", "notes"]
 
@@ -750,34 +890,11 @@ def _provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1200px;
-padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}h3{margin-top:1.2em}
-table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
-th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}
-td.na{color:#888;font-style:italic;white-space:normal;max-width:28em}
-td.diverged,td.oom,td.failed{color:#a33}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-img.zoom{cursor:zoom-in}
-img.zoom:focus{position:fixed;inset:0;margin:0;width:100vw;height:100vh;max-width:none;object-fit:contain;
-background:rgba(255,255,255,.97);z-index:10;cursor:zoom-out;outline:none}
-p.note{font-size:12px;color:#555}
-nav.toc{font-size:14px;border:1px solid #ddd;background:#fafafa;padding:.5em 1.2em;display:inline-block}
-nav.toc ol{margin:.3em 0;padding-left:1.4em}
-ul.findings li{margin:.35em 0}
-.verdict-supported{color:#176b1f;font-weight:600}.verdict-not-supported{color:#a33;font-weight:600}
-.verdict-missing,.verdict-unknown{color:#8a6d00;font-weight:600}
-p.why{font-size:12px;color:#666;margin:.1em 0 .4em 1.5em}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}
-"""
-
-
 def _anchors(tasks: Iterable[str]) -> dict[str, str]:
     """A unique, valid HTML id per task label (``task-associative-recall``)."""
     out: dict[str, str] = {}
-    used = {"findings", "overall", "mad", "speed", "provenance"}
+    used = {"findings", "overall", "mad", "speed", "provenance", "answer", "throughput", "summary-figure",
+            "heatmap-figure", "overall-table", "filter-task", "filter-backbone"}
     for t in tasks:
         base = "task-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", t).strip("-") or "x")
         aid, i = base, 2
@@ -800,7 +917,10 @@ def _csv_rows(tasks: dict[str, list[Entry]]) -> Iterable[dict[str, Any]]:
                 "main_metric": e.main_metric or "", "median": e.median,
                 "min": s.lo if s and e.has_number else None, "max": s.hi if s and e.has_number else None,
                 "per_seed": s.per_seed(4) if s else "", "solved": e.solved if s else "",
-                "n_seeds": e.n_seeds, "solve_threshold": e.threshold, "mean": e.mean, "std": e.std,
+                "n_seeds": e.n_seeds, "solve_threshold": e.threshold,
+                "steps_to_solve": s.median_steps if s else None,
+                "steps_per_seed": " ".join("censored" if x is None else str(x) for x in s.steps) if s else "",
+                "max_steps": s.max_steps if s else None, "mean": e.mean, "std": e.std,
                 "values": " ".join(f"{v:.4f}" for v in e.values), "best_lr": e.best_lr,
                 "lrs": " ".join(f"{x:g}" for x in e.lrs), "val_mean": e.val_mean, "length_gen": e.long_mean,
                 "length_gen_median": e.long_summary.median if e.long_summary else None, "chance": e.chance,
@@ -809,13 +929,14 @@ def _csv_rows(tasks: dict[str, list[Entry]]) -> Iterable[dict[str, Any]]:
             }
 
 
-def _html_findings(findings: list[Finding]) -> list[str]:
+def _html_findings(findings: list[Finding], *, heading: bool = True) -> list[str]:
     parts: list[str] = []
     by_task: dict[str, list[Finding]] = {}
     for f in findings:
         by_task.setdefault(f.task, []).append(f)
     for task, fs in by_task.items():
-        parts.append(f"<h3>{html.escape(task)}</h3>")
+        if heading:
+            parts.append(f"<h3>{html.escape(task)}</h3>")
         if fs[0].context:
             parts.append(f'<p class="note">{html.escape(fs[0].context)}</p>')
         parts.append('<ul class="findings">')
@@ -829,22 +950,375 @@ def _html_findings(findings: list[Finding]) -> list[str]:
     return parts
 
 
-def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = None) -> list[Path]:
-    """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written."""
+# -- the page: the answer first ---------------------------------------------------------------------------
+_IQM_NOTE = ("the interquartile mean of the label's normalized scores, (score - chance) / (1 - chance), over every "
+             "task and seed of its best backbone per task, with a 95% stratified bootstrap interval (Agarwal et al. "
+             "2021; 2000 draws, seed 0); baselines without attention are ranked in their own band below.")
+
+
+def counts_line(tasks: dict[str, list[Entry]]) -> str:
+    """``11 labels from 9 tasks (a label is a task run under one setting: induction-heads-1l, copy-ntm)``."""
+    names = {label: next((e.task_name for e in entries if e.task_name), label) for label, entries in tasks.items()}
+    n_tasks = len(set(names.values()))
+    extra = [lab for lab, name in names.items() if lab != name]
+    text = f"{len(tasks)} label{'s' * (len(tasks) != 1)} from {n_tasks} task{'s' * (n_tasks != 1)}"
+    if extra:
+        text += (" (a label is a task run under one setting of the preset: "
+                 + ", ".join(f"{lab} is {names[lab]}" for lab in extra[:3]) + ("…" if len(extra) > 3 else "") + ")")
+    return text
+
+
+def _best_pair(entries: list[Entry]) -> tuple[Entry | None, Entry | None]:
+    """The best attention entry and the best baseline of a task (highest median, then solved rate)."""
+    scored = [e for e in entries if e.has_number]
+    key = lambda e: (e.median, e.solved)  # noqa: E731
+    att = max((e for e in scored if e.variant != BASELINE), key=key, default=None)
+    base = max((e for e in scored if e.variant == BASELINE), key=key, default=None)
+    return att, base
+
+
+def lead_summary(tasks: dict[str, list[Entry]], ranks: dict[str, Ranking], overall_rows: list[list[str]],
+                 margin: float = 0.1) -> str:
+    """The page's opening paragraph, from the data: on how many labels the best attention variant beats the
+    best network without attention by ``margin`` or more (and which tie or go the other way), which labels
+    nothing solves, and the top of the IQM ranking with the variants whose intervals overlap it."""
+    wins, ties, losses, unsolved, alone = [], [], [], [], []
+    for task, entries in tasks.items():
+        att, base = _best_pair(entries)
+        if not any(e.has_number and e.median >= e.threshold for e in entries):
+            unsolved.append(task)
+        if att is None or base is None:
+            alone.append(task)
+            continue
+        gap = att.median - base.median
+        (wins if gap >= margin - 1e-12 else losses if gap <= -margin + 1e-12 else ties).append(
+            f"{task} {att.median:.2f} vs {base.median:.2f}")
+    n = len(tasks)
+    parts = [f"On {len(wins)} of {n} labels the best attention variant beats the best network without attention "
+             f"by at least {margin:.2f} (median over seeds: {'; '.join(wins) or 'none'})."]
+    if ties:
+        parts.append(f"They are within {margin:.2f} on {len(ties)} ({'; '.join(ties)}).")
+    if losses:
+        parts.append(f"The baseline is ahead on {len(losses)} ({'; '.join(losses)}).")
+    if alone:
+        parts.append(f"No pair to compare on {', '.join(alone)}.")
+    if unsolved:
+        parts.append(f"Nothing reaches the solve threshold on {', '.join(unsolved)} at this budget.")
+    order = [r[0] for r in overall_rows if r[1] not in ("", "–") and not is_baseline(r[0])]
+    if order and order[0] in ranks and ranks[order[0]].iqm is not None:
+        top = ranks[order[0]]
+        close = [lab for lab in order[1:] if lab in ranks and ranks[lab].iqm is not None
+                 and ranks[lab].iqm.hi >= top.iqm.lo]
+        parts.append(f"Across labels {top.label} ranks first by IQM of normalized scores, {top.text()}"
+                     + (f"; the intervals of {', '.join(close)} overlap it, so their order is not settled." if close
+                        else ", its interval clear of the next."))
+    return " ".join(parts)
+
+
+def _abbreviations(labels: Sequence[str], width: int = 8) -> dict[str, str]:
+    """A short column header per task label (``associative-recall`` -> ``AR``, ``induction-heads-1l`` ->
+    ``IH-1l``; labels of up to ``width`` characters stay), unique."""
+    out: dict[str, str] = {}
+    for lab in labels:
+        short = lab
+        if len(lab) > width:
+            parts = [p for p in re.split(r"[-_ ]+", lab) if p]
+            short = "".join(p[0].upper() for p in parts if not any(c.isdigit() for c in p))
+            digits = [p for p in parts if any(c.isdigit() for c in p)]
+            short += ("-" + "-".join(digits)) if digits else ""
+        base, i = short, 2
+        while short in out.values():
+            short, i = f"{base}{i}", i + 1
+        out[lab] = short
+    return out
+
+
+def _sort_value(text: str) -> str:
+    m = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else ""
+
+
+def _html_overall(tasks: dict[str, list[Entry]], headers: list[str], rows: list[list[str]],
+                  chosen: dict[str, dict[str, Entry]], ranks: dict[str, Ranking], anchors: dict[str, str],
+                  highlight: set[str]) -> str:
+    """The overall table for a 1400 px screen: abbreviated task headers (full name on hover, a key below),
+    cells ``1.00 3/3`` linking to the task's findings (the full text on hover), attention variants ranked by
+    IQM and the baselines in a band of their own; sortable and filterable."""
+    task_names = list(tasks)
+    abbr = _abbreviations(task_names)
+    head = ['<th data-type="num" title="rank by IQM">#</th>', "<th>variant</th>",
+            f'<th data-type="num" title="{html.escape(_IQM_NOTE)}">IQM [95% CI]</th>',
+            '<th data-type="num" title="tasks where its median reaches the threshold, of those it has a number on">'
+            "solved</th>"]
+    head += [f'<th data-type="num" data-col="{html.escape(t)}" title="{html.escape(t)}">{html.escape(abbr[t])}</th>'
+             for t in task_names]
+    bodies: dict[bool, list[str]] = {False: [], True: []}
+    place = 0
+    for r in rows:
+        lab = r[0]
+        if r[1] == "":  # chance / threshold rows: the foot
+            continue
+        base = is_baseline(lab)
+        rk = ranks.get(lab)
+        if not base:
+            place += 1
+        rank_text = ("at chance" if rk is not None and rk.iqm is not None and rk.iqm.hi < AT_CHANCE
+                     else ("" if base else str(place)))
+        mine = lab in highlight or lab.split(" (")[0] in highlight
+        backbones = sorted({e.backbone_name or e.backbone for es in tasks.values() for e in es if e.label == lab})
+        cls = " ".join(c for c in ("baseline" if base else "", "mine" if mine else "") if c)
+        cells = [f'<td data-sort="{place if not base else ""}">{html.escape(rank_text)}</td>',
+                 f"<td>{html.escape(lab)}</td>",
+                 f'<td data-sort="{rk.iqm.value if rk is not None and rk.iqm is not None else ""}">'
+                 f"{html.escape(r[1])}</td>",
+                 f'<td data-sort="{_sort_value(r[2])}">{html.escape(r[2].replace(" of ", "/"))}</td>']
+        for t, full in zip(task_names, r[3:]):
+            e = chosen.get(lab, {}).get(t)
+            link = f'href="#{anchors[t]}"'
+            if e is not None:
+                at = at_chance(e)
+                short = f"{e.median:.2f} {e.solved}/{e.n_seeds}"
+                tip = full + (" — at chance" if at else "")
+                cells.append(f'<td data-col="{html.escape(t)}" data-sort="{e.median}" class="{"chance" if at else ""}"'
+                             f' title="{html.escape(tip)}"><a {link}>{html.escape(short)}</a></td>')
+            elif full == "–":
+                cells.append(f'<td data-col="{html.escape(t)}" data-sort="">–</td>')
+            else:
+                short = full.split(":")[0].split(" (")[0]
+                cells.append(f'<td data-col="{html.escape(t)}" data-sort="" class="na" title="{html.escape(full)}">'
+                             f"<a {link}>{html.escape(short)}</a></td>")
+        bodies[base].append(f'<tr class="{cls}" data-backbones="{html.escape(" ".join(backbones))}">'
+                            + "".join(cells) + "</tr>")
+    foot = []
+    for r in rows:
+        if r[1] == "":
+            foot.append(f'<tr><td></td><td>{html.escape(r[0])}</td><td></td><td></td>'
+                        + "".join(f'<td data-col="{html.escape(t)}">{html.escape(c)}</td>'
+                                  for t, c in zip(task_names, r[3:])) + "</tr>")
+    n_cols = len(head)
+    band = (f'<tbody class="band"><tr class="separator"><td colspan="{n_cols}">baselines without attention'
+            "</td></tr></tbody>") if bodies[True] else ""
+    key = "; ".join(f"<b>{html.escape(abbr[t])}</b> {html.escape(t)}" for t in task_names if abbr[t] != t)
+    return (f'<table id="overall-table" class="sortable overall"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(bodies[False])}</tbody>{band}<tbody class="baselines">{"".join(bodies[True])}</tbody>'
+            f'<tfoot>{"".join(foot)}</tfoot></table>'
+            + (f'<p class="note key">Columns: {key}.</p>' if key else ""))
+
+
+def _html_task_table(entries: list[Entry], highlight: set[str]) -> str:
+    """One task's table: sortable, each row tagged with its backbone (for the filter), baselines in a grey
+    band, the highlighted variants marked."""
+    headers, trows = task_table(entries)
+    head = "".join(f'<th data-type="{"num" if i in (0, 3) else "text"}">{html.escape(h)}</th>'
+                   for i, h in enumerate(headers))
+    body = []
+    for e, r in zip(entries, trows):
+        cls = " ".join(c for c in ("baseline" if e.variant == BASELINE else "",
+                                   "mine" if e.variant in highlight else "") if c)
+        cells = []
+        for i, c in enumerate(r):
+            text = str(c)
+            sort = f' data-sort="{_sort_value(text)}"' if i in (0, 3) else ""
+            na = (f' class="na {text.split(":")[0].split(" ")[0].replace("/", "")}"'
+                  if text.startswith(_STATUS_PREFIXES) else "")
+            cells.append(f"<td{sort}{na}>{html.escape(text)}</td>")
+        body.append(f'<tr class="{cls}" data-backbones="{html.escape(e.backbone_name or e.backbone)}">'
+                    + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+_JS = """
+(function(){
+function val(td,type){var s=td.getAttribute('data-sort');if(s===null)s=td.textContent.trim();
+ if(type==='num'){var f=parseFloat(s);return isNaN(f)?null:f;}return s.toLowerCase();}
+document.querySelectorAll('table.sortable').forEach(function(table){
+ table.querySelectorAll('thead th').forEach(function(th,col){
+  th.classList.add('sort');th.tabIndex=0;
+  function go(){var type=th.getAttribute('data-type')||'text';
+   var dir=th.getAttribute('aria-sort')==='ascending'?-1:1;
+   table.querySelectorAll('thead th').forEach(function(o){o.removeAttribute('aria-sort');});
+   th.setAttribute('aria-sort',dir===1?'ascending':'descending');
+   table.querySelectorAll('tbody').forEach(function(tb){
+    var rows=Array.prototype.slice.call(tb.rows).filter(function(r){return !r.classList.contains('separator');});
+    rows.sort(function(a,b){var x=val(a.cells[col],type),y=val(b.cells[col],type);
+     if(x===null&&y===null)return 0;if(x===null)return 1;if(y===null)return -1;
+     return (x<y?-1:x>y?1:0)*dir;});
+    rows.forEach(function(r){tb.appendChild(r);});});}
+  th.addEventListener('click',go);
+  th.addEventListener('keydown',function(ev){if(ev.key==='Enter')go();});});});
+var ft=document.getElementById('filter-task'),fb=document.getElementById('filter-backbone');
+function filter(){var t=ft?ft.value:'',b=fb?fb.value:'';
+ document.querySelectorAll('[data-col]').forEach(function(c){c.classList.toggle('hidden',!!t&&c.getAttribute('data-col')!==t);});
+ document.querySelectorAll('details.task').forEach(function(d){d.classList.toggle('hidden',!!t&&d.getAttribute('data-task')!==t);
+  if(t&&d.getAttribute('data-task')===t)d.open=true;});
+ document.querySelectorAll('tr[data-backbones]').forEach(function(r){
+  r.classList.toggle('hidden',!!b&&r.getAttribute('data-backbones').split(' ').indexOf(b)<0);});}
+if(ft)ft.addEventListener('change',filter);if(fb)fb.addEventListener('change',filter);
+function openHash(){var id=location.hash.slice(1);if(!id)return;var el=document.getElementById(id);
+ if(el&&el.tagName==='DETAILS'){el.open=true;el.scrollIntoView();}}
+window.addEventListener('hashchange',openHash);openHash();
+})();
+"""
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:.8em auto;max-width:1380px;
+padding:0 10px;color:#222}
+h1{font-size:1.4em;margin:.2em 0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin-top:1.2em}
+p.counts{margin:.1em 0 .5em;color:#444;font-size:14px}
+nav.toc{font-size:13px;margin:.2em 0 .6em}nav.toc a{margin-right:.8em}
+.lead{display:grid;grid-template-columns:minmax(0,5fr) minmax(0,7fr);gap:14px;align-items:start}
+.lead figure{margin:0}.lead img{max-height:60vh;width:auto;max-width:100%;display:block}
+p.summary{font-size:14px;line-height:1.4;margin:.4em 0}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;white-space:nowrap}
+th{background:#f3f3f3}th.sort{cursor:pointer}th[aria-sort=ascending]::after{content:' \\25B2'}
+th[aria-sort=descending]::after{content:' \\25BC'}
+table.overall td,table.overall th{padding:3px 5px;font-size:12.5px}
+table.overall td a{color:inherit;text-decoration:none}table.overall td a:hover{text-decoration:underline}
+tr.baseline td{background:#eeeeee;color:#444}tbody.baselines td:nth-child(2){font-style:italic}
+tr.separator td{background:#555;color:#fff;font-size:11px;padding:1px 6px;letter-spacing:.04em}
+tr.mine td{background:#fff3b0 !important;font-weight:600}
+td.chance{color:#999}
+td.na{color:#888;font-style:italic;white-space:normal;max-width:28em}
+td.diverged,td.oom,td.failed{color:#a33}
+table.overall td.na{white-space:nowrap}
+details table{display:block;overflow-x:auto;max-width:100%}
+tfoot td{color:#666;font-size:12px;background:#fafafa}
+.hidden{display:none !important}
+.filters{font-size:13px;margin:.6em 0;display:flex;gap:1.2em;align-items:center}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+img.zoom{cursor:zoom-in}
+img.zoom:focus{position:fixed;inset:0;margin:0;width:100vw;height:100vh;max-width:none;max-height:none;
+object-fit:contain;background:rgba(255,255,255,.97);z-index:10;cursor:zoom-out;outline:none}
+p.note{font-size:12px;color:#555}
+details.task{border:1px solid #ddd;border-radius:4px;margin:.4em 0;padding:.2em .8em}
+details.task>summary{cursor:pointer;font-weight:600;font-size:15px;padding:.3em 0}
+details.task>summary span{font-weight:400;font-size:13px;color:#555;margin-left:.6em}
+ul.findings li{margin:.35em 0}
+.verdict-supported{color:#176b1f;font-weight:600}.verdict-not-supported{color:#a33;font-weight:600}
+.verdict-missing,.verdict-unknown{color:#8a6d00;font-weight:600}
+p.why{font-size:12px;color:#666;margin:.1em 0 .4em 1.5em}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}
+"""
+
+
+def _html_page(tasks: dict[str, list[Entry]], findings: list[Finding], figures: dict[str, Path],
+               ranks: dict[str, Ranking], o_headers: list[str], o_rows: list[list[str]],
+               prov: list[tuple[str, str]], lead: str, mad: tuple[list[str], list[list[str]], list[str]] | None,
+               *, highlight: set[str]) -> str:
+    """The leaderboard page, in reading order: the answer (summary figure and paragraph beside the heatmap),
+    the overall table, then per task (collapsed) its findings, table, curves and attention maps; MAD, speed,
+    provenance last. One file: styles, script and images inline."""
+    from attnzoo.leaderboard import plots
+
+    anchors = _anchors(tasks)
+    _, _, chosen = overall_table(tasks)
+
+    def img(key: str, alt: str, id_: str = "") -> str:
+        if key not in figures:
+            return ""
+        ident = f' id="{id_}"' if id_ else ""
+        return (f'<img{ident} class="zoom" tabindex="0" title="click to enlarge" alt="{html.escape(alt)}" '
+                f'src="{plots.data_uri(figures[key])}">')
+
+    toc = [("answer", "Answer"), ("overall", "Overall"), ("findings", "Findings by task")]
+    toc += [("mad", "MAD score")] if mad else []
+    toc += [("speed", "Speed")] if "speed" in figures else []
+    toc += [("provenance", "Provenance")]
+    mine = sorted(highlight)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             "<title>attnzoo leaderboard</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>attnzoo leaderboard</h1>",
+             f'<p class="counts">{html.escape(counts_line(tasks))}; preset {html.escape(dict(prov).get("preset", "–"))}'
+             + (f"; highlighted: <b>{html.escape(', '.join(mine))}</b> (from --against)" if mine else "") + "</p>",
+             '<nav class="toc">' + "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in toc) + "</nav>",
+             '<section id="answer" class="lead"><div>',
+             img("summary", "best attention variant vs best baseline without attention, per task, chance marked",
+                 "summary-figure"),
+             f'<p class="summary">{html.escape(lead)}</p></div>',
+             f'<figure>{img("heatmap", "median per variant and task", "heatmap-figure")}</figure></section>']
+    backbones = sorted({e.backbone_name or e.backbone for es in tasks.values() for e in es})
+    parts += ['<div class="filters"><label>task <select id="filter-task"><option value="">all</option>'
+              + "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in tasks)
+              + '</select></label><label>backbone <select id="filter-backbone"><option value="">all</option>'
+              + "".join(f'<option value="{html.escape(b)}">{html.escape(b)}</option>' for b in backbones)
+              + "</select></label><span class=\"note\">click a column header to sort</span></div>"]
+    parts += ['<h2 id="overall">Overall</h2>',
+              "<p>Each cell: the variant's best backbone on the label (main test metric at the learning rate best on "
+              "validation): median over seeds and seeds solved; hover for the spread, steps to solve and backbone; "
+              "click for the task's findings. Grey: at chance. IQM: " + html.escape(_IQM_NOTE) + "</p>",
+              _html_overall(tasks, o_headers, o_rows, chosen, ranks, anchors, highlight)]
+    parts.append(img("profile", "performance profiles"))
+    parts += ['<h2 id="findings">Findings by task</h2>',
+              '<p class="note">Each task\'s claims (the contrasts it exists to show), checked against these results; a '
+              "claim the data do not support is shown as not supported, with its numbers. The same text is in "
+              "findings.md. Click a task to open it.</p>"]
+    by_task: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_task.setdefault(f.task, []).append(f)
+    for task, entries in tasks.items():
+        fs = by_task.get(task, [])
+        verdicts = ", ".join(f"{n} {v}" for v in VERDICT_ORDER if (n := sum(f.verdict == v for f in fs)))
+        att, base = _best_pair(entries)
+        head = (f"best attention {att.median:.2f} ({att.variant})" if att else "no attention result")
+        head += f", best baseline {base.median:.2f}" if base else ""
+        chance = next((e.chance for e in entries if e.chance is not None), None)
+        parts += [f'<details class="task" id="{anchors[task]}" data-task="{html.escape(task)}">',
+                  f"<summary>{html.escape(task)}<span>{html.escape(head)}; chance {_fmt(chance)}"
+                  + (f"; claims: {html.escape(verdicts)}" if verdicts else "") + "</span></summary>"]
+        parts += _html_findings(fs, heading=False)
+        parts += [f"<p>Chance level: {_fmt(chance)}. Solved: a seed at ≥ {entries[0].threshold:g}. Steps to solve: "
+                  "the first validation step at that level, median over seeds (&gt;N: not within the budget).</p>",
+                  _html_task_table(entries, highlight)]
+        if any(e.peak_mem_hidden for e in entries):
+            parts.append(f'<p class="note">{html.escape(PEAK_MEM_NOTE)}</p>')
+        parts += [img(f"curves:{task}", f"learning curves, {task}"), img(f"attention:{task}", f"attention maps, {task}"),
+                  "</details>"]
+    parts += ["<h2 id=\"throughput\">Accuracy vs throughput</h2>", img("acc_vs_speed", "accuracy vs throughput")]
+    if mad:
+        m_headers, m_rows, m_notes = mad
+        parts += ['<h2 id="mad">MAD score</h2>', f"<p>{html.escape(_MAD_INTRO)}</p>", _html_table(m_headers, m_rows)]
+        parts += [f'<p class="note">{html.escape(n)}</p>' for n in m_notes]
+    if "speed" in figures:
+        parts += ['<h2 id="speed">Speed</h2>', img("speed", "speed benchmark")]
+    parts += ['<h2 id="provenance">Provenance</h2>', "<dl>"]
+    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in prov]
+    parts += ["</dl>", f"<script>{_JS}</script>", "</body></html>"]
+    return "\n".join(p for p in parts if p)
+
+
+def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = None,
+                 highlight: Sequence[str] = ()) -> list[Path]:
+    """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written.
+
+    :param highlight: variants whose rows the page highlights (``bench --against``: the new variants).
+    """
+    from attnzoo import results
     from attnzoo.leaderboard import plots
 
     d = Path(directory)
-    rows = latest_rows(read_rows(d) if rows is None else rows)
+    res = results.from_rows(read_rows(d) if rows is None else rows)  # the results API: one aggregation
+    rows = [r.to_json() for r in res]
     if not rows:
         raise FileNotFoundError(f"no results in {d / 'results.jsonl'}: nothing to report")
-    tasks = aggregate(rows)
+    tasks = res.entries()
     written: list[Path] = []
     figures: dict[str, Path] = {}
 
     _, o_rows_for_plot, chosen = overall_table(tasks)
+    ranked_labels = [r[0] for r in o_rows_for_plot if r[1] != ""]
+    ranks = rankings(tasks, chosen)
+    p = d / "summary.png"
+    if plots.summary(tasks, p):
+        figures["summary"] = p
     p = d / "heatmap.png"
-    plots.heatmap(tasks, [r[0] for r in o_rows_for_plot if r[1] != ""], chosen, p)
+    plots.heatmap(tasks, ranked_labels, chosen, p)
     figures["heatmap"] = p
+    p = d / "profile.png"
+    if plots.profile({lab: [x for r in ranks[lab].runs.values() for x in r] for lab in ranked_labels
+                      if lab in ranks}, p):
+        figures["profile"] = p
     p = d / "acc_vs_speed.png"
     plots.acc_vs_speed(tasks, p)
     figures["acc_vs_speed"] = p
@@ -879,7 +1353,10 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     # markdown
     prov = _provenance_summary(rows)
     o_headers, o_rows, _ = overall_table(tasks)
-    md = ["# attnzoo leaderboard", ""]
+    lead = lead_summary(tasks, ranks, o_rows)
+    md = ["# attnzoo leaderboard", "", f"*{counts_line(tasks)}*", "", lead, ""]
+    if "summary" in figures:
+        md += ["![best attention variant vs best baseline without attention, per task](summary.png)", ""]
     md += [f"- **{k}**: {v}" for k, v in prov]
     md += ["", "## Findings", "", "From [findings.md](findings.md): each task's claims checked against these "
            "results.", ""]
@@ -889,8 +1366,14 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
            "the min–max over seeds, and how many seeds reached the task's solve threshold. A seed that diverged "
            "or failed counts as 0 and is named. `none (...)` rows are the baselines without attention. Cells "
            "without a number say why (`n/a: reason`, `diverged`, `oom`, `failed: reason`).", ""]
-    md += [_md_table(o_headers, o_rows), "", "![heatmap](heatmap.png)", "",
-           "![accuracy vs throughput](acc_vs_speed.png)", ""]
+    md += [f"IQM [95% CI]: {_IQM_NOTE}", ""]
+    md_rows = list(o_rows)
+    first_base = next((i for i, r in enumerate(md_rows) if is_baseline(r[0])), None)
+    if first_base is not None:
+        md_rows.insert(first_base, ["**baselines without attention**"] + [""] * (len(o_headers) - 1))
+    md += [_md_table(o_headers, md_rows), "", "![heatmap](heatmap.png)", ""]
+    md += ["![performance profiles](profile.png)", ""] if "profile" in figures else []
+    md += ["![accuracy vs throughput](acc_vs_speed.png)", ""]
     mad = mad_scores(rows)
     if mad:
         m_headers, m_rows, m_notes = mad_table(mad)
@@ -921,55 +1404,11 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
         w.writerows(_csv_rows(tasks))
     written.append(p)
 
-    # html (self-contained: styles inline, images as data URIs; click an image to enlarge it, pure CSS)
-    anchors = _anchors(tasks)
-    toc = [("findings", "Findings"), ("overall", "Overall")] + ([("mad", "MAD score")] if mad else [])
-    toc += [(anchors[t], t) for t in tasks]
-    toc += [("speed", "Speed")] if "speed" in figures else []
-    toc += [("provenance", "Provenance")]
-    parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-             "<title>attnzoo leaderboard</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>attnzoo leaderboard</h1>", '<nav class="toc"><strong>Contents</strong><ol>']
-    parts += [f'<li><a href="#{aid}">{html.escape(text)}</a></li>' for aid, text in toc]
-    parts += ["</ol></nav>", '<h2 id="findings">Findings</h2>',
-              '<p class="note">Each task\'s claims (the contrasts it exists to show), checked against these '
-              "results; a claim the data do not support is shown as not supported, with its numbers. "
-              "The same text is in findings.md.</p>"]
-    parts += _html_findings(findings)
-    parts += ['<h2 id="overall">Overall</h2>',
-              "<p>Main test metric at the best learning rate on validation, best backbone in parentheses: median "
-              "over seeds (min–max), and how many seeds reached the task's solve threshold. A seed that diverged or "
-              "failed counts as 0 and is named. <code>none (...)</code> rows are baselines without attention.</p>",
-              _html_table(o_headers, o_rows)]
-
-    def img(key: str, alt: str) -> None:
-        if key in figures:
-            parts.append(f'<img class="zoom" tabindex="0" title="click to enlarge" alt="{html.escape(alt)}" '
-                         f'src="{plots.data_uri(figures[key])}">')
-
-    img("heatmap", "accuracy heatmap, variants x tasks")
-    img("acc_vs_speed", "accuracy vs throughput")
-    if mad:
-        parts += ['<h2 id="mad">MAD score</h2>', f"<p>{html.escape(_MAD_INTRO)}</p>", _html_table(m_headers, m_rows)]
-        parts += [f'<p class="note">{html.escape(n)}</p>' for n in m_notes]
-    for task, entries in tasks.items():
-        headers, trows = task_table(entries)
-        chance = next((e.chance for e in entries if e.chance is not None), None)
-        parts += [f'<h2 id="{anchors[task]}">{html.escape(task)}</h2>',
-                  f"<p>Chance level: {_fmt(chance)}. Solved: a seed at ≥ {entries[0].threshold:g}.</p>",
-                  _html_table(headers, trows)]
-        if any(e.peak_mem_hidden for e in entries):
-            parts.append(f'<p class="note">{html.escape(PEAK_MEM_NOTE)}</p>')
-        img(f"curves:{task}", f"learning curves, {task}")
-        img(f"attention:{task}", f"attention maps, {task}")
-    if "speed" in figures:
-        parts.append('<h2 id="speed">Speed</h2>')
-        img("speed", "speed benchmark")
-    parts += ['<h2 id="provenance">Provenance</h2>', "<dl>"]
-    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in prov]
-    parts += ["</dl>", "</body></html>"]
+    # html (self-contained: styles and scripts inline, images as data URIs; click an image to enlarge it)
+    mad_parts = (m_headers, m_rows, m_notes) if mad else None
+    page = _html_page(tasks, findings, figures, ranks, o_headers, o_rows, prov, lead, mad_parts,
+                      highlight=set(highlight))
     p = d / "leaderboard.html"
-    p.write_text("\n".join(parts), encoding="utf-8")
+    p.write_text(page, encoding="utf-8")
     written.append(p)
     return written
