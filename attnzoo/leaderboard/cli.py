@@ -90,6 +90,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ...")
     g.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed ...")
     parser.add_argument("--progress", action="store_true", help="also show Lightning's progress bar in each cell")
+    parser.add_argument("--logger", action="append", default=[], metavar="NAME", dest="loggers",
+                        help="also log each cell with Lightning's NAME logger (csv, tensorboard, mlflow, wandb; "
+                             "repeatable) under OUT/logs/<cell_id>/; none by default")
     parser.add_argument("--dry-run", action="store_true", help="print the grid (n/a pairs and reasons) and exit")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     # tests and other backends inject a cell runner: MODULE:FUNCTION taking a cell dict, returning a row
@@ -295,8 +298,18 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     if args.retry_failed and not args.resume:
         _err("--retry-failed only makes sense with --resume")
         return 2
+    loggers = tuple(getattr(args, "loggers", None) or ())
+    if loggers:
+        from attnzoo.loggers import LoggerError, check_loggers
+
+        try:  # every missing extra named before any cell trains
+            loggers = check_loggers(loggers)
+        except LoggerError as exc:
+            _err(str(exc))
+            return 2
     for gc in cells:
-        gc.cell = gc.cell.replace(progress=bool(args.progress))
+        logs = {"loggers": loggers, "log_dir": str(out / "logs" / gc.id)} if loggers and gc.runnable else {}
+        gc.cell = gc.cell.replace(progress=bool(args.progress), **logs)
     jobs = args.jobs
     if jobs is None:  # small models train best as one single-threaded cell per core
         jobs = cpu_count() if preset.trainer.get("accelerator") == "cpu" else 1
