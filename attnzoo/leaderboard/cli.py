@@ -36,6 +36,7 @@ examples:
   attnzoo bench --preset paper --accelerator gpu --devices 1 --shard 0/4 --out runs/paper-0
   attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
   attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
+  attnzoo bench export bench-out/default --format lm-eval   one lm-evaluation-harness results JSON per model
 """
 
 
@@ -101,7 +102,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_ray_arguments(parser)
 
-    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge}", title="sub-commands")
+    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,export}", title="sub-commands")
     sub.required = False
     p = sub.add_parser("report", help="rebuild tables and figures of DIR from its results.jsonl alone",
                        description="Rebuild leaderboard.md/.csv/.html and the figures from DIR/results.jsonl.")
@@ -112,6 +113,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT")
     p.add_argument("dirs", metavar="DIR", nargs="+")
     p.add_argument("--no-report", action="store_true", help="only merge")
+    p = sub.add_parser("export", help="write DIR's results in another tool's format (lm-eval)",
+                       description="One JSON per (variant, backbone) in lm-evaluation-harness's results layout: "
+                                   "the mean over seeds at the best lr and its standard error, per task.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--format", default="lm-eval", choices=["lm-eval"], help="output format [lm-eval]")
+    p.add_argument("--out", metavar="OUTDIR", help="where to write (default: DIR/lm-eval)")
 
 
 def _err(msg: str) -> None:
@@ -377,6 +384,16 @@ def main(args: argparse.Namespace) -> int:
     command = getattr(args, "bench_command", None)
     if command == "report":
         return _report(Path(args.dir))
+    if command == "export":
+        from attnzoo.leaderboard.export import export
+
+        try:
+            paths = export(args.dir, args.format, args.out)
+        except (FileNotFoundError, ValueError) as exc:
+            _err(str(exc))
+            return 2
+        print(f"wrote {len(paths)} {args.format} file(s) under {Path(args.out or Path(args.dir) / 'lm-eval')}")
+        return 0
     if command == "merge":
         missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
         if missing:
