@@ -73,3 +73,22 @@ def test_fit_says_which_threads_it_chose(capsys):
     n = re.search(r"attnzoo fit: (\d+) torch thread\(s\) \(\d+ physical core\(s\), 1-min load [\d.]+", cap.err)
     assert n, cap.err
     assert f"threads {n.group(1)}" in cap.out
+
+
+def test_readme_fit_example_parses_and_resolves():
+    """The README's fit commands are valid flags and a cell that resolves (training them is the README's claim)."""
+    import shlex
+    from pathlib import Path
+
+    from attnzoo.cell import resolve
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- fit-example:start -->\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    lines = [shlex.split(ln) for ln in block.strip().splitlines()]
+    assert len(lines) == 2 and all(ln[:2] == ["attnzoo", "fit"] for ln in lines)
+    cells = [fit.build_cell(_args(*ln[2:])) for ln in lines]
+    for cell in cells:
+        resolve(cell)
+        assert cell.loggers == ("csv",)
+    assert cells[0].task == cells[1].task and cells[0].max_steps == cells[1].max_steps  # the same budget
+    assert cells[1].backbone == "mlp" and cells[1].attention is None
