@@ -7,8 +7,12 @@ Example::
     attnzoo fit --task copy --backbone seq2seq --attention none --task-kwargs '{"length": 20}'
 
 It runs the same code as a leaderboard cell (:func:`attnzoo.harness.run.run_cell`)
-with Lightning's progress bar on, then prints a table of every metric with the
-task's chance level beside the main one.
+with Lightning's progress bar on a terminal (never in a pipe: no carriage returns
+in a log), then prints a table of every metric with the task's chance level beside
+the main one. Lightning's CSV logger records the run under
+``--log-dir/<cell id>/`` unless ``--logger`` names others (or ``none``; see
+:mod:`attnzoo.loggers`). Without ``--threads`` it takes the idle physical cores,
+at most 4 (:func:`default_threads`), and says so on stderr.
 
 Several GPUs need no code change: ``--accelerator gpu --devices 4 --strategy ddp``.
 Lightning re-launches this command once per rank; each rank draws its own
