@@ -314,6 +314,7 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         except LoggerError as exc:
             _err(str(exc))
             return 2
+        print(f"attnzoo bench: each cell logs to {', '.join(loggers)} under {out / 'logs'}/<cell id>/", file=sys.stderr)
     for gc in cells:
         logs = {"loggers": loggers, "log_dir": str(out / "logs" / gc.id)} if loggers and gc.runnable else {}
         gc.cell = gc.cell.replace(progress=bool(args.progress), **logs)
