@@ -89,9 +89,10 @@ def test_a_logger_changes_neither_the_id_nor_the_numbers(tmp_path):
 
 
 def test_no_logger_builds_the_trainer_without_one():
-    from attnzoo.harness.run import build
+    from attnzoo.harness.run import _keep_determinism, build
 
-    _, _, trainer, _ = build(TINY)
+    with _keep_determinism():  # Trainer(deterministic=True) flips a process-wide flag; the next test must not see it
+        _, _, trainer, _ = build(TINY)
     assert trainer.loggers == []
 
 

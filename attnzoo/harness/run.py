@@ -24,7 +24,7 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from attnzoo.cell import Cell, CellError, PairDoesNotFit, Row
@@ -300,19 +300,19 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
         torch.cuda.reset_peak_memory_stats()
 
     try:
-        trainer.fit(module, datamodule=dm)
-    finally:
-        row["steps"] = int(trainer.global_step)
-        row["curve"] = module.curve
-        row["train_time_s"] = round(timer.train_time, 4) if timer.train_time else None
-        world = max(1, int(trainer.world_size))
-        if timer.train_time:
-            row["tokens_per_s"] = round(module.tokens_seen * world / timer.train_time, 1)
-    try:
+        try:
+            trainer.fit(module, datamodule=dm)
+        finally:
+            row["steps"] = int(trainer.global_step)
+            row["curve"] = module.curve
+            row["train_time_s"] = round(timer.train_time, 4) if timer.train_time else None
+            world = max(1, int(trainer.world_size))
+            if timer.train_time:
+                row["tokens_per_s"] = round(module.tokens_seen * world / timer.train_time, 1)
         if not module.curve or module.curve[-1][0] != trainer.global_step:
             trainer.validate(module, datamodule=dm, verbose=False)
         trainer.test(module, datamodule=dm, verbose=False)
-    finally:
+    finally:  # a diverged or failed cell too: its W&B run must not stay open for the next cell
         _finish_runs(trainer)
 
     if cuda:
