@@ -68,7 +68,7 @@ SCHEDULES = ("cosine", "wsd", "constant")
 WSD_DECAY_FRACTION = 0.2
 
 #: cell fields that do not change what a cell computes: left out of its id
-RUNTIME_FIELDS = ("threads", "record_attention", "progress", "verbose", "steps_per_call")
+RUNTIME_FIELDS = ("threads", "record_attention", "progress", "verbose", "steps_per_call", "loggers", "log_dir")
 #: fields always in a cell's id; every other field counts only when it differs from its default,
 #: so a field added later with a default leaves every existing id (and --resume) intact
 _ID_FIELDS = ("task", "task_kwargs", "backbone", "backbone_kwargs", "attention", "attention_kwargs", "seed", "lr",
@@ -209,7 +209,10 @@ class Cell:
         running K steps per call pays it once per K. None: the largest K <= :data:`MAX_STEPS_PER_CALL`
         dividing both ``max_steps`` and the validation interval (1 with a progress bar, which counts
         calls). The batches, their order and every update are the same for any K, bit for bit.
-        These four do not change results.
+    :param loggers: Lightning experiment loggers to attach (:data:`attnzoo.loggers.LOGGERS`: ``csv``,
+        ``tensorboard``, ``mlflow``, ``wandb``); empty: the Trainer gets ``logger=False``.
+    :param log_dir: where the loggers write (None: ``./attnzoo-logs``).
+        These six do not change results.
     """
 
     task: str
@@ -238,6 +241,8 @@ class Cell:
     progress: bool = False
     verbose: bool = False
     steps_per_call: int | None = None
+    loggers: tuple[str, ...] = ()
+    log_dir: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -250,6 +255,12 @@ class Cell:
             if not isinstance(getattr(self, name), Mapping):
                 problems.append(f"{name}: expected a mapping of keyword arguments, got {getattr(self, name)!r}")
         problems += budget_problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if isinstance(self.loggers, str) or not all(isinstance(x, str) for x in self.loggers):
+            problems.append(f"loggers: expected a list of logger names, got {self.loggers!r}")
+        else:
+            from attnzoo.loggers import logger_problems
+
+            problems += logger_problems(self.loggers, installed=False)  # installed: checked where it runs
         k = self.steps_per_call
         if not problems and k is not None and (self.max_steps % k or self.validation_interval() % k):
             problems.append(f"steps_per_call: expected a divisor of max_steps ({self.max_steps}) and of the "
@@ -261,6 +272,8 @@ class Cell:
             object.__setattr__(self, name, _plain(getattr(self, name)))
         object.__setattr__(self, "trainer", {**TRAINER_DEFAULTS, **_plain(self.trainer)})
         object.__setattr__(self, "disabled_plugins", tuple(str(p) for p in self.disabled_plugins))
+        object.__setattr__(self, "loggers", tuple(dict.fromkeys(self.loggers)))
+        object.__setattr__(self, "log_dir", None if self.log_dir is None else str(self.log_dir))
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "weight_decay", float(self.weight_decay))
         object.__setattr__(self, "entropy_coef", float(self.entropy_coef))

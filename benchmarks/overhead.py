@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=1.05, help="ratio to report against (default 1.05)")
     ap.add_argument("--profile", metavar="NAME", help="print a cProfile of the harness on NAME and exit")
     ap.add_argument("--out", type=Path, help="write results.json and table.md here")
+    ap.add_argument("--logger", action="append", default=[], metavar="NAME",
+                    help="give the harness Lightning's NAME logger (repeatable; default none, as every cell "
+                         "without --logger runs): what logging costs per step")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -409,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--only: unknown {unknown}; known: {', '.join(cells)}")
         cells = {n: cells[n] for n in wanted}
+    if args.logger:
+        import tempfile
+
+        logs = tempfile.mkdtemp(prefix="attnzoo-overhead-logs-")
+        cells = {n: c.replace(loggers=tuple(args.logger), log_dir=logs) for n, c in cells.items()}
     if args.profile:
         if args.profile not in cells:
             ap.error(f"--profile: unknown {args.profile!r}; known: {', '.join(cells)}")

@@ -285,7 +285,8 @@ def test_fit_prints_table_with_chance(capsys):
 
     rc = main(_fit_args("--task", "copy", "--backbone", "transformer", "--attention", "scaled-dot",
                         "--task-kwargs", "length=4", "--backbone-kwargs", '{"d_model": 16, "num_layers": 1}',
-                        "--max-steps", "2", "--batch-size", "4", "--accelerator", "cpu", "--no-progress"))
+                        "--max-steps", "2", "--batch-size", "4", "--accelerator", "cpu", "--no-progress",
+                        "--logger", "none"))
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "test/exact_acc *" in out and "chance" in out

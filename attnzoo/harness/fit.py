@@ -7,8 +7,12 @@ Example::
     attnzoo fit --task copy --backbone seq2seq --attention none --task-kwargs '{"length": 20}'
 
 It runs the same code as a leaderboard cell (:func:`attnzoo.harness.run.run_cell`)
-with Lightning's progress bar on, then prints a table of every metric with the
-task's chance level beside the main one.
+with Lightning's progress bar on a terminal (never in a pipe: no carriage returns
+in a log), then prints a table of every metric with the task's chance level beside
+the main one. Lightning's CSV logger records the run under
+``--log-dir/<cell id>/`` unless ``--logger`` names others (or ``none``; see
+:mod:`attnzoo.loggers`). Without ``--threads`` it takes the idle physical cores,
+at most 4 (:func:`default_threads`), and says so on stderr.
 
 Several GPUs need no code change: ``--accelerator gpu --devices 4 --strategy ddp``.
 Lightning re-launches this command once per rank; each rank draws its own
@@ -24,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
 from attnzoo.cell import Cell, Row
 
-__all__ = ["build_cell", "configure_parser", "main", "parse_kwargs"]
+__all__ = ["build_cell", "configure_parser", "default_threads", "main", "parse_kwargs"]
 
 
 def parse_kwargs(items: list[str] | None, what: str) -> dict[str, Any]:
@@ -57,7 +62,7 @@ def parse_kwargs(items: list[str] | None, what: str) -> dict[str, Any]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from attnzoo.cell import TRAINER_DEFAULTS, cell_default as d
+    from attnzoo.cell import SCHEDULES, TRAINER_DEFAULTS, cell_default as d
 
     parser.description = ("Train one (task, backbone, attention) triple and print its metrics. Every default is "
                           "the attnzoo.cell.Cell field's, the same a leaderboard preset falls back to.")
@@ -80,12 +85,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"AdamW weight decay [{d('weight_decay'):g}]")
     parser.add_argument("--val-every", type=int, default=d("val_every"), help="validate every N steps [max_steps/10]")
     parser.add_argument("--seed", type=int, default=d("seed"), help=f"[{d('seed')}]")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--schedule", default=d("schedule"), choices=SCHEDULES,
+                        help=f"learning-rate schedule after warmup [{d('schedule')}]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads [the idle physical cores, at most 4, shared among --devices "
+                             "processes: a loaded machine gets 1]")
     for key, help_text in (("accelerator", "cpu, gpu, mps, auto"), ("devices", "number of devices, or a list like 0,1"),
                            ("strategy", "auto, ddp, fsdp ..."), ("precision", "32-true, bf16-mixed, 16-mixed ...")):
         parser.add_argument(f"--{key}", default=str(TRAINER_DEFAULTS[key]), help=f"{help_text} [{TRAINER_DEFAULTS[key]}]")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show Lightning's progress bar [on]")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show Lightning's progress bar [on when stdout is a terminal, off in a pipe]")
+    parser.add_argument("--logger", action="append", default=None, metavar="NAME", dest="loggers",
+                        help="Lightning logger: csv, tensorboard, mlflow, wandb (repeatable), or none "
+                             "[csv]; each writes under LOG_DIR/<cell id>/")
+    parser.add_argument("--log-dir", default="attnzoo-logs", metavar="LOG_DIR",
+                        help="where the loggers write [attnzoo-logs]")
     parser.add_argument("--record-attention", action="store_true", help="print one attention map after training")
     parser.add_argument("--json", action="store_true",
                         help="print the result row as JSON (with the cell it ran) instead of a table")
@@ -135,9 +149,54 @@ def _print_table(row: Row, cell: Cell) -> None:
     per_step = (row.train_time_s / row.steps) if row.train_time_s and row.steps else None
     mem = f"peak mem {row.peak_mem_mb:.0f} MiB" if row.peak_mem_mb is not None else "peak mem: not measured on CPU"
     params = f"{row.params:,}" if row.params is not None else "-"
+    threads = f"  threads {cell.threads}" if cell.threads and cell.on_cpu() else ""
     print(f"  params {params}  steps {row.steps}  train {_fmt(row.train_time_s, 1)} s"
           + (f" ({per_step * 1000:.1f} ms/step)" if per_step else "")
-          + f"  {_si(row.tokens_per_s, 'tok/s')}  {mem}")
+          + f"  {_si(row.tokens_per_s, 'tok/s')}  {mem}{threads}")
+
+
+def _loggers(names: list[str] | None) -> tuple[str, ...]:
+    """``--logger`` values: csv when none is given, nothing for ``none``."""
+    names = ["csv"] if names is None else [n.strip().lower() for v in names for n in v.split(",") if n.strip()]
+    return tuple(n for n in names if n != "none")
+
+
+def _physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    try:
+        with open("/proc/cpuinfo") as fh:
+            blocks = [b for b in fh.read().split("\n\n") if "core id" in b]
+        ids = {tuple(re.findall(r"(?:physical id|core id)\s*:\s*(\d+)", b)) for b in blocks}
+        per_core = max(1, len(blocks) // len(ids)) if ids else 1
+    except OSError:  # not Linux: count logical CPUs
+        per_core = 1
+    return max(1, usable // per_core)
+
+
+def default_threads(processes: int = 1) -> tuple[int, str]:
+    """torch threads for a run that did not ask: ``(n, why)``.
+
+    The physical cores not already busy (one-minute load average), shared among the
+    ``processes`` this run starts on this machine, at most 4 (small models gain
+    little past that), at least 1. Threads beyond the free cores spin against other
+    work: a loaded 2-core machine ran a small model's step 8x slower with 2 threads
+    than with 1 (issue 21).
+    """
+    cores = _physical_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    free = max(1, int(cores - load + 0.5))
+    n = max(1, min(4, free, cores // max(1, processes)))
+    why = f"{cores} physical core(s), 1-min load {load:.1f}"
+    if processes > 1:
+        why += f", {processes} processes"
+    return n, why
 
 
 def build_cell(args: argparse.Namespace) -> Cell:
@@ -152,8 +211,10 @@ def build_cell(args: argparse.Namespace) -> Cell:
         backbone=args.backbone, backbone_kwargs=parse_kwargs(args.backbone_kwargs, "--backbone-kwargs"),
         attention=attention, attention_kwargs=parse_kwargs(args.attention_kwargs, "--attention-kwargs"),
         seed=args.seed, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, val_every=args.val_every,
-        threads=args.threads, record_attention=args.record_attention, progress=args.progress,
+        warmup_steps=args.warmup_steps, schedule=args.schedule, weight_decay=args.weight_decay,
+        val_every=args.val_every, threads=args.threads, record_attention=args.record_attention,
+        progress=sys.stdout.isatty() if args.progress is None else args.progress,
+        loggers=_loggers(args.loggers),
         trainer={"accelerator": args.accelerator, "devices": _devices(args.devices),
                  "strategy": args.strategy, "precision": args.precision},
     )
@@ -166,12 +227,22 @@ def main(args: argparse.Namespace) -> int:
     from attnzoo.plugins import warn_failures
 
     warn_failures()
+    from attnzoo.loggers import LoggerError, check_loggers
+
     try:
         cell = build_cell(args)
         resolve(cell)  # every name and kwarg checked before Lightning is imported
-    except (ValueError, CellError, PairDoesNotFit, UnknownNameError) as exc:
+        check_loggers(cell.loggers)  # every missing extra named before anything trains
+    except (ValueError, CellError, PairDoesNotFit, UnknownNameError, LoggerError) as exc:
         print(f"attnzoo fit: {exc}", file=sys.stderr)
         return 2
+    if cell.loggers:
+        cell = cell.replace(log_dir=os.path.join(args.log_dir, cell.id()))
+    if cell.threads is None and cell.on_cpu():
+        devices = cell.trainer.get("devices")
+        threads, why = default_threads(devices if isinstance(devices, int) and devices > 1 else 1)
+        cell = cell.replace(threads=threads)
+        print(f"attnzoo fit: {threads} torch thread(s) ({why}; --threads N to choose)", file=sys.stderr)
 
     from attnzoo.harness.run import run_cell
 
@@ -184,6 +255,9 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(out.to_json()))
     else:
         _print_table(row, cell)
+        if cell.loggers:
+            print(f"  logs ({', '.join(cell.loggers)}): {cell.log_dir}"
+                  + (f"  (tensorboard --logdir {cell.log_dir})" if "tensorboard" in cell.loggers else ""))
         if row.error:
             print(f"\n{row.error}", file=sys.stderr)
         if args.record_attention and row.attention_map:

@@ -254,6 +254,7 @@ class AttnzooModule(L.LightningModule):
         self.divergence_lag: int | None = None
         self._pending: list[_Pending] = []
         self._log_train_loss = True
+        self._last_ce: Tensor | None = None  # the last step's train loss, logged once per call
         self._world = 1
         self._direct: bool | None = False
         # By hand, so one call can run several steps (module docstring); clipping is ours as well.
@@ -361,6 +362,8 @@ class AttnzooModule(L.LightningModule):
             else:
                 opt.step()
             sched.step()
+        if self._log_train_loss and steps > 0:  # once per call: Lightning keeps only a call's last value
+            self.log("train/loss", self._last_ce, prog_bar=True)
 
     def _train_loss(self, batch: dict[str, Tensor], step: int) -> Tensor:
         """The training loss of one batch (cross-entropy, plus REINFORCE's term) at optimizer step ``step``,
@@ -376,7 +379,7 @@ class AttnzooModule(L.LightningModule):
         stats["loss_count"] += 1
         stats["tokens"] += batch["src"].numel() + batch["tgt"].numel()
         if self._log_train_loss:
-            self.log("train/loss", ce, prog_bar=True)
+            self._last_ce = ce
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -24,12 +24,12 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from attnzoo.cell import Cell, CellError, PairDoesNotFit, Row
 
-__all__ = ["run_cell"]
+__all__ = ["build_loggers", "run_cell"]
 
 _ERROR_LINES = 12
 #: what peak_mem_kind says on the CPU, where no per-cell peak is measured (see the module docstring)
@@ -195,6 +195,45 @@ def _fail(row: dict[str, Any], exc: BaseException) -> None:
         row["status"] = "failed"
 
 
+def build_loggers(names: Sequence[str], log_dir: str, run_name: str) -> list[Any]:
+    """Lightning loggers for ``names``, each writing under ``log_dir`` (layout in :mod:`attnzoo.loggers`).
+
+    :param run_name: what MLflow and W&B call the run (the cell's label).
+    """
+    import os
+
+    import lightning.pytorch.loggers as pl_loggers
+
+    from attnzoo.loggers import check_loggers
+
+    check_loggers(names)
+    out: list[Any] = []
+    for name in dict.fromkeys(names):
+        if name == "csv":
+            out.append(pl_loggers.CSVLogger(save_dir=log_dir, name="csv"))
+        elif name == "tensorboard":
+            out.append(pl_loggers.TensorBoardLogger(save_dir=log_dir, name="tensorboard", default_hp_metric=False))
+        elif name == "mlflow":
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if not uri:  # an offline file store; MLflow >= 3.7 refuses one unless this says it is wanted
+                uri = "file:" + os.path.abspath(os.path.join(log_dir, "mlruns"))
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            out.append(pl_loggers.MLFlowLogger(experiment_name="attnzoo", run_name=run_name, tracking_uri=uri))
+        elif name == "wandb":
+            offline = os.environ.get("WANDB_MODE", "offline") in ("offline", "dryrun")
+            os.makedirs(log_dir, exist_ok=True)
+            out.append(pl_loggers.WandbLogger(name=run_name, save_dir=log_dir, project="attnzoo", offline=offline))
+    return out
+
+
+def _finish_runs(trainer: Any) -> None:
+    """End the W&B run of this cell: Lightning leaves it open, and the next cell in this worker would
+    log into it (and an offline run's history reaches its file only when it ends)."""
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def build(cell: Cell, row: dict[str, Any] | None = None,
           callbacks: list[Any] | None = None) -> tuple[Any, Any, Any, Any]:
     """The objects ``run_cell`` trains with: ``(module, datamodule, trainer, timer)``, seeded as it seeds them.
@@ -230,13 +269,18 @@ def build(cell: Cell, row: dict[str, Any] | None = None,
     trainer_opts.setdefault("deterministic", cell.on_cpu())
     timer = _make_timer_callback()
     callbacks = [timer, *trainer_opts.pop("callbacks", []), *(callbacks or [])]
+    if cell.loggers:  # without loggers the Trainer is built as it always was (logger=False): no cost per step
+        trainer_opts["logger"] = build_loggers(cell.loggers, cell.log_dir or "attnzoo-logs", cell.label())
+        # the train loss every 50 optimizer steps or once per validation interval, whichever is sooner;
+        # Lightning counts calls, k steps each
+        trainer_opts["log_every_n_steps"] = max(1, min(50, val_every) // k)
     trainer = L.Trainer(
         max_steps=max_steps,  # optimizer steps, k per call
         val_check_interval=val_every // k,  # counted in calls
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         enable_progress_bar=cell.progress,
-        logger=False,
+        logger=trainer_opts.pop("logger", False),
         enable_checkpointing=False,
         enable_model_summary=False,
         callbacks=callbacks,
@@ -256,17 +300,20 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
         torch.cuda.reset_peak_memory_stats()
 
     try:
-        trainer.fit(module, datamodule=dm)
-    finally:
-        row["steps"] = int(trainer.global_step)
-        row["curve"] = module.curve
-        row["train_time_s"] = round(timer.train_time, 4) if timer.train_time else None
-        world = max(1, int(trainer.world_size))
-        if timer.train_time:
-            row["tokens_per_s"] = round(module.tokens_seen * world / timer.train_time, 1)
-    if not module.curve or module.curve[-1][0] != trainer.global_step:
-        trainer.validate(module, datamodule=dm, verbose=False)
-    trainer.test(module, datamodule=dm, verbose=False)
+        try:
+            trainer.fit(module, datamodule=dm)
+        finally:
+            row["steps"] = int(trainer.global_step)
+            row["curve"] = module.curve
+            row["train_time_s"] = round(timer.train_time, 4) if timer.train_time else None
+            world = max(1, int(trainer.world_size))
+            if timer.train_time:
+                row["tokens_per_s"] = round(module.tokens_seen * world / timer.train_time, 1)
+        if not module.curve or module.curve[-1][0] != trainer.global_step:
+            trainer.validate(module, datamodule=dm, verbose=False)
+        trainer.test(module, datamodule=dm, verbose=False)
+    finally:  # a diverged or failed cell too: its W&B run must not stay open for the next cell
+        _finish_runs(trainer)
 
     if cuda:
         row["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 2)

@@ -36,6 +36,7 @@ examples:
   attnzoo bench --preset paper --accelerator gpu --devices 1 --shard 0/4 --out runs/paper-0
   attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
   attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
+  attnzoo bench export bench-out/default --format lm-eval   one lm-evaluation-harness results JSON per model
 """
 
 
@@ -90,6 +91,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ...")
     g.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed ...")
     parser.add_argument("--progress", action="store_true", help="also show Lightning's progress bar in each cell")
+    parser.add_argument("--logger", action="append", default=[], metavar="NAME", dest="loggers",
+                        help="also log each cell with Lightning's NAME logger (csv, tensorboard, mlflow, wandb; "
+                             "repeatable) under OUT/logs/<cell_id>/; none by default")
     parser.add_argument("--dry-run", action="store_true", help="print the grid (n/a pairs and reasons) and exit")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     # tests and other backends inject a cell runner: MODULE:FUNCTION taking a cell dict, returning a row
@@ -98,7 +102,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_ray_arguments(parser)
 
-    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge}", title="sub-commands")
+    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,export}", title="sub-commands")
     sub.required = False
     p = sub.add_parser("report", help="rebuild tables and figures of DIR from its results.jsonl alone",
                        description="Rebuild leaderboard.md/.csv/.html and the figures from DIR/results.jsonl.")
@@ -109,6 +113,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT")
     p.add_argument("dirs", metavar="DIR", nargs="+")
     p.add_argument("--no-report", action="store_true", help="only merge")
+    p = sub.add_parser("export", help="write DIR's results in another tool's format (lm-eval)",
+                       description="One JSON per (variant, backbone) in lm-evaluation-harness's results layout: "
+                                   "the mean over seeds at the best lr and its standard error, per task.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--format", default="lm-eval", choices=["lm-eval"], help="output format [lm-eval]")
+    p.add_argument("--out", metavar="OUTDIR", help="where to write (default: DIR/lm-eval)")
 
 
 def _err(msg: str) -> None:
@@ -295,8 +305,19 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     if args.retry_failed and not args.resume:
         _err("--retry-failed only makes sense with --resume")
         return 2
+    loggers = tuple(getattr(args, "loggers", None) or ())
+    if loggers:
+        from attnzoo.loggers import LoggerError, check_loggers
+
+        try:  # every missing extra named before any cell trains
+            loggers = check_loggers(loggers)
+        except LoggerError as exc:
+            _err(str(exc))
+            return 2
+        print(f"attnzoo bench: each cell logs to {', '.join(loggers)} under {out / 'logs'}/<cell id>/", file=sys.stderr)
     for gc in cells:
-        gc.cell = gc.cell.replace(progress=bool(args.progress))
+        logs = {"loggers": loggers, "log_dir": str(out / "logs" / gc.id)} if loggers and gc.runnable else {}
+        gc.cell = gc.cell.replace(progress=bool(args.progress), **logs)
     jobs = args.jobs
     if jobs is None:  # small models train best as one single-threaded cell per core
         jobs = cpu_count() if preset.trainer.get("accelerator") == "cpu" else 1
@@ -367,6 +388,16 @@ def main(args: argparse.Namespace) -> int:
     command = getattr(args, "bench_command", None)
     if command == "report":
         return _report(Path(args.dir))
+    if command == "export":
+        from attnzoo.leaderboard.export import export
+
+        try:
+            paths = export(args.dir, args.format, args.out)
+        except (FileNotFoundError, ValueError) as exc:
+            _err(str(exc))
+            return 2
+        print(f"wrote {len(paths)} {args.format} file(s) under {Path(args.out or Path(args.dir) / 'lm-eval')}")
+        return 0
     if command == "merge":
         missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
         if missing:

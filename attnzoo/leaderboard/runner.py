@@ -97,7 +97,8 @@ def _extensions(row: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
 def finish_row(gc: GridCell, row: Row, preset: Preset, base_prov: dict[str, Any]) -> Row:
     """The stored row: the harness's row, the cell's identity and the provenance."""
     cell = gc.cell.to_json()
-    cell.pop("threads", None)
+    for key in ("threads", "loggers", "log_dir"):  # how this machine ran it, not what it computed
+        cell.pop(key, None)
     if not gc.runnable:  # an n/a pair has no seed or learning rate of its own
         cell.update(seed=None, lr=None)
     prov = {**base_prov, **row.provenance, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
