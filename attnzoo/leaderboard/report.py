@@ -831,7 +831,7 @@ def _html_findings(findings: list[Finding]) -> list[str]:
 
 def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = None) -> list[Path]:
     """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written."""
-    from attnzoo.leaderboard import plots
+    from attnzoo.leaderboard import alignment, plots
 
     d = Path(directory)
     rows = latest_rows(read_rows(d) if rows is None else rows)
@@ -907,6 +907,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
             md += [f"![curves {task}]({figures[f'curves:{task}'].name})", ""]
         if f"attention:{task}" in figures:
             md += [f"![attention {task}]({figures[f'attention:{task}'].name})", ""]
+        md += alignment.markdown(task, entries)
     if "speed" in figures:
         md += ["## Speed", "", "![speed](speed.png)", ""]
     p = d / "leaderboard.md"
@@ -962,6 +963,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
         if any(e.peak_mem_hidden for e in entries):
             parts.append(f'<p class="note">{html.escape(PEAK_MEM_NOTE)}</p>')
         img(f"curves:{task}", f"learning curves, {task}")
+        parts += alignment.html_parts(task, entries)
         img(f"attention:{task}", f"attention maps, {task}")
     if "speed" in figures:
         parts.append('<h2 id="speed">Speed</h2>')
