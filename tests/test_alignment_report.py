@@ -55,6 +55,10 @@ def test_the_report_shows_the_table_and_says_what_attention_weights_are(rows, tm
     page = (tmp_path / "leaderboard.html").read_text()
     assert "date-format: alignment</h3>" in page and "Jain &amp; Wallace 2019" in page
     assert "### date-format: alignment" in (tmp_path / "leaderboard.md").read_text()
+    findings = (tmp_path / "findings.md").read_text()
+    assert "not an explanation of its output (Jain & Wallace 2019)" in findings
+    line = next(x for x in findings.splitlines() if x.startswith("- Where attention reads"))
+    assert "general [seq2seq]" in line and "location [seq2seq]" in line
 
 
 def test_maps_are_drawn_with_token_labels_and_gold_boxes(rows) -> None:

@@ -870,7 +870,8 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     # findings first: what the data say about each task's claims
     findings = evaluate(tasks)
     p = d / "findings.md"
-    p.write_text(findings_markdown(findings, n_rows=len(rows)), encoding="utf-8")
+    p.write_text(findings_markdown(findings, n_rows=len(rows), alignment=alignment.finding_lines(tasks)),
+                 encoding="utf-8")
     written.append(p)
 
     def mem_note(entries: Iterable[Entry]) -> list[str]:
