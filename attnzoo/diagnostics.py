@@ -40,9 +40,9 @@ __all__ = [
 DIAGNOSTIC_BATCH = 64
 #: the per-head scores, in the order tables show them
 METRICS = ("gold_mass", "align_acc", "aer", "entropy")
-#: most weights kept of the sample example's maps (layers x heads x rows x source keys); past it the
-#: heads of each layer are stored averaged
-SAMPLE_VALUES = 16384
+#: most weights kept of the sample example's maps (layers x heads x rows x source keys), so a row stays
+#: small: past it the heads of each layer are stored averaged, and past it still only the first rows
+SAMPLE_VALUES = 8192
 
 
 def _scored_rows(gold: Tensor, weights: Tensor) -> Tensor:
@@ -321,7 +321,7 @@ def diagnose(model: nn.Module, task: Any, batch: dict[str, Tensor], metric: str)
 def _sample(maps: list[AttentionMap], task: Any, batch: dict[str, Tensor], gold: Tensor | None) -> dict[str, Any]:
     """Example 0's maps, every layer and head, over its scored target rows and the source keys:
     ``{"src", "tgt", "rows", "layers": [{"name", "heads": [H][rows][S]}], "gold": [[S positions] per
-    row] | None, "averaged": bool}`` (weights rounded to 3 decimals). For the NTM the map is its read
+    row] | None, "averaged": bool}`` (weights rounded to 3 decimals; at most :data:`SAMPLE_VALUES`). For the NTM the map is its read
     weights attributed to source steps; ``"memory"`` then holds the raw read weights ``[rows][slots]``
     and ``"writes"`` the write weights of the source steps ``[S][slots]`` (head-averaged)."""
     src, tgt, mask = batch["src"][0], batch["tgt"][0], batch.get("tgt_mask")
@@ -329,6 +329,7 @@ def _sample(maps: list[AttentionMap], task: Any, batch: dict[str, Tensor], gold:
     rows = torch.arange(tgt.shape[0]) if mask is None else mask[0].cpu().nonzero().flatten()
     values = sum(m.weights.shape[1] for m in maps) * len(rows) * s
     averaged = values > SAMPLE_VALUES
+    rows = rows[: max(1, SAMPLE_VALUES // (len(maps) * s))] if averaged else rows
     layers = []
     for m in maps:
         w = m.weights[0][:, rows.to(m.weights.device), :s].cpu()  # (H, R, S)

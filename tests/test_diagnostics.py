@@ -205,3 +205,15 @@ def test_the_diagnostics_leave_the_global_rng_alone() -> None:
     assert module.alignment_diagnostics(batch) is not None
     assert torch.equal(torch.get_rng_state(), before)
     assert module.model.training, "the model's mode is restored"
+
+
+def test_the_stored_sample_stays_small(monkeypatch) -> None:
+    import attnzoo.diagnostics as diagnostics
+
+    monkeypatch.setattr(diagnostics, "SAMPLE_VALUES", 200)
+    t, model = _model("mqar", "transformer", "scaled-dot", input_seq_len=24, num_kv_pairs=4)
+    d = diagnose(model, t, t.generate(4, torch.Generator().manual_seed(0)), "token_acc")
+    sample = d["sample"]
+    assert sample["averaged"] and all(len(layer["heads"]) == 1 for layer in sample["layers"])
+    assert sum(len(h) * len(h[0]) for layer in sample["layers"] for h in layer["heads"]) <= 200
+    assert len(sample["gold"]) == len(sample["rows"]) >= 1
