@@ -217,3 +217,17 @@ def test_the_stored_sample_stays_small(monkeypatch) -> None:
     assert sample["averaged"] and all(len(layer["heads"]) == 1 for layer in sample["layers"])
     assert sum(len(h) * len(h[0]) for layer in sample["layers"] for h in layer["heads"]) <= 200
     assert len(sample["gold"]) == len(sample["rows"]) >= 1
+
+
+def test_uniform_attention_ntm_reads_the_mean_memory_row() -> None:
+    torch.manual_seed(0)
+    ntm = create_attention("ntm", 6, memory_slots=5, num_read_heads=2)
+    q = torch.randn(3, 1, 6)
+    state = ntm.initial_state(3, device="cpu", dtype=torch.float32)
+    normal = ntm(q, state=state)
+    with uniform_attention():
+        out = ntm(q, state=state)
+    torch.testing.assert_close(out.state.memory, normal.state.memory)  # the writes run as trained
+    mean_row = normal.state.memory.mean(dim=1)  # (B, W)
+    torch.testing.assert_close(out.context[:, 0], torch.cat([mean_row, mean_row], dim=-1))
+    torch.testing.assert_close(out.weights, torch.full_like(out.weights, 1 / 5))
