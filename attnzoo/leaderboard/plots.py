@@ -385,10 +385,14 @@ def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
         if gold and writes.size:
             marks = [(i, int(writes[g].argmax())) for i, gs in enumerate(gold) for g in gs]
         best = diag.get("best") or {}
+        # a read head that never moves (entropy ~0) reads one slot at every step: say so, since a copy at
+        # 1.00 beside it means the controller carries the sequence, not the read/write addressing
+        spread = best.get("entropy")
+        note = [f"read entropy {spread:.2f}" + (" (one slot)" if spread < 0.05 else "")] if spread is not None else []
+        note += [f"source mass via writes {best['gold_mass']:.2f}"] if best.get("gold_mass") is not None else []
         return {"w": w, "x": [f"m{k}" for k in range(w.shape[1])], "y": ylabels, "gold": marks,
                 "xlabel": "memory slot (NTM read weights)", "ylabel": "output step (its target)",
-                "note": f"source mass via writes {best.get('gold_mass', 0):.2f}" if best else "",
-                "mark": "slot written at the gold step"}
+                "note": " · ".join(note), "mark": "slot written at the gold step"}
     layer, head, note = _chosen_head(diag)
     layer = min(layer, len(sample["layers"]) - 1)
     heads = sample["layers"][layer]["heads"]
@@ -454,7 +458,8 @@ def attention_figure(task: str, entries: list[Entry]) -> Figure | None:
     nrows = math.ceil(n / ncols)
     # panel height follows the maps' shape: a one-query map (recall) needs a strip, not a square
     ratio = max(0.25, min(1.0, max(p["w"].shape[0] / p["w"].shape[1] for _, p in maps)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols + 0.8, (1.6 + 2.8 * ratio) * nrows),
+    # at least 6.5 in wide: a one-panel figure still has room for its title beside the colour bar
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(6.5, 4.3 * ncols + 0.8), (1.6 + 2.8 * ratio) * nrows + 0.3),
                              squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
@@ -480,7 +485,7 @@ def attention_figure(task: str, entries: list[Entry]) -> Figure | None:
         ax.set_title(f"{e.name}{acc}" + (f"\n{p['note']}" if p["note"] else ""), fontsize=7)
     fig.colorbar(im, ax=[a for a in axes.flat[:n]], label=f"attention weight (one scale, 0–{vmax:.2f})",
                  shrink=0.8, aspect=30)
-    boxes = f" (red boxes: {' / '.join(sorted(marked))})" if marked else ""
+    boxes = f"\nred boxes: {' / '.join(sorted(marked))}" if marked else ""
     fig.suptitle(f"{task}: attention on one test sample{boxes}", fontsize=9)
     return fig
 
