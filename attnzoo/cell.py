@@ -414,6 +414,8 @@ class Row:
     :ivar peak_mem_mb: CUDA peak allocation of the cell (``peak_mem_kind`` ``cuda_max_allocated``);
         None on the CPU, where a reused worker has no per-cell peak to read.
     :ivar curve: ``[[step, mean train loss since the previous point, val main metric], ...]``.
+    :ivar alignment: gold mass, alignment accuracy, AER, entropy per layer and head, the uniform-attention
+        ablation and example 0's maps (:func:`attnzoo.diagnostics.diagnose`); optional (None in older rows).
     :ivar schema: row layout version (:data:`SCHEMA_VERSION`; 1 for rows older than it).
     """
 
@@ -431,6 +433,9 @@ class Row:
     peak_mem_kind: str | None = None
     curve: list[Any] = field(default_factory=list)
     attention_map: dict[str, Any] | None = None
+    #: alignment diagnostics on one held-out test batch (:func:`attnzoo.diagnostics.diagnose`), None
+    #: when the cell records no attention or its backbone has none over the source
+    alignment: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     cell_id: str | None = None
     task: str | None = None

@@ -19,6 +19,8 @@ variant only writes :meth:`Attention.attend` on clean tensors.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,7 @@ __all__ = [
     "ScoreAttention",
     "default_scale",
     "compute_dtype",
+    "uniform_attention",
 ]
 
 
@@ -235,6 +238,30 @@ def _check_like_query(name: str, t: Tensor, query: Tensor) -> None:
         )
 
 
+#: how many :func:`uniform_attention` blocks are open (module-global: the ablation is a test-time probe
+#: run on one thread, and a flag here reaches every variant without a backbone passing anything down)
+_UNIFORM_DEPTH = 0
+
+
+@contextmanager
+def uniform_attention() -> Iterator[None]:
+    """Within the block, every variant's output is replaced by uniform attention over its allowed keys.
+
+    The uniform-attention ablation of Wiegreffe & Pinter (2019, "Attention is not not Explanation",
+    Sec. 3.1): the model runs as trained, but each attention call returns the mean of its values over
+    the keys its mask allows (weights ``1 / #allowed``), so a metric measured inside the block, beside
+    the same metric outside it, says how much the learned alignment is worth. The variant's own
+    :meth:`Attention.attend` still runs (its state, e.g. the NTM's memory writes, evolves as trained);
+    :meth:`Attention.uniform_output` decides what replaces its output. Not thread-safe; nestable.
+    """
+    global _UNIFORM_DEPTH
+    _UNIFORM_DEPTH += 1
+    try:
+        yield
+    finally:
+        _UNIFORM_DEPTH -= 1
+
+
 class Attention(nn.Module):
     """Base class for variants: checks arguments once, then calls :meth:`attend`.
 
@@ -331,7 +358,35 @@ class Attention(nn.Module):
     ) -> AttentionOutput:
         query, key, value, mask = self.check_inputs(query, key, value, mask)
         want = self.need_weights if need_weights is None else need_weights
-        return self.attend(query, key, value, mask, state=state, need_weights=want)
+        out = self.attend(query, key, value, mask, state=state, need_weights=want)
+        if _UNIFORM_DEPTH and self.ablate_uniformly:
+            return self.uniform_output(query, key, value, mask, out)
+        return out
+
+    #: whether :func:`uniform_attention` replaces this module's output; a wrapper whose inner variant is
+    #: itself an :class:`Attention` (the multi-head combinator) sets False, so only the innermost weights
+    #: are replaced and the wrapper's projections still run
+    ablate_uniformly: bool = True
+
+    def uniform_output(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None,
+                       out: AttentionOutput) -> AttentionOutput:
+        """What :func:`uniform_attention` returns in place of ``out``: context = mean of ``value`` over the
+        allowed keys (zero for a fully masked row), weights ``1 / #allowed`` on them; a pointer's
+        ``aux["logits"]`` become uniform too (so its output is chance) and a sampler's ``aux["probs"]``
+        the uniform distribution. Shapes as :meth:`attend`; a variant whose context is not a weighted
+        sum of ``value`` (the NTM reads its memory) overrides this.
+        """
+        b, tq, _ = query.shape
+        tk = key.shape[1]
+        allowed = torch.ones(b, tq, tk, dtype=torch.bool, device=query.device) if mask is None else mask
+        weights = allowed.to(value.dtype) / allowed.sum(dim=-1, keepdim=True).clamp_min(1).to(value.dtype)  # (B, Tq, Tk)
+        aux = dict(out.aux)
+        if "logits" in aux:
+            aux["logits"] = torch.zeros_like(aux["logits"]).masked_fill(~allowed, torch.finfo(aux["logits"].dtype).min)
+        if "probs" in aux:
+            aux["probs"] = weights.to(aux["probs"].dtype)
+        context = torch.bmm(weights, value)  # (B, Tq, Dv)
+        return AttentionOutput(context, weights if out.weights is not None else None, out.state, aux)
 
     def attend(
         self,

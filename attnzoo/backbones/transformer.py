@@ -144,6 +144,10 @@ class TransformerBackbone(nn.Module):
         self.record_attention = False
         self.record_layer = -1
 
+    def readout_start(self, src_len: int) -> int:
+        """The sequence position that predicts ``tgt_1`` (the next T positions predict the rest)."""
+        return {"aligned": 0, "bos": src_len, "last_src": src_len - 1}[self.readout]
+
     def forward(self, src: Tensor, tgt: Tensor) -> BackboneOutput:
         check_batch("transformer", src, tgt)
         n, s = src.shape
@@ -152,13 +156,11 @@ class TransformerBackbone(nn.Module):
             if t != s:
                 raise ValueError(f"transformer: readout='aligned' needs tgt as long as src (T == S), got S={s}, T={t}")
             tgt_in = tgt[:, :0]  # (N, 0): the answers are read in place, nothing is appended
-            first = 0
         elif self.readout == "bos":
             tgt_in = teacher_inputs(tgt, self.bos)  # (N, T): BOS tgt_1 .. tgt_{T-1}
-            first = s  # position predicting tgt_1
         else:
             tgt_in = tgt[:, :-1]  # (N, T-1)
-            first = s - 1
+        first = self.readout_start(s)
         length = s + tgt_in.shape[1]
         if length > self.max_len:
             raise ValueError(f"transformer: sequence length {length} exceeds max_len={self.max_len}; build with a larger max_len")

@@ -145,6 +145,18 @@ class TaskDataModule(L.LightningDataModule):
             if split not in self._fixed:
                 self._fixed[split] = FixedBatches(self.task.fixed_split(split, self.seed), self.eval_batch_size)
 
+    def held_out(self, split: str, n: int) -> Batch:
+        """The first ``n`` examples of the fixed ``split`` (the alignment diagnostics' batch)."""
+        if split not in self._fixed:
+            self._fixed[split] = FixedBatches(self.task.fixed_split(split, self.seed), self.eval_batch_size)
+        batches, out, got = self._fixed[split].batches, [], 0
+        for b in batches:
+            if got >= n:
+                break
+            out.append(b)
+            got += next(iter(b.values())).shape[0]
+        return {k: torch.cat([b[k] for b in out])[:n] for k in out[0]}
+
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_rank) if trainer is not None else 0

@@ -502,6 +502,21 @@ class AttnzooModule(L.LightningModule):
                 self.log(name, v, sync_dist=False, add_dataloader_idx=False)
 
     # -- inspection -------------------------------------------------------
+    def alignment_diagnostics(self, batch: dict[str, Tensor]) -> dict[str, Any] | None:
+        """:func:`attnzoo.diagnostics.diagnose` on ``batch`` (held-out test examples), on the module's
+        device, with the global RNG forked so a sampling variant leaves every later draw as it was."""
+        import time
+
+        from attnzoo.diagnostics import diagnose
+
+        start = time.perf_counter()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            out = diagnose(self.model, self.task, _move(batch, self.device), self.task.spec.metric)
+        if out is not None:
+            out["time_s"] = round(time.perf_counter() - start, 4)
+        return out
+
     @torch.no_grad()
     def attention_maps(self, sample: dict[str, Tensor] | None = None) -> dict[str, Any] | None:
         """The backbone's representative attention map for one fixed test example.

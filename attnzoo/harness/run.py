@@ -327,6 +327,9 @@ def _run(cell: Cell, row: dict[str, Any]) -> None:
     row["main_value"] = metrics.get(module.main_metric)
     if cell.record_attention:
         row["attention_map"] = module.attention_maps()
+        from attnzoo.diagnostics import DIAGNOSTIC_BATCH
+
+        row["alignment"] = module.alignment_diagnostics(dm.held_out("test", DIAGNOSTIC_BATCH))
     row["status"] = "ok"
     row["error"] = None
     if row["main_value"] is not None and not math.isfinite(row["main_value"]):

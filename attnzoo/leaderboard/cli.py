@@ -37,6 +37,7 @@ examples:
   attnzoo bench merge runs/paper runs/paper-0 runs/paper-1 runs/paper-2 runs/paper-3
   attnzoo bench report bench-out/default         rebuild tables and figures from results.jsonl
   attnzoo bench export bench-out/default --format lm-eval   one lm-evaluation-harness results JSON per model
+  attnzoo bench export-attention bench-out/default CELL_ID   one cell's maps for bertviz (torch.save)
 """
 
 
@@ -102,7 +103,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_ray_arguments(parser)
 
-    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,export}", title="sub-commands")
+    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,export,export-attention}", title="sub-commands")
     sub.required = False
     p = sub.add_parser("report", help="rebuild tables and figures of DIR from its results.jsonl alone",
                        description="Rebuild leaderboard.md/.csv/.html and the figures from DIR/results.jsonl.")
@@ -119,6 +120,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--format", default="lm-eval", choices=["lm-eval"], help="output format [lm-eval]")
     p.add_argument("--out", metavar="OUTDIR", help="where to write (default: DIR/lm-eval)")
+    p = sub.add_parser("export-attention", help="write one cell's attention maps in bertviz's layout",
+                       description="Write CELL_ID's stored attention maps (every layer and head, example 0 of "
+                                   "its diagnostics batch) with torch.save: payload['bertviz'] holds "
+                                   "cross_attention [(1, heads, q, k) per layer], encoder_tokens and "
+                                   "decoder_tokens, so bertviz's head_view(**payload['bertviz']) opens it.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("cell_id", metavar="CELL_ID", help="the cell's id (or a unique prefix), as in results.jsonl")
+    p.add_argument("--out", metavar="FILE", help="default: DIR/attention-<cell_id>.pt")
 
 
 def _err(msg: str) -> None:
@@ -397,6 +406,16 @@ def main(args: argparse.Namespace) -> int:
             _err(str(exc))
             return 2
         print(f"wrote {len(paths)} {args.format} file(s) under {Path(args.out or Path(args.dir) / 'lm-eval')}")
+        return 0
+    if command == "export-attention":
+        from attnzoo.leaderboard.alignment import export_attention
+
+        try:
+            path = export_attention(args.dir, args.cell_id, args.out)
+        except (KeyError, ValueError, FileNotFoundError) as exc:
+            _err(str(exc.args[0] if isinstance(exc, KeyError) else exc))
+            return 2
+        print(f"wrote {path}")
         return 0
     if command == "merge":
         missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]

@@ -401,8 +401,23 @@ def _one_answer_per_claim(findings: list[Finding], claim_of: dict[int, tuple[str
     return kept
 
 
-def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None) -> str:
-    """``findings.md``: a count of verdicts, then each task's findings with why each was expected."""
+#: said once in findings.md wherever alignment diagnostics are cited
+DIAGNOSTIC_NOT_EXPLANATION = (
+    "Where a claim is about alignment, the attention's gold mass is cited (the mean weight on the source "
+    "positions the task's answer is at, best-matching layer/head, median over seeds) with the uniform-attention "
+    "ablation (the main metric when every attention is replaced by uniform weights, Wiegreffe & Pinter 2019). "
+    "Attention weights are a diagnostic of where a model reads, not an explanation of its output "
+    "(Jain & Wallace 2019): a model may reach the same answer by other weights."
+)
+
+
+def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None,
+                      alignment: dict[str, str] | None = None) -> str:
+    """``findings.md``: a count of verdicts, then each task's findings with why each was expected.
+
+    :param alignment: per task label, a sentence citing its alignment diagnostics
+        (:func:`attnzoo.leaderboard.alignment.finding_lines`), printed after the task's claims.
+    """
     counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
     lines = ["# Findings", "",
              "Written by `attnzoo bench report` from results.jsonl" + (f" ({n_rows} rows)" if n_rows else "")
@@ -413,6 +428,8 @@ def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None)
              "it (*not by step N*: half the seeds or more never did within the budget of N steps). "
              "A claim the data do not support is printed as not supported, with its numbers.", "",
              "**" + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + "**", ""]
+    if alignment:
+        lines += [DIAGNOSTIC_NOT_EXPLANATION, ""]
     by_task: dict[str, list[Finding]] = {}
     for f in findings:
         by_task.setdefault(f.task, []).append(f)
@@ -424,6 +441,8 @@ def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None)
             lines.append(f"- {f.claim}: **{f.verdict_text}**.")
             if f.why:
                 lines.append(f"  Why expected: {f.why}.")
+        if alignment and alignment.get(task):
+            lines.append(f"- {alignment[task]}")
         lines.append("")
     return "\n".join(lines)
 

@@ -546,56 +546,147 @@ def _key_labels(am: dict[str, Any], tk: int) -> list[str] | None:
     return None
 
 
+#: most tick labels on an attention map's axis (a date's 30 characters all fit at font size 6)
+_MAX_TICKS = 32
+
+
+def _chosen_head(diag: dict[str, Any]) -> tuple[int, int, str]:
+    """``(layer, head, what)`` to draw: the head with the most gold mass, else (no gold) the most peaked."""
+    best = diag.get("best")
+    if best and "layer" in best:
+        return int(best["layer"]), int(best["head"]), f"gold mass {best.get('gold_mass', 0):.2f}"
+    heads = [h for h in diag.get("heads") or [] if h.get("entropy") is not None]
+    if heads:
+        h = min(heads, key=lambda h: h["entropy"])
+        return int(h["layer"]), int(h["head"]), f"entropy {h['entropy']:.2f} (most peaked head)"
+    return 0, 0, ""
+
+
+def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
+    """What a panel draws from a row's alignment sample: the chosen layer/head over the scored target rows
+    and the source keys, token labels from the task, the gold positions; for the NTM its read weights
+    over memory slots, with the slot each gold source step was written to."""
+    import numpy as np
+
+    from attnzoo.leaderboard.alignment import task_of
+
+    diag = row.get("alignment") or {}
+    sample = diag.get("sample")
+    if not sample or not sample.get("layers"):
+        return None
+    task = task_of(row)
+    src, tgt, rows = sample["src"], sample["tgt"], sample["rows"]
+    ylabels = task.decode([tgt[r] for r in rows], target=True) if task else [str(tgt[r]) for r in rows]
+    gold = sample.get("gold")
+    if sample.get("memory") is not None:  # the NTM: what it reads is memory, so draw memory
+        w = np.asarray(sample["memory"], dtype=float)  # (R, slots)
+        writes = np.asarray(sample.get("writes") or [], dtype=float)  # (S, slots)
+        marks = []
+        if gold and writes.size:
+            marks = [(i, int(writes[g].argmax())) for i, gs in enumerate(gold) for g in gs]
+        best = diag.get("best") or {}
+        # a read head that never moves (entropy ~0) reads one slot at every step: say so, since a copy at
+        # 1.00 beside it means the controller carries the sequence, not the read/write addressing
+        spread = best.get("entropy")
+        note = [f"read entropy {spread:.2f}" + (" (one slot)" if spread < 0.05 else "")] if spread is not None else []
+        note += [f"source mass via writes {best['gold_mass']:.2f}"] if best.get("gold_mass") is not None else []
+        return {"w": w, "x": [f"m{k}" for k in range(w.shape[1])], "y": ylabels, "gold": marks,
+                "xlabel": "memory slot (NTM read weights)", "ylabel": "output step (its target)",
+                "note": " · ".join(note), "mark": "slot written at the gold step"}
+    layer, head, note = _chosen_head(diag)
+    layer = min(layer, len(sample["layers"]) - 1)
+    heads = sample["layers"][layer]["heads"]
+    head = 0 if sample.get("averaged") else min(head, len(heads) - 1)
+    w = np.asarray(heads[head], dtype=float)  # (R, S)
+    which = f"L{layer}" + ("" if sample.get("averaged") else f" H{head}")
+    marks = [(i, g) for i, gs in enumerate(gold or []) for g in gs]
+    return {"w": w, "x": task.decode(src) if task else [str(t) for t in src], "y": ylabels, "gold": marks,
+            "xlabel": "key: source token", "ylabel": "query: the target it predicts",
+            "note": f"{which} · {note}" if note else which, "mark": "gold position"}
+
+
+def _legacy_panel(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A row stored before the alignment diagnostics: its one ``attention_map``, labelled by ids."""
+    import numpy as np
+
+    am = row.get("attention_map")
+    if not am:
+        return None
+    try:
+        w = np.asarray(am.get("weights"), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if w.ndim != 2 or w.size == 0 or not np.isfinite(w).any():
+        return None
+    tq, tk = w.shape
+    xl = _key_labels(am, tk)
+    yl = _tick_labels(am.get("tgt_tokens") or am.get("query_tokens") or am.get("tgt"), tq)
+    return {"w": w, "x": xl, "y": yl, "gold": [], "note": "",
+            "xlabel": "key: " + ("input tokens" if xl else "position"),
+            "ylabel": "query: " + ("output tokens" if yl else "position"), "mark": ""}
+
+
 def attention_figure(task: str, entries: list[Entry]) -> Figure | None:
     """One panel per entry with a recorded map (first finished seed), at most three to a row so each stays
     readable at page width; one colour scale for all panels (0 to the largest weight of any) and one
-    colour bar, so a near-uniform map reads as flat next to a peaked one."""
+    colour bar, so a near-uniform map reads as flat next to a peaked one.
+
+    A row with alignment diagnostics is drawn from its stored sample: the layer/head that best matches
+    the gold alignment (named in the panel), axes labelled with the task's decoded tokens, and the gold
+    positions boxed in red. The NTM's panel is its read weights over memory slots (what it reads), the
+    boxes on the slot each gold source step was written to. Older rows draw their one stored map.
+    """
     import numpy as np
+    from matplotlib.patches import Rectangle
 
     plt = _plt()
     maps = []
     for e in entries:
-        row = next((r for r in e.rows if r.get("status") == "ok" and r.get("attention_map")), None)
-        if row is None:
-            continue
-        am = row["attention_map"]
-        try:
-            w = np.asarray(am.get("weights"), dtype=float)
-        except (TypeError, ValueError):
-            continue
-        if w.ndim != 2 or w.size == 0 or not np.isfinite(w).any():
-            continue
-        maps.append((e, am, w))
+        ok = [r for r in e.rows if r.get("status") == "ok"]
+        row = next((r for r in ok if (r.get("alignment") or {}).get("sample")), None)
+        panel = _sample_panel(row) if row is not None else None
+        if panel is None:
+            row = next((r for r in ok if r.get("attention_map")), None)
+            panel = _legacy_panel(row) if row is not None else None
+        if panel is not None and np.isfinite(panel["w"]).any():
+            maps.append((e, panel))
     if not maps:
         return None
-    vmax = max(1e-9, max(float(np.nanmax(w)) for _, _, w in maps))
+    vmax = max(1e-9, max(float(np.nanmax(p["w"])) for _, p in maps))
     n = len(maps)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     # panel height follows the maps' shape: a one-query map (recall) needs a strip, not a square
-    ratio = max(0.25, min(1.0, max(w.shape[0] / w.shape[1] for _, _, w in maps)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols + 0.8, (1.3 + 2.8 * ratio) * nrows),
+    ratio = max(0.25, min(1.0, max(p["w"].shape[0] / p["w"].shape[1] for _, p in maps)))
+    # at least 6.5 in wide: a one-panel figure still has room for its title beside the colour bar
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(6.5, 4.3 * ncols + 0.8), (1.6 + 2.8 * ratio) * nrows + 0.3),
                              squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
     im = None
-    for ax, (e, am, w) in zip(axes.flat, maps):
+    marked = set()
+    for ax, (e, p) in zip(axes.flat, maps):
+        w = p["w"]
         im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        for r, k in p["gold"]:
+            ax.add_patch(Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.3))
+        if p["gold"]:
+            marked.add(p["mark"])
         tq, tk = w.shape
-        xl = _key_labels(am, tk)
-        yl = _tick_labels(am.get("tgt_tokens") or am.get("query_tokens") or am.get("tgt"), tq)
-        step_x = max(1, math.ceil(tk / 24))
-        step_y = max(1, math.ceil(tq / 24))
+        xl, yl = _tick_labels(p["x"], tk), _tick_labels(p["y"], tq)
+        step_x = max(1, math.ceil(tk / _MAX_TICKS))
+        step_y = max(1, math.ceil(tq / _MAX_TICKS))
         ax.set_xticks(range(0, tk, step_x), (xl[::step_x] if xl else list(range(0, tk, step_x))), fontsize=6,
                       rotation=90)
         ax.set_yticks(range(0, tq, step_y), (yl[::step_y] if yl else list(range(0, tq, step_y))), fontsize=6)
-        ax.set_xlabel("key: " + ("input tokens" if xl else "position"), fontsize=7)
-        ax.set_ylabel("query: " + ("output tokens" if yl else "position"), fontsize=7)
+        ax.set_xlabel(p["xlabel"], fontsize=7)
+        ax.set_ylabel(p["ylabel"], fontsize=7)
         acc = f" (median {e.median:.2f})" if e.median is not None else ""
-        ax.set_title(f"{e.name}{acc}", fontsize=8)
+        ax.set_title(f"{e.name}{acc}" + (f"\n{p['note']}" if p["note"] else ""), fontsize=7)
     fig.colorbar(im, ax=[a for a in axes.flat[:n]], label=f"attention weight (one scale, 0–{vmax:.2f})",
                  shrink=0.8, aspect=30)
-    fig.suptitle(f"{task}: attention on one test sample")
+    boxes = f"\nred boxes: {' / '.join(sorted(marked))}" if marked else ""
+    fig.suptitle(f"{task}: attention on one test sample{boxes}", fontsize=9)
     return fig
 
 

@@ -1209,7 +1209,7 @@ def _html_page(tasks: dict[str, list[Entry]], findings: list[Finding], figures: 
     """The leaderboard page, in reading order: the answer (summary figure and paragraph beside the heatmap),
     the overall table, then per task (collapsed) its findings, table, curves and attention maps; MAD, speed,
     provenance last. One file: styles, script and images inline."""
-    from attnzoo.leaderboard import plots
+    from attnzoo.leaderboard import alignment, plots
 
     anchors = _anchors(tasks)
     _, _, chosen = overall_table(tasks)
@@ -1273,8 +1273,8 @@ def _html_page(tasks: dict[str, list[Entry]], findings: list[Finding], figures: 
                   _html_task_table(entries, highlight)]
         if any(e.peak_mem_hidden for e in entries):
             parts.append(f'<p class="note">{html.escape(PEAK_MEM_NOTE)}</p>')
-        parts += [img(f"curves:{task}", f"learning curves, {task}"), img(f"attention:{task}", f"attention maps, {task}"),
-                  "</details>"]
+        parts += [img(f"curves:{task}", f"learning curves, {task}"), *alignment.html_parts(task, entries),
+                  img(f"attention:{task}", f"attention maps, {task}"), "</details>"]
     parts += ["<h2 id=\"throughput\">Accuracy vs throughput</h2>", img("acc_vs_speed", "accuracy vs throughput")]
     if mad:
         m_headers, m_rows, m_notes = mad
@@ -1295,7 +1295,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     :param highlight: variants whose rows the page highlights (``bench --against``: the new variants).
     """
     from attnzoo import results
-    from attnzoo.leaderboard import plots
+    from attnzoo.leaderboard import alignment, plots
 
     d = Path(directory)
     res = results.from_rows(read_rows(d) if rows is None else rows)  # the results API: one aggregation
@@ -1344,7 +1344,8 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     # findings first: what the data say about each task's claims
     findings = evaluate(tasks)
     p = d / "findings.md"
-    p.write_text(findings_markdown(findings, n_rows=len(rows)), encoding="utf-8")
+    p.write_text(findings_markdown(findings, n_rows=len(rows), alignment=alignment.finding_lines(tasks)),
+                 encoding="utf-8")
     written.append(p)
 
     def mem_note(entries: Iterable[Entry]) -> list[str]:
@@ -1390,6 +1391,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
             md += [f"![curves {task}]({figures[f'curves:{task}'].name})", ""]
         if f"attention:{task}" in figures:
             md += [f"![attention {task}]({figures[f'attention:{task}'].name})", ""]
+        md += alignment.markdown(task, entries)
     if "speed" in figures:
         md += ["## Speed", "", "![speed](speed.png)", ""]
     p = d / "leaderboard.md"

@@ -84,6 +84,8 @@ class MultiHeadAttention(Attention):
         self.variant_name = name or getattr(variant, "__name__", type(variant).__name__)
         self.inner = variant(d, d, dv, **variant_kwargs)
 
+    ablate_uniformly = False  # the inner variant's weights are replaced; the projections still run
+
     def _split(self, x: Tensor, d: int) -> Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, d).transpose(1, 2).reshape(b * self.num_heads, t, d)  # (B*H, T, d)

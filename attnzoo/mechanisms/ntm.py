@@ -385,6 +385,17 @@ class NTMAttention(Attention):
             {"write_weights": writes},  # (B, Tq, N)
         )
 
+    def uniform_output(self, query, key, value, mask, out: AttentionOutput) -> AttentionOutput:
+        """The uniform-attention ablation (:func:`attnzoo.contract.uniform_attention`): every read head
+        reads the mean memory row of ``M_t`` (weights ``1/N`` on every slot); the writes and the state
+        (including the read weights that location addressing continues from) stay as trained. Exact for
+        one query step, the NTM backbone's call; with ``Tq > 1`` every step reads the last step's memory."""
+        b, tq, _ = query.shape
+        mean_row = out.state.memory.mean(dim=1)  # (B, W)
+        context = mean_row.repeat(1, self.num_read_heads)[:, None].expand(b, tq, self.value_dim)  # (B, Tq, R*W)
+        weights = out.weights.new_full(out.weights.shape, 1.0 / self.memory_slots)  # (B, Tq, N)
+        return AttentionOutput(context, weights, out.state, dict(out.aux))
+
 
 SPECS: dict[str, tuple[AttentionSpec, Any]] = {
     "ntm": (

@@ -34,6 +34,7 @@ from attnzoo.spec import validate_name
 __all__ = [
     "TaskSpec", "Task", "PAD", "Contrast", "CONTRAST_KINDS", "DEFAULT_SOLVE_THRESHOLD", "NO_ATTENTION",
     "attention_beats_baseline", "variant_beats", "solves", "fails_long", "degrades_with_length", "depth_helps",
+    "gold_at", "gold_in_order",
 ]  # fmt: skip
 
 PAD = 0
@@ -251,6 +252,40 @@ class Task:
         (e.g. 1/num_kv_pairs for recall, not 1/vocab). Reported beside the metric."""
         raise NotImplementedError
 
+    def gold_alignment(self, batch: Mapping[str, Tensor]) -> Tensor | None:
+        """Which source positions each scored target position should read: bool ``[N, T, S]``, or None
+        when the task has no gold alignment (the default; e.g. ListOps, whose answer depends on every token).
+
+        Positions index ``src`` as the batch holds it, whatever the backbone: the encoder states of the
+        seq2seq and pointer backbones, the source block ``[0, S)`` of the Transformer's one sequence (the
+        key columns its recorded maps keep), the source steps of the NTM's controller. Row ``(n, t)`` is
+        all False where ``tgt_mask`` leaves ``t`` unscored or no source position holds what ``tgt_t``
+        needs (the separators of an ISO date). Reading the token at a gold position answers the task
+        (tests/test_alignment.py checks it per task): the answer itself, or for a pointer task the
+        pointed-at position, or for date-format the field being written.
+
+        :param batch: a batch of :meth:`generate` (``src`` ``[N, S]``, ``tgt`` ``[N, T]``, ``tgt_mask``).
+        """
+        return None
+
+    def token_names(self) -> list[str]:
+        """Display names of the source ids ``[0, vocab_size)`` (plots and exports); id 0 is ``"·"`` (PAD)."""
+        return ["·", *map(str, range(1, self.vocab_size))]
+
+    def target_names(self) -> list[str]:
+        """Display names of the target classes ``[0, num_classes)``: positions ``"@i"`` for a pointer task,
+        else the source names where the ids coincide."""
+        if self.spec.output == "pointers":
+            return [f"@{i}" for i in range(self.num_classes)]
+        names = self.token_names()
+        return [names[i] if i < len(names) else str(i) for i in range(self.num_classes)]
+
+    def decode(self, ids: list[int] | Tensor, *, target: bool = False) -> list[str]:
+        """``ids`` (one example's ``src``, or ``tgt`` with ``target=True``) as display names."""
+        names = self.target_names() if target else self.token_names()
+        ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        return [names[i] if 0 <= i < len(names) else str(i) for i in ids]
+
     # -- provided ----------------------------------------------------------
     def knobs(self) -> dict[str, Any]:
         """The constructor's keyword arguments and their current values."""
@@ -312,3 +347,28 @@ class Task:
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v!r}" for k, v in self.knobs().items())
         return f"{type(self).__name__}({knobs})"
+
+
+def gold_at(positions: Tensor, src_len: int, scored: Tensor | None = None) -> Tensor:
+    """One gold position per target position as a :meth:`Task.gold_alignment` tensor.
+
+    :param positions: long ``[N, T]``, the source position each target position reads; ``-1`` = none.
+    :param src_len: S.
+    :param scored: bool ``[N, T]`` (``tgt_mask``); unscored rows stay all False.
+    :returns: bool ``[N, T, S]``.
+    """
+    has = positions >= 0  # (N, T)
+    if scored is not None:
+        has = has & scored
+    gold = torch.zeros(*positions.shape, src_len, dtype=torch.bool, device=positions.device)
+    gold.scatter_(2, positions.clamp_min(0)[..., None], has[..., None])
+    return gold
+
+
+def gold_in_order(content: Tensor, count: int) -> Tensor:
+    """long ``[N, count]``: the positions of the first ``count`` True entries of ``content`` ``[N, S]``, in
+    order (selective copying's alignment: output j reads the j-th content token); ``-1`` past the last."""
+    n, s = content.shape
+    order = torch.sort((~content).to(torch.uint8), dim=1, stable=True).indices[:, :count]  # (N, count)
+    found = content.gather(1, order)
+    return torch.where(found, order, torch.full_like(order, -1))

@@ -12,6 +12,7 @@ from attnzoo.tasks.base import (
     Task,
     TaskSpec,
     attention_beats_baseline,
+    gold_at,
     degrades_with_length,
     fails_long,
     solves,
@@ -96,6 +97,15 @@ class CopyTask(Task):
     def _target(self, src: Tensor) -> Tensor:
         return src.clone()
 
+    def _source_of(self, n: int, length: int) -> Tensor:
+        """long [N, T]: the source position output t copies (t itself)."""
+        return torch.arange(length).expand(n, length)
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """Output t reads source position t (reverse: ``S - 1 - t``), the diagonal (anti-diagonal)."""
+        n, s = batch["src"].shape
+        return gold_at(self._source_of(n, s).to(batch["src"].device), s)
+
     def generate(self, n: int, generator: torch.Generator, *, long: bool = False) -> dict[str, Tensor]:
         length = self.long_length if long else self.length
         src = torch.randint(1, self.num_symbols + 1, (n, length), generator=generator)  # (N, L)
@@ -136,6 +146,9 @@ class ReverseTask(CopyTask):
 
     def _target(self, src: Tensor) -> Tensor:
         return src.flip(1)
+
+    def _source_of(self, n: int, length: int) -> Tensor:
+        return (length - 1 - torch.arange(length)).expand(n, length)
 
     def solve(self, src: list[int]) -> list[int]:
         return list(reversed(src))

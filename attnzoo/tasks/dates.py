@@ -62,6 +62,27 @@ def _encode(strings: list[str], width: int) -> Tensor:
     return _LUT[torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()].view(len(strings), width)
 
 
+def date_fields(text: str) -> dict[str, tuple[int, int]]:
+    """``{"year": (start, end), "month": ..., "day": ...}``: the character span of each field in a date
+    written in one of :data:`FORMATS` (the same reading as :meth:`DateFormatTask.solve`)."""
+    words = [m for m in re.finditer(r"[A-Za-z]+", text) if m.group()[:3].lower() in _MONTH_PREFIXES]
+    numbers = list(re.finditer(r"\d+", text))
+    if words:  # a month name: the 4-digit number is the year, the other the day
+        year = next(m for m in numbers if len(m.group()) == 4)
+        day = next(m for m in numbers if len(m.group()) <= 2)
+        month = words[0]
+    elif len(numbers[0].group()) == 4:
+        year, month, day = numbers
+    elif "/" in text:
+        month, day, year = numbers
+    else:
+        day, month, year = numbers
+    return {"year": year.span(), "month": month.span(), "day": day.span()}
+
+
+_MONTH_PREFIXES = tuple(m[:3].lower() for m in MONTHS)
+
+
 class DateFormatTask(Task):
     """Rewrite a human-written date as ISO 8601 (``"Wednesday, March 3rd 2021"`` -> ``"2021-03-03"``).
 
@@ -116,6 +137,24 @@ class DateFormatTask(Task):
         dates = [dt.date.fromordinal(self._first + rng.randrange(self._days)) for _ in range(n)]
         src = [FORMATS[rng.randrange(len(FORMATS))][1](d) for d in dates]
         return {"src": _encode(src, self.src_len), "tgt": _encode([d.isoformat() for d in dates], 10)}
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """The field being written: the ISO year's four characters read every source character of the
+        year (a two-digit year too: its century follows from those two digits), the month's two read
+        the month (its digits or its name), the day's two the day's digits; the ``-`` separators read
+        nothing."""
+        src = batch["src"]
+        gold = torch.zeros(*batch["tgt"].shape, src.shape[1], dtype=torch.bool)
+        for i, row in enumerate(src.tolist()):
+            spans = date_fields("".join(CHARS[t - 1] for t in row if t))
+            for field, outputs in (("year", range(0, 4)), ("month", range(5, 7)), ("day", range(8, 10))):
+                start, end = spans[field]
+                gold[i, list(outputs), start:end] = True
+        return gold.to(src.device)
+
+    def token_names(self) -> list[str]:
+        """The characters (``␣`` for a space)."""
+        return ["·", *(c if c != " " else "␣" for c in CHARS)]
 
     def solve(self, src: list[int]) -> list[int]:
         text = "".join(CHARS[t - 1] for t in src if t)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, depth_helps
+from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, depth_helps, gold_at
 
 __all__ = ["InductionHeadsTask", "TASKS"]
 
@@ -130,6 +130,18 @@ class InductionHeadsTask(Task):
         tgt_mask = is_name[:, None] | (steps == 0)  # (N, K)
         tgt = torch.where(tgt_mask, src.gather(1, slots), PAD)
         return {"src": src, "tgt": tgt, "tgt_mask": tgt_mask, "slice": is_name.long()}
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """Output j reads position ``first + 1 + j``: the token after the trigger's earlier occurrence
+        ``first`` (and, for a name, the pieces after it), scored positions only."""
+        src = batch["src"]
+        first = (src == src[:, -1:]).long().argmax(dim=1)  # (N,) the trigger's first occurrence
+        pos = first[:, None] + 1 + torch.arange(self.name_len, device=src.device)  # (N, T)
+        return gold_at(pos, src.shape[1], batch.get("tgt_mask"))
+
+    def token_names(self) -> list[str]:
+        """Ordinary tokens by id, name pieces as ``n<i>``."""
+        return ["·", *map(str, range(1, self.num_symbols + 1)), *(f"n{i}" for i in range(self.num_name_pieces))]
 
     def solve(self, src: list[int]) -> list[int]:
         at = src.index(src[-1]) + 1

@@ -147,6 +147,10 @@ class ListOpsTask(Task):
         src = torch.tensor(rows, dtype=torch.long).view(n, width)
         return {"src": src, "tgt": torch.tensor(answers, dtype=torch.long).view(n, 1)}
 
+    def token_names(self) -> list[str]:
+        """:data:`TOKENS` (digits, ``[MIN`` ... ``]``); ListOps has no gold alignment (every token counts)."""
+        return ["·", *TOKENS[1:]]
+
     def solve(self, src: list[int]) -> list[int]:
         ops = {"[MIN": min, "[MAX": max, "[MED": lambda a: int(statistics.median(a)), "[SM": lambda a: sum(a) % 10}
         stack: list[list] = [[]]  # each open operator: [function, operands...]

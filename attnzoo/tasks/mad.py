@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import python_rng, require, sample_distinct
-from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline
+from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, gold_at, gold_in_order
 
 __all__ = [
     "MAD_TASKS", "MAD_SETTINGS", "MAD_LRS", "MAD_WEIGHT_DECAYS", "MADTask", "InContextRecallTask",
@@ -322,6 +322,20 @@ class InContextRecallTask(MADTask):
             out[t] = bound[key]
         return out
 
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """At each scored position (a repeated key, the probe), the value position ``p + 1`` of the
+        pair ``p`` that first bound that key (the only binding left in ``src``: later values are asks)."""
+        src = batch["src"]
+        pos = torch.full(src.shape, -1, dtype=torch.long)
+        for i, row in enumerate(src.tolist()):
+            first: dict[int, int] = {}
+            for t in range(0, len(row) - 1, 2):
+                if 1 <= row[t] <= self.num_keys:
+                    first.setdefault(row[t], t + 1)
+            for t, key, _ in self._scored(row):
+                pos[i, t] = first[key]
+        return gold_at(pos.to(src.device), src.shape[1], batch.get("tgt_mask"))
+
     def _guess(self, src: list[int]) -> list[int]:
         out = [PAD] * len(src)
         for t, _, bound in self._scored(src):
@@ -565,6 +579,11 @@ class MADSelectiveCopyTask(MADTask):
 
     def solve(self, src: list[int]) -> list[int]:
         return [t for t in src if t < self.BLANK]
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """Output j reads the j-th content token's position (neither blank nor the copy token)."""
+        src = batch["src"]
+        return gold_at(gold_in_order(src < self.BLANK, self.num_tokens_to_copy), src.shape[1])
 
     def _closed_chance(self) -> float:
         return 1.0 / (self.vocab_size_knob - 2)

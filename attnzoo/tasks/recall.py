@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct, sample_weighted_distinct
-from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, variant_beats
+from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, gold_at, variant_beats
 
 __all__ = ["AssociativeRecallTask", "MQARTask", "TASKS"]
 
@@ -87,6 +87,20 @@ class AssociativeRecallTask(Task):
     def solve(self, src: list[int]) -> list[int]:
         pairs = dict(zip(src[0:-2:2], src[1:-2:2]))
         return [pairs[src[-1]]]
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """The answer reads the *value* of the pair whose key is the query, position ``2j + 1`` (its key
+        sits at ``2j``, the position before)."""
+        src = batch["src"]
+        match = src[:, 0:-2:2] == src[:, -1:]  # (N, P): which pair's key is the query
+        return gold_at((2 * match.long().argmax(dim=1) + 1)[:, None], src.shape[1])
+
+    def token_names(self) -> list[str]:
+        """``?`` the query marker; keys as letters and values as digits (Ba et al.'s ``c9k8j3f1??c``) where
+        the alphabets are that small, else ``k<i>`` / ``v<i>``."""
+        keys = [chr(ord("a") + i) if self.num_keys <= 26 else f"k{i}" for i in range(self.num_keys)]
+        values = [str(i) if self.num_values <= 10 else f"v{i}" for i in range(self.num_values)]
+        return ["·", "?", *keys, *values]
 
     def chance(self) -> float:
         return 1.0 / self.num_pairs
@@ -208,6 +222,14 @@ class MQARTask(Task):
         answers.scatter_(1, 2 * gaps, values[:, :q])  # (N, section): the value, at its key's query slot
         tgt = torch.cat([torch.full_like(kv, PAD), answers], dim=1)  # (N, S)
         return {"src": torch.cat([kv, queries], dim=1), "tgt": tgt, "tgt_mask": tgt != PAD}
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """At each scored query position, the *value* position ``2j + 1`` of the kv pair whose key ``2j``
+        is the queried key (the causal model reads it from the query token itself)."""
+        src, m = batch["src"], self.num_kv_pairs
+        match = src[:, None, 0 : 2 * m : 2] == src[:, :, None]  # (N, S, M): query position x pair
+        pos = torch.where(match.any(dim=2), 2 * match.long().argmax(dim=2) + 1, -1)  # (N, S)
+        return gold_at(pos, src.shape[1], batch.get("tgt_mask"))
 
     def solve(self, src: list[int]) -> list[int]:
         m, half = self.num_kv_pairs, self.vocab_size // 2

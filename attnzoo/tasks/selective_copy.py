@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline
+from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline, gold_at, gold_in_order
 
 __all__ = ["SelectiveCopyTask", "TASKS"]
 
@@ -79,6 +79,15 @@ class SelectiveCopyTask(Task):
 
     def solve(self, src: list[int]) -> list[int]:
         return [t for t in src if t > self.BLANK]
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """Output j reads the j-th content (non-blank) token's position."""
+        src = batch["src"]
+        return gold_at(gold_in_order(src > self.BLANK, self.num_tokens), src.shape[1])
+
+    def token_names(self) -> list[str]:
+        """``_`` the blank."""
+        return ["·", "_", *map(str, range(2, self.vocab_size))]
 
     def chance(self) -> float:
         return 1.0 / self.num_symbols

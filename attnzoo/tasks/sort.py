@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from attnzoo.tasks._util import require, sample_distinct
-from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline, solves
+from attnzoo.tasks.base import Task, TaskSpec, attention_beats_baseline, gold_at, solves
 
 __all__ = ["SortTask", "TASKS"]
 
@@ -80,6 +80,15 @@ class SortTask(Task):
 
     def solve(self, src: list[int]) -> list[int]:
         return sorted(range(1, len(src)), key=src.__getitem__)
+
+    def gold_alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """Output j points at the position of the j-th smallest value: the target itself (a pointer)."""
+        src = batch["src"]
+        return gold_at(src[:, 1:].argsort(dim=1) + 1, src.shape[1])
+
+    def token_names(self) -> list[str]:
+        """``^`` the start mark; values as the numbers they stand for (id - 2)."""
+        return ["·", "^", *map(str, range(self.num_values))]
 
     def chance(self) -> float:
         return math.exp(-math.lgamma(self.length + 1))
