@@ -292,18 +292,33 @@ class LocalExecutor(Executor):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if cancel:
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in procs:  # stop cells in flight now rather than after they finish
-                try:
-                    p.terminate()
-                except Exception:  # already gone
-                    pass
-            for p in procs:
-                p.join(timeout=5)
-        else:
+        if not cancel:
             pool.shutdown(wait=True)
+            return
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
+    """Stop a pool now (Ctrl-C, SIGTERM): kill its workers and wait for its manager thread.
+
+    ``SIGKILL``, not ``SIGTERM``: Lightning installs a SIGTERM handler in a worker that
+    has trained a cell, so an idle worker would ignore ``terminate()``, and the pool's
+    manager thread (joined again at interpreter exit) would wait for it forever. A cell
+    in flight is lost either way; it runs again on ``--resume``.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.kill()
+        except Exception:  # already gone
+            pass
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    if manager is not None:
+        manager.join(timeout=max(0.1, deadline - time.monotonic()))
 
 
 def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,

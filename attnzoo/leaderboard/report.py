@@ -48,7 +48,7 @@ from typing import Any
 
 from attnzoo.leaderboard.findings import Finding, evaluate, findings_markdown, task_spec
 from attnzoo.leaderboard.grid import BASELINE
-from attnzoo.leaderboard.store import latest_rows, read_rows
+from attnzoo.leaderboard.store import latest_rows, one_config, read_rows
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD
 from attnzoo.tasks.mad import MAD_TASKS
 
@@ -834,7 +834,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     from attnzoo.leaderboard import plots
 
     d = Path(directory)
-    rows = latest_rows(read_rows(d) if rows is None else rows)
+    rows = latest_rows(one_config(read_rows(d) if rows is None else rows, where=str(d / "results.jsonl")))
     if not rows:
         raise FileNotFoundError(f"no results in {d / 'results.jsonl'}: nothing to report")
     tasks = aggregate(rows)
