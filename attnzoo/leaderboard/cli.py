@@ -191,13 +191,18 @@ def _record_run(out: Path, entry: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _interrupts() -> Iterator[None]:
+def _interrupts(resume: str = "") -> Iterator[None]:
     """Ctrl-C and SIGTERM (``kill``, a scheduler's time limit) raise KeyboardInterrupt once, so the
     command stops as cleanly as it can; a second one while it stops ends the process at once
-    (finished rows are already on disk, and the workers exit when their driver is gone)."""
+    (finished rows are already on disk, and the workers exit when their driver is gone).
+
+    :param resume: the command that resumes, printed on that second signal too.
+    """
+    last_words = ("\nattnzoo bench: interrupted again: exiting now"
+                  + (f"; finished cells are saved. Resume with:\n  {resume}" if resume else "") + "\n").encode()
 
     def again(signum: int, frame: Any) -> None:
-        os.write(2, b"\nattnzoo bench: interrupted again: exiting now\n")
+        os.write(2, last_words)
         os._exit(130)
 
     def first(signum: int, frame: Any) -> None:
@@ -241,7 +246,9 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     state: dict[str, Any] = {}
-    with contextlib.ExitStack() as stack, _interrupts():
+    from attnzoo.leaderboard.runner import resume_hint
+
+    with contextlib.ExitStack() as stack, _interrupts(resume_hint(argv)):
         try:
             return _run_bench(args, executor, catalog, argv, stack, state)
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -188,6 +189,29 @@ def _init_worker(threads: int | None, driver_pid: int | None = None) -> None:
             pass
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done, then deliver the first one that came.
+
+    ``ProcessPoolExecutor.submit`` may start a worker: interrupted between the fork and the
+    pool's record of it, that worker would be missed by :func:`_stop_pool` and, born after
+    its driver had gone, die printing a traceback. (Main thread only: elsewhere a no-op.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 class LocalExecutor(Executor):
     """``jobs`` worker processes on this machine, reused between cells.
 
@@ -222,6 +246,8 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":  # workers born deaf to Ctrl-C (takes effect when it starts)
+            ctx.set_forkserver_preload(["__main__", "attnzoo.leaderboard._forkserver_boot"])
         return cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
                                       initargs=(self.threads, os.getpid()))
 
@@ -238,7 +264,8 @@ class LocalExecutor(Executor):
         def submit(gc: GridCell, alone: bool) -> None:
             cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
             try:
-                fut = self._pool.submit(execute_cell, cell, self.run_cell)
+                with _signals_deferred():  # a worker it starts is in the pool's list before Ctrl-C can act
+                    fut = self._pool.submit(execute_cell, cell, self.run_cell)
             except cf.process.BrokenProcessPool as exc:
                 # A worker died after the last wait returned: the pool refuses new work.
                 # Hand the cell to the lost-cells path below like any cell in flight.

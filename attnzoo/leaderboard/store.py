@@ -179,9 +179,10 @@ class ResultStore:
     def append(self, row: dict[str, Any]) -> None:
         """Write one row as one line, whole or not at all: written, then fsynced.
 
-        If the write or the fsync fails (disk full, a file-size limit, Ctrl-C between two
-        partial writes), the part of the line that reached the file is cut off again, so
-        the file stays a list of whole rows and the cell simply runs again on ``--resume``.
+        If the write fails (disk full, a file-size limit, Ctrl-C between two partial
+        writes), the part of the line that reached the file is cut off again, so the file
+        stays a list of whole rows and the cell simply runs again on ``--resume``. A line
+        written whole stays, whatever happens after.
 
         :raises StoreWriteError: the row could not be stored (the file is as it was).
         """
@@ -192,14 +193,13 @@ class ResultStore:
             raise StoreWriteError(self.path, exc) from exc
         try:
             start = os.fstat(fd).st_size  # O_APPEND: the line goes at the end, from here
+            view = memoryview(line)
             try:
-                view = memoryview(line)
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
-                os.fsync(fd)
             except BaseException as exc:
-                try:
+                try:  # part of the line is in the file: cut it off
                     os.ftruncate(fd, start)
                     os.fsync(fd)
                 except OSError:  # pragma: no cover - truncating never needs space
@@ -207,6 +207,11 @@ class ResultStore:
                 if isinstance(exc, OSError):
                     raise StoreWriteError(self.path, exc) from exc
                 raise
+            # the line is whole: it stays, even if the fsync fails or Ctrl-C comes now
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StoreWriteError(self.path, exc) from exc
         finally:
             os.close(fd)
 
