@@ -265,3 +265,103 @@ def test_labels_and_plugin_errors_are_text_in_figures_and_markdown(tmp_path):
     board = (out / "leaderboard.md").read_text()
     assert "&lt;script&gt;" in board and "copy $\\bogus$ cost &lt;b&gt;&amp;" in board
     assert list(out.glob("curves_*.png"))
+
+
+# -- failure text that tells the truth ------------------------------------------------
+@pytest.mark.parametrize("name", __import__("attnzoo").list_attention())
+def test_a_query_of_another_dtype_than_the_parameters_is_named(name):
+    """ntm with an fp16 query raised a raw 'mat1 and mat2 must have the same dtype' naming no argument."""
+    import torch
+
+    import attnzoo
+
+    spec = attnzoo.get_spec(name)
+    m = attnzoo.create_attention(name, 8, 8, 6) if spec.cross_attention else attnzoo.create_attention(name, 8)
+    if next(m.parameters(), None) is None:
+        pytest.skip(f"{name} has no parameters: any floating query dtype works")
+    q = torch.randn(2, 3, 8, dtype=torch.float16)
+    kv = {"key": torch.randn(2, 4, 8, dtype=torch.float16), "value": torch.randn(2, 4, 6, dtype=torch.float16)}
+    with pytest.raises(ValueError, match=r"^query: expected the dtype of \w+'s parameters \(torch\.float32\), "
+                                         r"got torch\.float16"):
+        m(q, **(kv if spec.cross_attention else {}))
+
+
+def _huge_allocation(cell):
+    import torch
+
+    return torch.empty(10**14, dtype=torch.uint8)  # a real allocation the CPU allocator refuses
+
+
+def test_an_allocation_the_cpu_refuses_is_oom_and_the_live_line_names_the_exception():
+    from attnzoo.harness.run import _fail
+    from attnzoo.leaderboard.executors import execute_cell
+    from attnzoo.leaderboard.progress import describe_row, error_summary
+
+    cell = expand(load_preset("smoke"), tasks=["copy"], backbones=["mlp"])[0]
+    row = execute_cell(cell.cell, _huge_allocation)
+    assert row.status == "oom", row.error
+    harness_row: dict = {}
+    try:
+        _huge_allocation(None)
+    except RuntimeError as exc:
+        _fail(harness_row, exc)
+    assert harness_row["status"] == "oom"
+    first = harness_row["error"].splitlines()[0]
+    assert first.startswith("RuntimeError: ") and "allocate" in first
+    line = describe_row(cell, harness_row)
+    assert "RuntimeError: " in line and 'File "' not in line
+    # an older row whose error starts with the traceback: the exception's line, not a frame
+    old = ('Traceback (most recent call last):\n  File "/x/torch/nn/modules/module.py", line 1789, in _call_impl\n'
+           '    return forward_call(*args, **kwargs)\nValueError: query: expected a 3-D tensor')
+    assert error_summary(old) == "ValueError: query: expected a 3-D tensor"
+
+
+def test_the_preset_check_refuses_a_batch_the_machine_cannot_hold(tmp_path):
+    import yaml
+
+    from attnzoo.leaderboard.grid import PresetError
+
+    data = yaml.safe_load((REPO / "benchmarks" / "presets" / "smoke.yaml").read_text())
+    data["batch_size"] = 1_000_000_000
+    with pytest.raises(PresetError) as info:
+        load_preset(data)
+    text = str(info.value)
+    assert "tasks.copy: batch_size 1000000000 needs at least" in text and "GiB" in text
+
+
+def test_check_warns_that_a_plugins_registration_of_the_name_was_rejected(fresh_plugins, capsys):
+    from attnzoo.cli import main as cli_main
+    from tests.fakes import FakeEntryPoint, plugin_module
+    from tests.test_plugins import _install_fakes
+
+    _install_fakes(fresh_plugins, FakeEntryPoint("evil", plugin_module("dot"), dist="evil-dist", version="0.1"))
+    cli_main(["check", "dot", "--check", "construct"])
+    err = capsys.readouterr().err
+    assert "evil-dist 0.1's 'dot' was rejected" in err and "this checks the one from builtin" in err
+    cli_main(["check", "additive", "--check", "construct"])
+    assert "rejected" not in capsys.readouterr().err
+
+
+def test_retry_diverged_reruns_diverged_cells_and_the_hint_names_it(tmp_path, capsys):
+    preset = str(_fake_preset_file(tmp_path))
+    out = tmp_path / "out"
+
+    def diverging(cell):
+        row = fake_run_cell(cell)
+        return {**row, "status": "diverged", "error": "loss is nan"} if cell["attention"] == "sharp" else row
+
+    args = _args("--preset", preset, "--out", str(out), "--no-report")
+    assert bench_cli.run_bench(args, executor=InlineExecutor(diverging), catalog=FakeCatalog(), argv=[]) == 0
+    err = capsys.readouterr().err
+    # 'boom' fails, 'sharp' diverges: the hint names the flag for each
+    assert "Rerun them with --resume --retry-failed --retry-diverged" in err
+    diverged = {r["cell_id"] for r in read_rows(out) if r["status"] == "diverged"}
+    ran: list = []
+    runner = InlineExecutor(lambda c: ran.append(c) or fake_run_cell(c))
+    args = _args("--preset", preset, "--out", str(out), "--no-report", "--resume", "--retry-failed")
+    assert bench_cli.run_bench(args, executor=runner, catalog=FakeCatalog(), argv=[]) == 0
+    assert ran and all(c["attention"] == "boom" for c in ran)  # failed cells only
+    ran.clear()
+    args = _args("--preset", preset, "--out", str(out), "--no-report", "--resume", "--retry-diverged")
+    assert bench_cli.run_bench(args, executor=runner, catalog=FakeCatalog(), argv=[]) == 0
+    assert len(ran) == len(diverged) and all(c["attention"] == "sharp" for c in ran)

@@ -77,6 +77,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="output directory (default: bench-out/<preset>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue in a non-empty DIR: run only cells without a row")
+    parser.add_argument("--retry-diverged", action="store_true",
+                        help="with --resume: also rerun cells whose row says diverged (same seed, same code: "
+                             "the same result, unless the code or the machine changed)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="with --resume: also rerun cells whose row says failed or oom")
     parser.add_argument("--against", metavar="REF",
@@ -348,7 +351,8 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
         if preset.description:
             print(preset.description)
         print()
-        _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed))
+        _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed,
+                                        retry_diverged=getattr(args, "retry_diverged", False)))
         return 0
     if not cells:
         _err("the grid is empty: no task x backbone x variant matches the filters")
@@ -364,9 +368,10 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
                  f"{preset.config_hash()}): a budget, knob, kwarg or trainer option differs. Resume with the "
                  f"options that run used, or pick another --out.")
             return 2
-    if args.retry_failed and not args.resume:
-        _err("--retry-failed only makes sense with --resume")
-        return 2
+    for flag in ("retry_failed", "retry_diverged"):
+        if getattr(args, flag, False) and not args.resume:
+            _err(f"--{flag.replace('_', '-')} only makes sense with --resume")
+            return 2
     for gc in cells:
         gc.cell = gc.cell.replace(progress=bool(args.progress))
     jobs = args.jobs
@@ -388,6 +393,7 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
           f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, backend {backend}, out {out}", file=sys.stderr)
     try:
         summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
+                           retry_diverged=getattr(args, "retry_diverged", False),
                            progress=make_progress())
     except AttnzooError as exc:  # e.g. the Ray backend refusing a grid before any cell ran
         executor.close(cancel=True)
@@ -408,7 +414,7 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
     if summary.failed:
         print(f"{summary.failed} cell(s) did not finish ok: "
               + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if s != "ok")
-              + f" (their rows hold the errors; rerun them with --resume --retry-failed)", file=sys.stderr)
+              + f" (their rows hold the errors). {retry_hint(summary.statuses)}", file=sys.stderr)
     rc = _report(out) if not args.no_report else 0
     if reference is not None:
         lines = against.where_it_ranks(read_rows(out), sorted({gc.variant for gc in cells}))
@@ -417,6 +423,15 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
         for line in lines:
             print(f"  {line}")
     return rc
+
+
+def retry_hint(statuses: dict[str, int]) -> str:
+    """How to rerun the cells that did not finish ok: the flag that reruns each status."""
+    from attnzoo.leaderboard.store import RETRYABLE
+
+    flags = (["--retry-failed"] if any(statuses.get(s) for s in RETRYABLE) else []) \
+        + (["--retry-diverged"] if statuses.get("diverged") else [])
+    return f"Rerun them with --resume {' '.join(flags)}" if flags else ""
 
 
 def _report(out: Path, config: str | None = None) -> int:

@@ -98,7 +98,8 @@ def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
     except MemoryError as exc:
         row = Row.empty("oom", f"MemoryError: {exc}")
     except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
-        status = "oom" if "out of memory" in str(exc).lower() else "failed"
+        low = str(exc).lower()  # the harness's words for an allocation that failed (not imported: Lightning)
+        status = "oom" if any(m in low for m in ("out of memory", "allocate memory", "not enough memory")) else "failed"
         row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     try:
         import torch

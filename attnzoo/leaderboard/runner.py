@@ -121,6 +121,7 @@ def run_grid(
     preset: Preset,
     *,
     retry_failed: bool = False,
+    retry_diverged: bool = False,
     progress: Any = None,
     max_cells: int | None = None,
 ) -> GridSummary:
@@ -136,7 +137,7 @@ def run_grid(
     """
     t0 = time.perf_counter()
     store.open()
-    done = finished_ids(store.rows(), retry_failed=retry_failed)
+    done = finished_ids(store.rows(), retry_failed=retry_failed, retry_diverged=retry_diverged)
     base_prov = driver_provenance()
     summary = GridSummary(total=len(cells))
     na = [gc for gc in cells if not gc.runnable]

@@ -112,11 +112,14 @@ def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_id.values())
 
 
-def finished_ids(rows: Iterable[dict[str, Any]], *, retry_failed: bool = False) -> set[str]:
-    """Ids of cells that need not run again (all rows, or all but failed/oom ones with ``retry_failed``)."""
+def finished_ids(rows: Iterable[dict[str, Any]], *, retry_failed: bool = False,
+                 retry_diverged: bool = False) -> set[str]:
+    """Ids of cells that need not run again: all rows, but failed/oom ones with ``retry_failed``
+    and diverged ones with ``retry_diverged``."""
+    retry = (RETRYABLE if retry_failed else frozenset()) | ({"diverged"} if retry_diverged else frozenset())
     out = set()
     for row in latest_rows(rows):
-        if retry_failed and row.get("status") in RETRYABLE:
+        if row.get("status") in retry:
             continue
         if row.get("cell_id"):
             out.add(row["cell_id"])
