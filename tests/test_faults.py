@@ -365,3 +365,34 @@ def test_retry_diverged_reruns_diverged_cells_and_the_hint_names_it(tmp_path, ca
     args = _args("--preset", preset, "--out", str(out), "--no-report", "--resume", "--retry-diverged")
     assert bench_cli.run_bench(args, executor=runner, catalog=FakeCatalog(), argv=[]) == 0
     assert len(ran) == len(diverged) and all(c["attention"] == "sharp" for c in ran)
+
+
+# -- references that reproduce ------------------------------------------------------
+def test_verify_reruns_cells_and_compares_stored_values_to_the_bit(fake_results, capsys):
+    runner = ["--run-cell", "tests.test_leaderboard:fake_run_cell", "--jobs", "2"]
+    assert bench_cli.main(_args("verify", str(fake_results), "--sample", "3", *runner)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\nidentical  ") == 3 and "3 identical, 0 different of 3 cell(s)" in printed
+    # one metric one ulp off, as an older build might have stored it
+    rows = read_rows(fake_results)
+    victim = next(r for r in rows if r["status"] == "ok")
+    value = victim["metrics"]["test/exact_acc"]
+    victim["metrics"]["test/exact_acc"] = float.fromhex(value.hex()) + 2 ** -52 * max(1.0, abs(value))
+    (fake_results / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = bench_cli.main(_args("verify", str(fake_results), "--cells", victim["cell_id"], *runner))
+    printed = capsys.readouterr().out
+    assert code == 1 and "DIFFERENT" in printed and victim["cell_id"] in printed
+    assert (f"metrics.test/exact_acc: committed {victim['metrics']['test/exact_acc']!r}, today {value!r}"
+            in printed)
+    assert bench_cli.main(_args("verify", str(fake_results), "--cells", "nosuchcell", *runner)) == 2
+
+
+def test_verify_cheapest_sample_is_deterministic_and_spread_over_variants():
+    from attnzoo.leaderboard.verify import choose
+
+    rows = [{"cell_id": f"c{i}", "status": "ok", "cell": {"seed": i}, "backbone": "b", "variant": v,
+             "provenance": {"cpu_s": float(10 - i)}} for i, v in enumerate("aabbc")]
+    rows.append({"cell_id": "na", "status": "n/a", "cell": {"seed": 0}, "provenance": {"cpu_s": 0.0}})
+    picked = [r["cell_id"] for r in choose(rows, sample=3, cheapest=True)]
+    assert picked == ["c4", "c3", "c1"]  # the cheapest of each variant first, never an n/a row
+    assert choose(rows, sample=2) == choose(list(reversed(rows)), sample=2)
