@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -396,3 +398,26 @@ def test_verify_cheapest_sample_is_deterministic_and_spread_over_variants():
     picked = [r["cell_id"] for r in choose(rows, sample=3, cheapest=True)]
     assert picked == ["c4", "c3", "c1"]  # the cheapest of each variant first, never an n/a row
     assert choose(rows, sample=2) == choose(list(reversed(rows)), sample=2)
+
+
+# -- the Ray backend's equivalent (-m ray) ------------------------------------------
+@pytest.mark.ray
+@pytest.mark.parametrize("sig,group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_interrupt_ends_a_ray_run_with_a_worker_idle(tmp_path, sig, group):
+    """`--backend ray` on an embedded Ray (its own temp dir, loopback, no usage stats): the same stop."""
+    pytest.importorskip("ray")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rz", dir="/tmp"))  # Ray's socket paths must stay short
+    env = _env(RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "out"
+    proc = _start(_cmd(out, "--backend", "ray"), env)
+    try:
+        _wait_for(lambda: len(_ran(out)) >= 2, timeout=240)
+        (os.killpg if group else os.kill)(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        _assert_clean_stop(proc, err, out)
+        assert len(_ran(out)) == 2
+    finally:
+        if proc.poll() is None or _session(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
