@@ -125,6 +125,23 @@ def test_interrupt_ends_the_run_at_any_moment(tmp_path, moment, sig, group, time
         assert len(_ran(out)) == 2  # nothing finished is lost
 
 
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_while_writing_the_report(fake_results, sig):
+    before = (fake_results / RESULTS).read_bytes()
+    proc = _start([sys.executable, "-m", "attnzoo", "bench", "report", str(fake_results)], _env())
+    try:
+        _wait_for(lambda: (fake_results / "heatmap.png").exists())  # the first figure: the report is under way
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=30)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert f"attnzoo bench report {fake_results}" in err and "intact" in err
+    assert (fake_results / RESULTS).read_bytes() == before
+
+
 # -- one writer per results folder ---------------------------------------------------
 def test_lock_refuses_a_second_holder_and_is_stale_after_death(tmp_path):
     with OutLock(tmp_path / "d", command="first"):

@@ -221,8 +221,8 @@ def _interrupts(resume: str = "") -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in previous.items():  # None: a handler not set from Python; the default then
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _interrupted(out: Path | None, argv: list[str] | None) -> int:
@@ -465,31 +465,40 @@ def _report(out: Path, config: str | None = None) -> int:
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``attnzoo bench`` (after :func:`configure_parser`)."""
     command = getattr(args, "bench_command", None)
+    if command is None:
+        try:
+            return run_bench(args)
+        except KeyboardInterrupt:  # before run_bench took the signals over
+            _err("interrupted")
+            return 130
+    with _interrupts():  # SIGTERM as Ctrl-C: no traceback, rows whole
+        try:
+            return _subcommand(command, args)
+        except KeyboardInterrupt:
+            _err("interrupted" + ("; the results are as they were" if command != "merge" else
+                                  f"; {Path(args.out) / RESULTS} holds whole rows only: run the merge again"))
+            return 130
+
+
+def _subcommand(command: str, args: argparse.Namespace) -> int:
     if command == "report":
         return _report(Path(args.dir), getattr(args, "config", None))
     if command == "verify":
         from attnzoo.leaderboard.verify import main as verify_main
 
         return verify_main(args)
-    if command == "merge":
-        from attnzoo.leaderboard.store import MixedConfigError
+    from attnzoo.leaderboard.store import MixedConfigError
 
-        missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
-        if missing:
-            _err(f"no {RESULTS} in: {', '.join(missing)}")
-            return 2
-        try:
-            with OutLock(args.out, command=shlex.join(["attnzoo", "bench", "merge", args.out, *args.dirs])):
-                counts = merge(args.out, args.dirs)
-        except (OutDirLocked, MixedConfigError) as exc:
-            _err(str(exc))
-            return 2
-        print(f"merged {counts['read']} row(s) from {len(args.dirs)} dir(s): {counts['added']} added, "
-              f"{counts['total']} cell(s) in {Path(args.out) / RESULTS}")
-        return 0 if args.no_report else _report(Path(args.out))
+    missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
+    if missing:
+        _err(f"no {RESULTS} in: {', '.join(missing)}")
+        return 2
     try:
-        return run_bench(args)
-    except KeyboardInterrupt:  # before run_bench took the signals over
-        _err("interrupted")
-        return 130
-
+        with OutLock(args.out, command=shlex.join(["attnzoo", "bench", "merge", args.out, *args.dirs])):
+            counts = merge(args.out, args.dirs)
+    except (OutDirLocked, MixedConfigError) as exc:
+        _err(str(exc))
+        return 2
+    print(f"merged {counts['read']} row(s) from {len(args.dirs)} dir(s): {counts['added']} added, "
+          f"{counts['total']} cell(s) in {Path(args.out) / RESULTS}")
+    return 0 if args.no_report else _report(Path(args.out))
