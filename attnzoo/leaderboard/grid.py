@@ -561,6 +561,10 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
         raise PresetError(source, problems)
 
 
+#: tokens per example below which a batch's estimate is not worth building the task for
+_PLAUSIBLE_TOKENS = 4096
+
+
 def _machine_memory() -> int | None:
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
@@ -580,6 +584,13 @@ def _memory_problems(where: str, task_class: Any, knobs: Mapping[str, Any], entr
     batch = entry.get("batch_size", data.get("batch_size", cell_default("batch_size")))
     if not total or not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         return []
+    names = _patterns(entry.get("backbones")) or list(backbones)
+    widths = [int(kw["d_model"]) for name, kw in backbones.items()
+              if any(fnmatch.fnmatch(name, pat) for pat in names) and isinstance(kw, Mapping)
+              and isinstance(kw.get("d_model"), int)]
+    per_token = 8 + 4 * min(widths, default=0)
+    if batch * per_token * _PLAUSIBLE_TOKENS <= total:
+        return []  # fits even at that many tokens per example: no need to build the task (some take seconds)
     try:
         import torch
 
@@ -587,11 +598,7 @@ def _memory_problems(where: str, task_class: Any, knobs: Mapping[str, Any], entr
         tokens = sum(int(t.numel()) for t in example.values() if isinstance(t, torch.Tensor))
     except Exception:  # noqa: BLE001 - the cell reports a task it cannot build
         return []
-    names = _patterns(entry.get("backbones")) or list(backbones)
-    widths = [int(kw["d_model"]) for name, kw in backbones.items()
-              if any(fnmatch.fnmatch(name, pat) for pat in names) and isinstance(kw, Mapping)
-              and isinstance(kw.get("d_model"), int)]
-    need = batch * tokens * (8 + 4 * min(widths, default=0))
+    need = batch * tokens * per_token
     if need <= total:
         return []
     return [f"{where}: batch_size {batch} needs at least {need / 2**30:,.1f} GiB for one training step "
