@@ -34,6 +34,7 @@ from typing import Any
 
 from attnzoo.errors import AttnzooError, close_matches
 from attnzoo.leaderboard.grid import BASELINE, GridCell, Preset, shipped_dir
+from attnzoo.leaderboard.escape import md
 from attnzoo.leaderboard.store import RESULTS, latest_rows, read_rows
 
 __all__ = [
@@ -301,7 +302,7 @@ def write_ranking(out: Path, reference: Reference, lines: Sequence[str]) -> Path
         f"median over seeds, then the solved rate), and the best other entry. The full tables are in "
         f"[leaderboard.md](leaderboard.md).",
         "",
-        *[f"- {line}" for line in lines],
+        *[f"- {md(line)}" for line in lines],
         "",
     ]
     path = out / RANKING
