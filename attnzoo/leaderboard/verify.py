@@ -4,7 +4,9 @@ Each chosen row's own recorded cell (``row["cell"]``: every knob, seed and learn
 rate the run used) is trained again, in worker processes with the torch thread count
 the row records, and what the cell *computed* is compared with the row **exactly**:
 the values as stored in JSON, to the bit. Timings, memory and provenance differ from
-machine to machine and are not compared. A cell is ``identical`` or ``different``
+machine to machine and are not compared (the recorded machine and torch build are
+printed beside today's: another CPU's kernels can change the last bits, and training
+amplifies them). A cell is ``identical`` or ``different``
 (with the fields that differ and both values); any difference is rc 1, so CI fails
 when a change alters the numerics until the references are regenerated.
 """
@@ -135,6 +137,25 @@ def verify(rows: Sequence[dict[str, Any]], *, jobs: int = 1, run_cell: Any = Non
     return results
 
 
+def _recorded_on(rows: Sequence[dict[str, Any]]) -> str:
+    """The machines and torch builds the rows record (bit-exact results need the same CPU kernels)."""
+    seen = sorted({f"{(r.get('provenance') or {}).get('device') or '?'}, torch "
+                   f"{(r.get('provenance') or {}).get('torch_version') or '?'}" for r in rows})
+    return "; ".join(seen) or "?"
+
+
+def _here() -> str:
+    from attnzoo.leaderboard.executors import _cpu_model
+
+    try:
+        import torch
+
+        version = torch.__version__
+    except ImportError:  # pragma: no cover
+        version = "?"
+    return f"cpu: {_cpu_model()}, torch {version}"
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", metavar="DIR", nargs="+", help="results folder(s) with a results.jsonl")
     p.add_argument("--sample", type=int, metavar="N", help="rerun N cells of each DIR (default: every cell)")
@@ -167,8 +188,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"attnzoo bench verify: {exc}", file=sys.stderr)
             return 2
         print(f"{d}: rerunning {len(picked)} of {sum(r.get('status') in VERIFIABLE for r in rows)} cell(s) "
-              f"(config {rows[0].get('config_hash') if rows else '?'})", flush=True)
+              f"(config {rows[0].get('config_hash') if rows else '?'}); recorded on {_recorded_on(picked)}",
+              flush=True)
         chosen += picked
+    print(f"today: {_here()}", flush=True)
     results = verify(chosen, jobs=args.jobs or cpu_count(), run_cell=args.run_cell)
     differ = sum(bool(d) for _, _, d in results)
     print(f"{len(results) - differ} identical, {differ} different of {len(results)} cell(s)")
