@@ -410,10 +410,11 @@ def test_verify_cheapest_sample_is_deterministic_and_spread_over_variants():
     from attnzoo.leaderboard.verify import choose
 
     rows = [{"cell_id": f"c{i}", "status": "ok", "cell": {"seed": i}, "backbone": "b", "variant": v,
-             "provenance": {"cpu_s": float(10 - i)}} for i, v in enumerate("aabbc")]
+             "provenance": {"cpu_s": float(10 - i)}} for i, v in enumerate(["a", "a", "b", "b", "c", "none"])]
     rows.append({"cell_id": "na", "status": "n/a", "cell": {"seed": 0}, "provenance": {"cpu_s": 0.0}})
-    picked = [r["cell_id"] for r in choose(rows, sample=3, cheapest=True)]
-    assert picked == ["c4", "c3", "c1"]  # the cheapest of each variant first, never an n/a row
+    picked = [r["cell_id"] for r in choose(rows, sample=4, cheapest=True)]
+    # the cheapest of each variant first, the baseline after the attention cells, never an n/a row
+    assert picked == ["c4", "c3", "c1", "c5"]
     assert choose(rows, sample=2) == choose(list(reversed(rows)), sample=2)
 
 

@@ -48,8 +48,8 @@ def choose(rows: Sequence[dict[str, Any]], *, sample: int | None = None, cells: 
 
     :param cells: these cell ids (each must have a verifiable row).
     :param sample: this many rows: with ``cheapest``, the cheapest by recorded CPU (or train)
-        time, one per (backbone, variant) before any repeats; else a fixed pseudo-random sample
-        (seed 0 over the sorted ids).
+        time, one per (backbone, variant) before any repeats and cells with attention before the
+        baselines; else a fixed pseudo-random sample (seed 0 over the sorted ids).
     :raises AttnzooError: an id without a row, or one that trained nothing.
     """
     candidates = sorted((r for r in rows if r.get("status") in VERIFIABLE and r.get("cell")),
@@ -62,11 +62,12 @@ def choose(rows: Sequence[dict[str, Any]], *, sample: int | None = None, cells: 
         return [by_id[c] for c in cells]
     if sample is None or sample >= len(candidates):
         return candidates
-    if cheapest:  # cheapest first, one per (backbone, variant) before any repeats: more code gets checked
+    if cheapest:  # the cheapest of each (backbone, variant) first, attention before baselines: more code checked
         by_cost = sorted(candidates, key=lambda r: (_cost(r), str(r.get("cell_id"))))
         seen: set[tuple[Any, Any]] = set()
         first = [r for r in by_cost if (r.get("backbone"), r.get("variant")) not in seen
                  and not seen.add((r.get("backbone"), r.get("variant")))]
+        first.sort(key=lambda r: r.get("variant") in (None, "none"))  # stable: by cost within each
         return (first + [r for r in by_cost if r not in first])[:sample]
     return sorted(random.Random(0).sample(candidates, sample), key=lambda r: str(r.get("cell_id")))
 
