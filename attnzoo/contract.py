@@ -262,6 +262,19 @@ def uniform_attention() -> Iterator[None]:
         _UNIFORM_DEPTH -= 1
 
 
+def check_like_parameters(query: Tensor, module: nn.Module) -> None:
+    """Outside autocast, ``query`` must have the dtype of the module's own parameters (else a matmul
+    deep inside fails with "mat1 and mat2 must have the same dtype", naming no argument)."""
+    param = next(module.parameters(), None)
+    if param is None or not param.is_floating_point() or param.dtype == query.dtype or _autocast_on(query.device):
+        return
+    raise ValueError(
+        f"query: expected the dtype of {type(module).__name__}'s parameters ({param.dtype}), got {query.dtype} "
+        f"shape {_shape(query)} (cast the module with .to({query.dtype}) or the query with .to({param.dtype}), "
+        f"or run under torch.autocast for mixed precision)"
+    )
+
+
 class Attention(nn.Module):
     """Base class for variants: checks arguments once, then calls :meth:`attend`.
 
@@ -344,6 +357,7 @@ class Attention(nn.Module):
             raise ValueError(f"value: expected {tk} positions like key ([{b}, {tk}, {self.value_dim}]), got {_shape(value)}")
         if tk == 0:
             raise ValueError(f"key: expected at least one position, got {_shape(key)}")
+        check_like_parameters(query, self)
         return query, key, value, normalize_mask(mask, b, tq, tk)
 
     def forward(

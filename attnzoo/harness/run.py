@@ -37,8 +37,10 @@ CPU_PEAK_KIND = "none (CPU)"
 
 
 def _tail(exc: BaseException) -> str:
+    """``Type: message`` first (what a one-line display shows), then the traceback's last lines."""
     lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip().splitlines()
-    return "\n".join(lines[-_ERROR_LINES:])
+    head = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return head + "\n" + "\n".join(lines[-_ERROR_LINES:])
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -46,7 +48,18 @@ def _is_oom(exc: BaseException) -> bool:
 
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and is_oom_message(str(exc))
+
+
+#: how allocators word an allocation that failed: CUDA's, and the CPU's (``DefaultCPUAllocator: can't
+#: allocate memory: you tried to allocate N bytes. Error code 12 (Cannot allocate memory)``)
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+def is_oom_message(text: str) -> bool:
+    """Whether an error message says an allocation failed (CUDA or CPU)."""
+    low = text.lower()
+    return any(m in low for m in OOM_MESSAGES)
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from typing import Any
 
 from attnzoo.errors import AttnzooError, close_matches
 from attnzoo.leaderboard.grid import BASELINE, GridCell, Preset, shipped_dir
+from attnzoo.leaderboard.escape import md
 from attnzoo.leaderboard.store import RESULTS, latest_rows, read_rows
 
 __all__ = [
@@ -345,7 +346,7 @@ def write_ranking(out: Path, reference: Reference, lines: Sequence[str],
         f"median over seeds, then the solved rate), and the best other entry. The full tables are in "
         f"[leaderboard.md](leaderboard.md).",
         "",
-        *[f"- {line}" for line in lines],
+        *[f"- {md(line)}" for line in lines],
         "",
     ]
     if improvements:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from attnzoo.errors import AttnzooError
 from attnzoo.leaderboard.grid import (FilterError, GridCell, PresetError, expand, list_presets, load_preset,
                                       parse_shard, shard)
+from attnzoo.leaderboard.lock import LOCK_NAME, OutDirLocked, OutLock
 from attnzoo.leaderboard.store import RESULTS, ResultStore, finished_ids, merge, read_rows
 
 __all__ = ["configure_parser", "main", "run_bench"]
@@ -77,6 +79,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="output directory (default: bench-out/<preset>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue in a non-empty DIR: run only cells without a row")
+    parser.add_argument("--retry-diverged", action="store_true",
+                        help="with --resume: also rerun cells whose row says diverged (same seed, same code: "
+                             "the same result, unless the code or the machine changed)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="with --resume: also rerun cells whose row says failed or oom")
     parser.add_argument("--against", metavar="REF",
@@ -103,11 +108,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     add_ray_arguments(parser)
 
-    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,export,export-attention}", title="sub-commands")
+    sub = parser.add_subparsers(dest="bench_command", metavar="{report,merge,verify,export,export-attention}", title="sub-commands")
     sub.required = False
     p = sub.add_parser("report", help="rebuild tables and figures of DIR from its results.jsonl alone",
                        description="Rebuild leaderboard.md/.csv/.html and the figures from DIR/results.jsonl.")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument("--config", metavar="HASH", help="report only the rows of this config hash (a folder that "
+                                                     "mixes configurations is refused otherwise)")
+    p = sub.add_parser("verify", help="rerun cells of committed results with today's code; compare exactly",
+                       description="Rerun cells of DIR/results.jsonl (each row's own recorded cell) and report, "
+                                   "per cell, identical or different (the fields and both values). rc 1 when "
+                                   "any cell differs.")
+    from attnzoo.leaderboard.verify import configure_parser as verify_parser
+
+    verify_parser(p)
     p = sub.add_parser("merge", help="join results of several runs (shards) into OUT and report",
                        description="Join DIR.../results.jsonl into OUT/results.jsonl (one row per cell), "
                                    "then build OUT's report.")
@@ -179,7 +193,7 @@ def _unwritable(out: Path) -> str | None:
 
 
 def _is_empty(d: Path) -> bool:
-    return not d.exists() or not any(d.iterdir())
+    return not d.exists() or all(p.name == LOCK_NAME for p in d.iterdir())
 
 
 def _record_run(out: Path, entry: dict[str, Any]) -> None:
@@ -190,29 +204,83 @@ def _record_run(out: Path, entry: dict[str, Any]) -> None:
         runs = []
     runs.append(entry)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(runs, indent=2))
-    os.replace(tmp, path)
+    try:  # the run's log; the results are in results.jsonl whatever happens here
+        tmp.write_text(json.dumps(runs, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _err(f"warning: could not record this run in {path}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
+def _interrupts(resume: str = "") -> Iterator[None]:
+    """Ctrl-C and SIGTERM (``kill``, a scheduler's time limit) raise KeyboardInterrupt once, so the
+    command stops as cleanly as it can; a second one while it stops ends the process at once
+    (finished rows are already on disk, and the workers exit when their driver is gone).
+
+    :param resume: the command that resumes, printed on that second signal too.
+    """
+    last_words = ("\nattnzoo bench: interrupted again: exiting now"
+                  + (f"; finished cells are saved. Resume with:\n  {resume}" if resume else "") + "\n").encode()
+
+    def again(signum: int, frame: Any) -> None:
+        os.write(2, last_words)
+        os._exit(130)
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, again)
+        signal.signal(signal.SIGTERM, again)
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use): leave SIGTERM alone
+        previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (embedded use): leave the signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():  # None: a handler not set from Python; the default then
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _interrupted(out: Path | None, argv: list[str] | None) -> int:
+    from attnzoo.leaderboard.runner import resume_hint
+
+    if out is None or not (out / RESULTS).exists():
+        _err("interrupted before any cell finished" + (f"; start again with:\n  {resume_hint(argv)}"
+                                                      if out is not None else ""))
+        return 130
+    rows = read_rows(out)
+    ran = sum(r.get("status") != "n/a" for r in rows)
+    _err(f"interrupted: {ran} finished cell(s) (and {len(rows) - ran} n/a row(s)) are saved in {out / RESULTS}; "
+         f"cells in flight were stopped and will run again. Resume with:\n  {resume_hint(argv)}")
+    return 130
 
 
 def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = None,
               argv: list[str] | None = None) -> int:
-    """The grid command. ``executor`` and ``catalog`` are for tests and other backends."""
+    """The grid command. ``executor`` and ``catalog`` are for tests and other backends.
+
+    It holds ``--out``'s lock (:class:`~attnzoo.leaderboard.lock.OutLock`) from before it
+    looks at the folder until it exits, and stops on Ctrl-C or SIGTERM at any moment with
+    rc 130 and the command that resumes.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    state: dict[str, Any] = {}
+    from attnzoo.leaderboard.runner import resume_hint
+
+    with contextlib.ExitStack() as stack, _interrupts(resume_hint(argv)):
+        try:
+            return _run_bench(args, executor, catalog, argv, stack, state)
+        except KeyboardInterrupt:
+            if state.get("executor") is not None:
+                state["executor"].close(cancel=True)
+            return _interrupted(state.get("out"), argv)
+
+
+def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list[str],
+               stack: contextlib.ExitStack, state: dict[str, Any]) -> int:
     from attnzoo.leaderboard.progress import make_progress
     from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, cpu_count, executor_from_args
     from attnzoo.leaderboard.runner import resume_hint, run_grid
@@ -282,6 +350,13 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     if problem:
         _err(problem)
         return 2
+    if not args.dry_run:
+        try:  # before the folder is looked at: a second writer is refused before it decides anything
+            stack.enter_context(OutLock(out, command=shlex.join(["attnzoo", *argv])))
+        except OutDirLocked as exc:
+            _err(str(exc))
+            return 2
+        state["out"] = out
     store = ResultStore(out)
     existing = read_rows(out) if out.exists() else []
     if reference is not None and _is_empty(out):
@@ -295,7 +370,8 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         if preset.description:
             print(preset.description)
         print()
-        _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed))
+        _print_grid(cells, finished_ids(existing, retry_failed=args.retry_failed,
+                                        retry_diverged=getattr(args, "retry_diverged", False)))
         return 0
     if not cells:
         _err("the grid is empty: no task x backbone x variant matches the filters")
@@ -311,9 +387,10 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
                  f"{preset.config_hash()}): a budget, knob, kwarg or trainer option differs. Resume with the "
                  f"options that run used, or pick another --out.")
             return 2
-    if args.retry_failed and not args.resume:
-        _err("--retry-failed only makes sense with --resume")
-        return 2
+    for flag in ("retry_failed", "retry_diverged"):
+        if getattr(args, flag, False) and not args.resume:
+            _err(f"--{flag.replace('_', '-')} only makes sense with --resume")
+            return 2
     loggers = tuple(getattr(args, "loggers", None) or ())
     if loggers:
         from attnzoo.loggers import LoggerError, check_loggers
@@ -339,34 +416,35 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
         except AttnzooError as exc:
             _err(str(exc))
             return 2
+    state["executor"] = executor
     backend = getattr(args, "backend", "local") or "local"
-    argv = list(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
           f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, backend {backend}, out {out}", file=sys.stderr)
-    with _sigterm_as_interrupt():  # SLURM's time limit, `kill`: stop as cleanly as on Ctrl-C
-        try:
-            summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
-                               progress=make_progress())
-        except AttnzooError as exc:  # e.g. the Ray backend refusing a grid before any cell ran
-            executor.close(cancel=True)
-            _err(str(exc))
-            return 2
+    try:
+        summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
+                           retry_diverged=getattr(args, "retry_diverged", False),
+                           progress=make_progress())
+    except AttnzooError as exc:  # e.g. the Ray backend refusing a grid before any cell ran
+        executor.close(cancel=True)
+        _err(str(exc))
+        return 2
     _record_run(out, {"argv": ["attnzoo", *argv], "preset": preset.name, "config_hash": preset.config_hash(),
                       "started": started, "wall_s": round(summary.wall_s, 1), "cells_cpu_s": round(summary.cpu_s, 1),
                       "jobs": jobs, "cores": cpu_count(), "backend": backend,
                       "ran": summary.ran, "skipped": summary.skipped, "statuses": summary.statuses,
                       "interrupted": summary.interrupted})
-    if summary.interrupted:
+    if summary.write_error:
         rows = read_rows(out)
-        ran = sum(r.get("status") != "n/a" for r in rows)
-        _err(f"interrupted: {ran} finished cell(s) (and {len(rows) - ran} n/a row(s)) are saved in {out / RESULTS}; "
-             f"cells in flight were stopped and will run again. Resume with:\n  {resume_hint(argv)}")
-        return 130
+        _err(f"{summary.write_error}. The {len(rows)} row(s) already in {out / RESULTS} are intact (no partial "
+             f"line); the grid stopped. Free some space, then resume with:\n  {resume_hint(argv)}")
+        return 1
+    if summary.interrupted:
+        return _interrupted(out, argv)
     if summary.failed:
         print(f"{summary.failed} cell(s) did not finish ok: "
               + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if s != "ok")
-              + f" (their rows hold the errors; rerun them with --resume --retry-failed)", file=sys.stderr)
+              + f" (their rows hold the errors). {retry_hint(summary.statuses)}", file=sys.stderr)
     mine = sorted({gc.variant for gc in cells}) if reference is not None else []
     rc = _report(out, highlight=mine) if not args.no_report else 0
     if reference is not None:
@@ -380,14 +458,39 @@ def run_bench(args: argparse.Namespace, *, executor: Any = None, catalog: Any = 
     return rc
 
 
-def _report(out: Path, highlight: Sequence[str] = ()) -> int:
-    from attnzoo.leaderboard.report import build_report
+def retry_hint(statuses: dict[str, int]) -> str:
+    """How to rerun the cells that did not finish ok: the flag that reruns each status."""
+    from attnzoo.leaderboard.store import RETRYABLE
 
+    flags = (["--retry-failed"] if any(statuses.get(s) for s in RETRYABLE) else []) \
+        + (["--retry-diverged"] if statuses.get("diverged") else [])
+    return f"Rerun them with --resume {' '.join(flags)}" if flags else ""
+
+
+def _report(out: Path, config: str | None = None, highlight: Sequence[str] = ()) -> int:
+    """Build ``out``'s report; a failure (disk full, a plugin's bad text, Ctrl-C) leaves the results
+    as they are and says how to build it again, without a traceback (``ATTNZOO_DEBUG=1`` shows it)."""
+    from attnzoo.leaderboard.report import build_report
+    from attnzoo.leaderboard.store import MixedConfigError, one_config
+
+    again = shlex.join(["attnzoo", "bench", "report", str(out)] + (["--config", config] if config else []))
     try:
-        paths = build_report(out, highlight=highlight)
-    except FileNotFoundError as exc:
+        rows = one_config(read_rows(out), where=str(out / RESULTS), config=config)
+        paths = build_report(out, rows=rows, highlight=highlight)
+    except (FileNotFoundError, MixedConfigError) as exc:
         _err(str(exc))
         return 2
+    except KeyboardInterrupt:
+        _err(f"interrupted while writing the report; the results in {out / RESULTS} are intact. "
+             f"Build the report with:\n  {again}")
+        return 130
+    except Exception as exc:
+        if os.environ.get("ATTNZOO_DEBUG"):
+            raise
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:300]
+        _err(f"the report could not be written ({type(exc).__name__}: {what}); the results in {out / RESULTS} "
+             f"are intact. Build the report again with:\n  {again}")
+        return 1
     print(f"wrote {len(paths)} file(s) in {out}: " + ", ".join(p.name for p in paths))
     return 0
 
@@ -395,8 +498,28 @@ def _report(out: Path, highlight: Sequence[str] = ()) -> int:
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``attnzoo bench`` (after :func:`configure_parser`)."""
     command = getattr(args, "bench_command", None)
+    if command is None:
+        try:
+            return run_bench(args)
+        except KeyboardInterrupt:  # before run_bench took the signals over
+            _err("interrupted")
+            return 130
+    with _interrupts():  # SIGTERM as Ctrl-C: no traceback, rows whole
+        try:
+            return _subcommand(command, args)
+        except KeyboardInterrupt:
+            _err("interrupted" + ("; the results are as they were" if command != "merge" else
+                                  f"; {Path(args.out) / RESULTS} holds whole rows only: run the merge again"))
+            return 130
+
+
+def _subcommand(command: str, args: argparse.Namespace) -> int:
     if command == "report":
-        return _report(Path(args.dir))
+        return _report(Path(args.dir), getattr(args, "config", None))
+    if command == "verify":
+        from attnzoo.leaderboard.verify import main as verify_main
+
+        return verify_main(args)
     if command == "export":
         from attnzoo.leaderboard.export import export
 
@@ -417,18 +540,18 @@ def main(args: argparse.Namespace) -> int:
             return 2
         print(f"wrote {path}")
         return 0
-    if command == "merge":
-        missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
-        if missing:
-            _err(f"no {RESULTS} in: {', '.join(missing)}")
-            return 2
-        counts = merge(args.out, args.dirs)
-        print(f"merged {counts['read']} row(s) from {len(args.dirs)} dir(s): {counts['added']} added, "
-              f"{counts['total']} cell(s) in {Path(args.out) / RESULTS}")
-        return 0 if args.no_report else _report(Path(args.out))
-    try:
-        return run_bench(args)
-    except KeyboardInterrupt:  # before the grid started or while reporting
-        _err("interrupted")
-        return 130
+    from attnzoo.leaderboard.store import MixedConfigError
 
+    missing = [d for d in args.dirs if not (Path(d) / RESULTS).exists()]
+    if missing:
+        _err(f"no {RESULTS} in: {', '.join(missing)}")
+        return 2
+    try:
+        with OutLock(args.out, command=shlex.join(["attnzoo", "bench", "merge", args.out, *args.dirs])):
+            counts = merge(args.out, args.dirs)
+    except (OutDirLocked, MixedConfigError) as exc:
+        _err(str(exc))
+        return 2
+    print(f"merged {counts['read']} row(s) from {len(args.dirs)} dir(s): {counts['added']} added, "
+          f"{counts['total']} cell(s) in {Path(args.out) / RESULTS}")
+    return 0 if args.no_report else _report(Path(args.out))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -97,7 +98,8 @@ def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
     except MemoryError as exc:
         row = Row.empty("oom", f"MemoryError: {exc}")
     except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
-        status = "oom" if "out of memory" in str(exc).lower() else "failed"
+        low = str(exc).lower()  # the harness's words for an allocation that failed (not imported: Lightning)
+        status = "oom" if any(m in low for m in ("out of memory", "allocate memory", "not enough memory")) else "failed"
         row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     try:
         import torch
@@ -188,6 +190,29 @@ def _init_worker(threads: int | None, driver_pid: int | None = None) -> None:
             pass
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done, then deliver the first one that came.
+
+    ``ProcessPoolExecutor.submit`` may start a worker: interrupted between the fork and the
+    pool's record of it, that worker would be missed by :func:`_stop_pool` and, born after
+    its driver had gone, die printing a traceback. (Main thread only: elsewhere a no-op.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 class LocalExecutor(Executor):
     """``jobs`` worker processes on this machine, reused between cells.
 
@@ -222,6 +247,8 @@ class LocalExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":  # workers born deaf to Ctrl-C (takes effect when it starts)
+            ctx.set_forkserver_preload(["__main__", "attnzoo.leaderboard._forkserver_boot"])
         return cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
                                       initargs=(self.threads, os.getpid()))
 
@@ -238,7 +265,8 @@ class LocalExecutor(Executor):
         def submit(gc: GridCell, alone: bool) -> None:
             cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
             try:
-                fut = self._pool.submit(execute_cell, cell, self.run_cell)
+                with _signals_deferred():  # a worker it starts is in the pool's list before Ctrl-C can act
+                    fut = self._pool.submit(execute_cell, cell, self.run_cell)
             except cf.process.BrokenProcessPool as exc:
                 # A worker died after the last wait returned: the pool refuses new work.
                 # Hand the cell to the lost-cells path below like any cell in flight.
@@ -292,18 +320,33 @@ class LocalExecutor(Executor):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if cancel:
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in procs:  # stop cells in flight now rather than after they finish
-                try:
-                    p.terminate()
-                except Exception:  # already gone
-                    pass
-            for p in procs:
-                p.join(timeout=5)
-        else:
+        if not cancel:
             pool.shutdown(wait=True)
+            return
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
+    """Stop a pool now (Ctrl-C, SIGTERM): kill its workers and wait for its manager thread.
+
+    ``SIGKILL``, not ``SIGTERM``: Lightning installs a SIGTERM handler in a worker that
+    has trained a cell, so an idle worker would ignore ``terminate()``, and the pool's
+    manager thread (joined again at interpreter exit) would wait for it forever. A cell
+    in flight is lost either way; it runs again on ``--resume``.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.kill()
+        except Exception:  # already gone
+            pass
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    if manager is not None:
+        manager.join(timeout=max(0.1, deadline - time.monotonic()))
 
 
 def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from attnzoo.leaderboard.escape import md
 from attnzoo.tasks.base import NO_ATTENTION, Contrast, TaskSpec
 
 if TYPE_CHECKING:
@@ -434,15 +435,15 @@ def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None,
     for f in findings:
         by_task.setdefault(f.task, []).append(f)
     for task, fs in by_task.items():
-        lines += [f"## {task}", ""]
+        lines += [f"## {md(task)}", ""]
         if fs[0].context:
-            lines += [f"*{fs[0].context}*", ""]
+            lines += [f"*{md(fs[0].context)}*", ""]
         for f in fs:
-            lines.append(f"- {f.claim}: **{f.verdict_text}**.")
+            lines.append(f"- {md(f.claim)}: **{md(f.verdict_text)}**.")
             if f.why:
-                lines.append(f"  Why expected: {f.why}.")
+                lines.append(f"  Why expected: {md(f.why)}.")
         if alignment and alignment.get(task):
-            lines.append(f"- {alignment[task]}")
+            lines.append(f"- {md(alignment[task])}")
         lines.append("")
     return "\n".join(lines)
 

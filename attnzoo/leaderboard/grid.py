@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -555,8 +556,54 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
             continue
         problems += kwarg_problems(f"{where}.knobs (task {tname!r})", accepted_kwargs(catalog.task_class(tname)),
                                    knobs, noun="keyword")
+        problems += _memory_problems(where, catalog.task_class(tname), knobs, entry, data, backbones)
     if problems:
         raise PresetError(source, problems)
+
+
+#: tokens per example below which a batch's estimate is not worth building the task for
+_PLAUSIBLE_TOKENS = 4096
+
+
+def _machine_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _memory_problems(where: str, task_class: Any, knobs: Mapping[str, Any], entry: Mapping[str, Any],
+                     data: Mapping[str, Any], backbones: Mapping[str, Any]) -> list[str]:
+    """A batch that cannot fit this machine's memory, refused before a worker tries to allocate it.
+
+    The estimate is a lower bound of one training step: the batch's int64 tokens plus one
+    fp32 activation of width ``d_model`` per token (the smallest ``d_model`` of the task's
+    backbones). A task that cannot be built here is left to the cell (it says why).
+    """
+    total = _machine_memory()
+    batch = entry.get("batch_size", data.get("batch_size", cell_default("batch_size")))
+    if not total or not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        return []
+    names = _patterns(entry.get("backbones")) or list(backbones)
+    widths = [int(kw["d_model"]) for name, kw in backbones.items()
+              if any(fnmatch.fnmatch(name, pat) for pat in names) and isinstance(kw, Mapping)
+              and isinstance(kw.get("d_model"), int)]
+    per_token = 8 + 4 * min(widths, default=0)
+    if batch * per_token * _PLAUSIBLE_TOKENS <= total:
+        return []  # fits even at that many tokens per example: no need to build the task (some take seconds)
+    try:
+        import torch
+
+        example = task_class(**dict(knobs)).generate(1, torch.Generator().manual_seed(0))
+        tokens = sum(int(t.numel()) for t in example.values() if isinstance(t, torch.Tensor))
+    except Exception:  # noqa: BLE001 - the cell reports a task it cannot build
+        return []
+    need = batch * tokens * per_token
+    if need <= total:
+        return []
+    return [f"{where}: batch_size {batch} needs at least {need / 2**30:,.1f} GiB for one training step "
+            f"({tokens} token(s) per example x (8 bytes + 4 x d_model {min(widths, default=0)})), more than this "
+            f"machine's {total / 2**30:,.1f} GiB of memory; lower batch_size"]
 
 
 # -- expansion -----------------------------------------------------------------

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attnzoo.leaderboard.escape import NO_MATHTEXT
 from attnzoo.leaderboard.grid import BASELINE
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    # labels and names come from presets and plugins: a `$` in them is text, not mathtext to parse
+    matplotlib.rcParams.update(NO_MATHTEXT)
     import matplotlib.pyplot as plt
 
     return plt

@@ -7,13 +7,14 @@ output is piped or rich is missing. Both take the same calls from the driver.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-__all__ = ["LineProgress", "RichProgress", "make_progress", "format_duration", "describe_row"]
+__all__ = ["LineProgress", "RichProgress", "make_progress", "format_duration", "describe_row", "error_summary"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -35,8 +36,24 @@ def describe_row(gc: Any, row: dict[str, Any]) -> str:
     if wall is not None:
         text += f"  {wall:.1f}s"
     if status != "ok" and row.get("error"):
-        text += f"  ({str(row['error']).splitlines()[0][:120]})"
+        text += f"  ({error_summary(row['error'])[:120]})"
     return text
+
+
+def error_summary(error: str) -> str:
+    """The line of a row's error that names the exception (``RuntimeError: ...``), not a traceback frame.
+
+    Rows put ``Type: message`` first; an older row (or a plugin's) may start with the traceback,
+    whose ``File "...", line N`` frames say nothing about what went wrong.
+    """
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    frame = lambda ln: ln.startswith(("Traceback", "File ", "^", "~")) or ln.startswith("During handling")  # noqa: E731
+    if not frame(lines[0]):
+        return lines[0]
+    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)\b", ln)]
+    return named[-1] if named else next((ln for ln in reversed(lines) if not frame(ln)), lines[-1])
 
 
 def _cell_cost_key(gc: Any) -> tuple[str, str, float | None]:

@@ -80,12 +80,15 @@ before anything runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -404,7 +407,8 @@ class RayExecutor(Executor):
                 kwargs["address"] = self.address
             kwargs.update(self.init_kwargs)
             try:
-                ray.init(**kwargs)
+                with _python_keeps_sigterm():
+                    ray.init(**kwargs)
             except Exception as exc:
                 raise self._connect_error(exc) from exc
         self._ray = ray
@@ -629,6 +633,18 @@ class RayExecutor(Executor):
             if self._restore_constant:
                 ray._private.ray_constants.ENABLE_RAY_CLUSTER = True
                 self._restore_constant = False
+
+
+@contextlib.contextmanager
+def _python_keeps_sigterm() -> Iterator[None]:
+    """Ray's core installs a C-level SIGTERM handler in the driver that dumps a stack and aborts
+    (rc -6); put Python's handler back, so ``kill`` stops the grid as cleanly as Ctrl-C."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
 
 # -- the command line -----------------------------------------------------------------

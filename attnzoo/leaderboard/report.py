@@ -49,7 +49,8 @@ from typing import Any
 from attnzoo.leaderboard.findings import VERDICTS as VERDICT_ORDER
 from attnzoo.leaderboard.findings import Finding, evaluate, findings_markdown, task_spec
 from attnzoo.leaderboard.grid import BASELINE
-from attnzoo.leaderboard.store import latest_rows, read_rows
+from attnzoo.leaderboard import escape
+from attnzoo.leaderboard.store import latest_rows, one_config, read_rows
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD
 from attnzoo.tasks.mad import MAD_TASKS
 
@@ -826,7 +827,7 @@ def _why_not(entries: list[Entry]) -> str:
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda s: escape.md(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     out = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
@@ -1298,7 +1299,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     from attnzoo.leaderboard import alignment, plots
 
     d = Path(directory)
-    res = results.from_rows(read_rows(d) if rows is None else rows)  # the results API: one aggregation
+    res = results.from_rows(one_config(read_rows(d) if rows is None else rows, where=str(d / "results.jsonl")))  # the results API: one aggregation
     rows = [r.to_json() for r in res]
     if not rows:
         raise FileNotFoundError(f"no results in {d / 'results.jsonl'}: nothing to report")
@@ -1355,13 +1356,13 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     prov = _provenance_summary(rows)
     o_headers, o_rows, _ = overall_table(tasks)
     lead = lead_summary(tasks, ranks, o_rows)
-    md = ["# attnzoo leaderboard", "", f"*{counts_line(tasks)}*", "", lead, ""]
+    md = ["# attnzoo leaderboard", "", f"*{escape.md(counts_line(tasks))}*", "", escape.md(lead), ""]
     if "summary" in figures:
         md += ["![best attention variant vs best baseline without attention, per task](summary.png)", ""]
-    md += [f"- **{k}**: {v}" for k, v in prov]
+    md += [f"- **{k}**: {escape.md(v)}" for k, v in prov]
     md += ["", "## Findings", "", "From [findings.md](findings.md): each task's claims checked against these "
            "results.", ""]
-    md += [f"- {f.task}: {f.sentence}" for f in findings]
+    md += [f"- {escape.md(f.task)}: {escape.md(f.sentence)}" for f in findings]
     md += ["", "## Overall", "", "Each cell: the task's main test metric at the learning rate that was best on "
            "validation, for the variant's best backbone on that task (in parentheses): the median over seeds, "
            "the min–max over seeds, and how many seeds reached the task's solve threshold. A seed that diverged "
@@ -1384,13 +1385,14 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
         headers, trows = task_table(entries)
         chance = next((e.chance for e in entries if e.chance is not None), None)
         metric = next((e.main_metric for e in entries if e.main_metric), "the main metric")
-        md += [f"## {task}", "", f"Chance level: {_fmt(chance)}. Ranked by the median of {metric} over seeds; "
+        md += [f"## {escape.md(task)}", "", f"Chance level: {_fmt(chance)}. Ranked by the median of {metric} over "
+               f"seeds; "
                f"solved: a seed at ≥ {entries[0].threshold:g}.", "", _md_table(headers, trows), ""]
         md += mem_note(entries)
         if f"curves:{task}" in figures:
-            md += [f"![curves {task}]({figures[f'curves:{task}'].name})", ""]
+            md += [f"![curves {escape.md(task)}]({figures[f'curves:{task}'].name})", ""]
         if f"attention:{task}" in figures:
-            md += [f"![attention {task}]({figures[f'attention:{task}'].name})", ""]
+            md += [f"![attention {escape.md(task)}]({figures[f'attention:{task}'].name})", ""]
         md += alignment.markdown(task, entries)
     if "speed" in figures:
         md += ["## Speed", "", "![speed](speed.png)", ""]

@@ -20,7 +20,7 @@ from attnzoo.cell import Row
 from attnzoo.leaderboard.executors import (DEFAULT_RUN_CELL, Executor, InlineExecutor, LocalExecutor, RunCell,
                                            cpu_count, execute_cell)
 from attnzoo.leaderboard.grid import GridCell, Preset
-from attnzoo.leaderboard.store import ResultStore, finished_ids, sanitize
+from attnzoo.leaderboard.store import ResultStore, StoreWriteError, finished_ids, sanitize
 
 __all__ = [
     "DEFAULT_RUN_CELL",
@@ -71,6 +71,7 @@ class GridSummary:
     wall_s: float = 0.0
     cpu_s: float = 0.0        # summed CPU seconds of the cells that ran (the work, whatever the machine's load)
     statuses: dict[str, int] = field(default_factory=dict)
+    write_error: str | None = None  # a row could not be stored (disk full): the grid stopped there
 
 
 def _extensions(row: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +122,7 @@ def run_grid(
     preset: Preset,
     *,
     retry_failed: bool = False,
+    retry_diverged: bool = False,
     progress: Any = None,
     max_cells: int | None = None,
 ) -> GridSummary:
@@ -128,22 +130,29 @@ def run_grid(
 
     n/a pairs are recorded first (one row each, with the reason). A cell that
     fails is a row with its status; the grid goes on. On Ctrl-C the finished
-    rows are already on disk; :attr:`GridSummary.interrupted` is set.
+    rows are already on disk; :attr:`GridSummary.interrupted` is set. When a row
+    cannot be stored (disk full), the grid stops with the store intact and
+    :attr:`GridSummary.write_error` says why.
 
     :param max_cells: stop after this many rows (tests simulate a kill with it).
     """
     t0 = time.perf_counter()
     store.open()
-    done = finished_ids(store.rows(), retry_failed=retry_failed)
+    done = finished_ids(store.rows(), retry_failed=retry_failed, retry_diverged=retry_diverged)
     base_prov = driver_provenance()
     summary = GridSummary(total=len(cells))
     na = [gc for gc in cells if not gc.runnable]
     todo = [gc for gc in cells if gc.runnable and gc.id not in done]
     summary.skipped = sum(1 for gc in cells if gc.runnable and gc.id in done)
     summary.na = len(na)
-    for gc in na:
-        if gc.id not in done:
-            store.append(finish_row(gc, gc.na_row(), preset, base_prov).to_json())
+    try:
+        for gc in na:
+            if gc.id not in done:
+                store.append(finish_row(gc, gc.na_row(), preset, base_prov).to_json())
+    except StoreWriteError as exc:
+        summary.write_error = str(exc)
+        summary.wall_s = time.perf_counter() - t0
+        return summary
     if progress is not None:
         progress.start(total=len(todo), skipped=summary.skipped, na=len(na), slots=executor.slots, cells=todo)
     try:
@@ -166,6 +175,9 @@ def run_grid(
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
+        executor.close(cancel=True)
+    except StoreWriteError as exc:  # finished rows are safe; the cells in flight would be lost anyway
+        summary.write_error = str(exc)
         executor.close(cancel=True)
     finally:
         if progress is not None:

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from attnzoo.errors import AttnzooError
+
 __all__ = [
     "RESULTS",
     "RETRYABLE",
@@ -27,6 +29,10 @@ __all__ = [
     "finished_ids",
     "merge",
     "sanitize",
+    "MixedConfigError",
+    "StoreWriteError",
+    "config_groups",
+    "one_config",
 ]
 
 RESULTS = "results.jsonl"
@@ -106,11 +112,14 @@ def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_id.values())
 
 
-def finished_ids(rows: Iterable[dict[str, Any]], *, retry_failed: bool = False) -> set[str]:
-    """Ids of cells that need not run again (all rows, or all but failed/oom ones with ``retry_failed``)."""
+def finished_ids(rows: Iterable[dict[str, Any]], *, retry_failed: bool = False,
+                 retry_diverged: bool = False) -> set[str]:
+    """Ids of cells that need not run again: all rows, but failed/oom ones with ``retry_failed``
+    and diverged ones with ``retry_diverged``."""
+    retry = (RETRYABLE if retry_failed else frozenset()) | ({"diverged"} if retry_diverged else frozenset())
     out = set()
     for row in latest_rows(rows):
-        if retry_failed and row.get("status") in RETRYABLE:
+        if row.get("status") in retry:
             continue
         if row.get("cell_id"):
             out.add(row["cell_id"])
@@ -171,15 +180,41 @@ class ResultStore:
         return self
 
     def append(self, row: dict[str, Any]) -> None:
-        """Write one row as one line: a single write, flushed and fsynced."""
+        """Write one row as one line, whole or not at all: written, then fsynced.
+
+        If the write fails (disk full, a file-size limit, Ctrl-C between two partial
+        writes), the part of the line that reached the file is cut off again, so the file
+        stays a list of whole rows and the cell simply runs again on ``--resume``. A line
+        written whole stays, whatever happens after.
+
+        :raises StoreWriteError: the row could not be stored (the file is as it was).
+        """
         line = (json.dumps(row, default=_json_default, allow_nan=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(self.path, exc) from exc
+        try:
+            start = os.fstat(fd).st_size  # O_APPEND: the line goes at the end, from here
             view = memoryview(line)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
+            try:
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            except BaseException as exc:
+                try:  # part of the line is in the file: cut it off
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                except OSError:  # pragma: no cover - truncating never needs space
+                    pass
+                if isinstance(exc, OSError):
+                    raise StoreWriteError(self.path, exc) from exc
+                raise
+            # the line is whole: it stays, even if the fsync fails or Ctrl-C comes now
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StoreWriteError(self.path, exc) from exc
         finally:
             os.close(fd)
 
@@ -189,6 +224,60 @@ class ResultStore:
             self.append(row)
             n += 1
         return n
+
+
+class StoreWriteError(AttnzooError):
+    """A row could not be appended (no space left, a file-size limit...); the file holds whole rows only."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path, self.errno = path, exc.errno
+        super().__init__(f"cannot write a row to {path}: {exc.strerror or exc}")
+
+
+class MixedConfigError(AttnzooError):
+    """Rows of several configurations (config hashes) where one was expected."""
+
+
+def config_groups(rows: Iterable[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
+    """Rows by ``config_hash`` (None: a row without one), in first-seen order."""
+    out: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row.get("config_hash"), []).append(row)
+    return out
+
+
+def describe_groups(groups: dict[str | None, list[dict[str, Any]]]) -> str:
+    """``dd9e43ea6b0c (237 rows), 1f2e3d4c5b6a (3 rows)``."""
+    return ", ".join(f"{h or '(no hash)'} ({len(g)} row(s))" for h, g in groups.items())
+
+
+def one_config(rows: Iterable[dict[str, Any]], *, where: str, config: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one configuration: all of them, or those of ``config``.
+
+    Rows of different config hashes are different budgets, knobs or trainer options; a
+    report that pooled them would count one configuration's cells as more seeds of the
+    other (or let a later row replace a cell's row from another configuration).
+
+    :param where: what the rows are (the message names it).
+    :param config: keep only this config hash (a prefix is enough).
+    :raises MixedConfigError: several hashes and no ``config``, or ``config`` matches none, naming
+        every hash with its row count.
+    """
+    groups = config_groups(rows)
+    if config is not None:
+        keep = [h for h in groups if h and h.startswith(config)]
+        if len(keep) != 1:
+            raise MixedConfigError(f"{where}: config {config!r} matches {len(keep)} of its configurations: "
+                                   f"{describe_groups(groups)}")
+        return groups[keep[0]]
+    if len(groups) > 1:
+        first = next(h for h in groups if h) if any(groups) else None
+        raise MixedConfigError(
+            f"{where} mixes {len(groups)} configurations (a budget, knob, kwarg or trainer option differs): "
+            f"{describe_groups(groups)}. Pooled, one's cells would count as seeds of the other's. Report one "
+            f"with `attnzoo bench report DIR --config HASH` (e.g. --config {first}), or keep each run in its "
+            f"own folder.")
+    return next(iter(groups.values()), [])
 
 
 def _json_default(obj: Any) -> Any:
@@ -218,16 +307,27 @@ def merge(out: str | os.PathLike[str], directories: Iterable[str | os.PathLike[s
 
     One row per cell id: rows already in ``out`` stay; from the inputs, a
     finished row (ok, diverged, n/a) wins over a failed one for the same cell.
+    Every row, those already in ``out`` included, must share one config hash.
     :returns: counts ``{"read": ..., "added": ..., "total": ...}``.
+    :raises MixedConfigError: the runs are of different configurations (nothing is written).
     """
+    sources = [(str(d), read_rows(d)) for d in directories
+               if Path(d).resolve() != Path(out).resolve()]
+    hashes: dict[str | None, list[str]] = {}
+    for name, rows in [(str(out), read_rows(out)), *sources]:
+        for h, group in config_groups(rows).items():
+            hashes.setdefault(h, []).append(f"{len(group)} row(s) in {name}")
+    if len(hashes) > 1:
+        raise MixedConfigError("bench merge: the runs are of different configurations (a budget, knob, kwarg or "
+                               "trainer option differs), so their cells are not seeds of one grid: "
+                               + "; ".join(f"{h or '(no hash)'}: {', '.join(w)}" for h, w in hashes.items())
+                               + ". Merge only runs of one config hash (nothing was written).")
     store = ResultStore(out).open()
     have = {r.get("cell_id"): r for r in latest_rows(store.rows())}
     chosen: dict[str, dict[str, Any]] = {}
     read = 0
-    for d in directories:
-        if Path(d).resolve() == store.dir.resolve():
-            continue
-        for row in latest_rows(read_rows(d)):
+    for _, rows in sources:
+        for row in latest_rows(rows):
             read += 1
             cid = row.get("cell_id")
             if not cid:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnzoo.contract import Attention, AttentionOutput, _shape
+from attnzoo.contract import Attention, AttentionOutput, _shape, check_like_parameters
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
@@ -315,7 +315,8 @@ class NTMAttention(Attention):
 
     # -- contract --------------------------------------------------------------
     def check_inputs(self, query, key, value, mask):
-        """Reject key/value/mask (the memory is the key store), then check query with the base's rules.
+        """Reject key/value/mask (the memory is the key store), then check query with the base's rules
+        (its dtype that of the controller's weights, outside autocast).
 
         :returns: ``(query, None, None, None)``.
         """
@@ -325,7 +326,8 @@ class NTMAttention(Attention):
                     f"{arg}: NTMAttention takes no {arg}; it attends over its own memory, which is its key and "
                     f"value store (written from the query stream), so key, value and mask must be None"
                 )
-        return self.check_query(query), None, None, None
+        check_like_parameters(self.check_query(query), self)
+        return query, None, None, None
 
     def head_params(self, query: Tensor) -> NTMHeadParams:
         """Emit every head's parameters for every step at once: ``query [B, Tq, Dq]`` -> :class:`NTMHeadParams`."""

@@ -64,6 +64,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def rejected_registrations(name: str) -> list[str]:
+    """Why a plugin's registration of attention variant ``name`` was refused (a clash), one line each.
+
+    ``attnzoo check dot`` checks whichever ``dot`` won; a plugin author whose own ``dot``
+    was rejected must be told that the green report is not about their code.
+    """
+    from attnzoo import registry
+    from attnzoo.errors import DuplicateRegistrationError
+    from attnzoo.plugins import get_host
+
+    try:
+        source = registry.get_entry(name).source
+    except Exception:  # unknown name: main says so
+        source = "?"
+    needle = str(DuplicateRegistrationError("attention variant", name, "", "")).split(":")[0]
+    return [f"{info.display_name}'s {name!r} was rejected ({err.split('; rename')[0]}); this checks the one from "
+            f"{source}" for info in get_host().plugins() for err in info.errors if err.startswith(needle)]
+
+
 def main(args: argparse.Namespace) -> int:
     """Print the report; return 0 if every check passed, 1 if one failed, 2 for an unknown name."""
     from attnzoo.errors import UnknownAttentionError
@@ -80,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:  # unknown variant option, unknown --check name
         print(f"attnzoo check: {exc}", file=sys.stderr)
         return 2
+    for line in rejected_registrations(args.name):
+        print(f"attnzoo check: warning: {line}", file=sys.stderr)
     if getattr(args, "json", False):
         for line in json_lines(report):
             print(line)
