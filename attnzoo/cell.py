@@ -401,6 +401,9 @@ class Row:
     :ivar peak_mem_mb: CUDA peak allocation of the cell (``peak_mem_kind`` ``cuda_max_allocated``);
         None on the CPU, where a reused worker has no per-cell peak to read.
     :ivar curve: ``[[step, mean train loss since the previous point, val main metric], ...]``.
+    :ivar execution: how the cell trained: None (the one-cell path, as every row before grouping),
+        ``{"path": "grouped", "members": E, "autocast": None | "bf16"}`` (one vectorized group,
+        :func:`attnzoo.harness.grouped.run_group`) or ``{"path": "single", "fallback": reason}``.
     :ivar schema: row layout version (:data:`SCHEMA_VERSION`; 1 for rows older than it).
     """
 
@@ -418,6 +421,7 @@ class Row:
     peak_mem_kind: str | None = None
     curve: list[Any] = field(default_factory=list)
     attention_map: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     cell_id: str | None = None
     task: str | None = None
