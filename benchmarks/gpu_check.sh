@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh [OUT]          # on a machine with CUDA (default OUT: benchmarks/results/speed-gpu)
 #   bash benchmarks/gpu_check.sh --cpu [OUT]    # dry run of every step on the CPU, tiny sizes (default OUT: /tmp/gpu-check-cpu)
 #
-# The step limits add up to 480 s (8 minutes); a step that hits its limit is cut and the rest run.
+# The step limits add up to 1050 s (480 s for steps 1-7, 570 s for the grouped step 8); a step that hits its limit is cut and the rest run.
 # Run from the repository root with the project's environment active (pip install -e ".[dev]").
 # Steps, each with its own time limit so one slow step cannot eat the budget; a failing step is
 # recorded and the script goes on (its exit status is the number of failed steps):
@@ -23,6 +23,8 @@
 #                   Transformer's case, impl=flex against impl=sdpa, forward+backward: the
 #                   figure that decides dot.FLEX_MIN_KEYS (attnzoo speed passes no mask)     -> flex-vs-sdpa.csv
 #   7. smoke bench  attnzoo bench --preset smoke --accelerator gpu --jobs 1                 -> bench-smoke/ (results.jsonl)
+#   8. grouped      attnzoo bench --preset default --accelerator gpu --group auto --jobs 14 (its grid
+#                   wall time beside the ungrouped 292 s), then benchmarks/grouped.py on MQAR -> bench-grouped/, grouped/
 #
 # Every step's stdout and stderr go to OUT/<step>.log; OUT/summary.txt lists each step with its
 # status and seconds. Commit OUT (benchmarks/results/speed-gpu/) when a session is lent a GPU.
@@ -195,6 +197,23 @@ EOF
 
 # 7. the smoke preset on the accelerator
 step bench-smoke 60 attnzoo bench --preset smoke --accelerator "$ACCEL" --jobs 1 --no-report --out "$OUT/bench-smoke"
+
+# 8. grouped cells (issue 20): the default preset with --group auto (seeds/lrs of a task-backbone-variant
+#    as one vmapped model) beside the ungrouped figure measured on the H200 (--jobs 14, grid 292 s,
+#    ../shared/measurements/gpu-h200-2026-12-04/); then benchmarks/grouped.py on MQAR (cells/s grouped
+#    vs one at a time, 400 steps). The dry run: the smoke preset, and MQAR at 20 steps.
+if [[ $CPU == 1 ]]; then
+  GROUP_PRESET=(--preset smoke --jobs 2); GROUP_STEPS=20
+else
+  GROUP_PRESET=(--preset default --jobs 14); GROUP_STEPS=400
+fi
+step bench-grouped 420 bash -c "
+  t0=\$(date +%s)
+  attnzoo bench ${GROUP_PRESET[*]} --accelerator $ACCEL --group auto --no-report --out '$OUT/bench-grouped' \
+    && echo \"grouped grid wall: \$(( \$(date +%s) - t0 )) s (ungrouped on the H200, --jobs 14: 292 s)\"
+"
+step grouped-mqar 150 "$PY" benchmarks/grouped.py --tasks mqar --variants scaled-dot,content,none \
+  --steps "$GROUP_STEPS" --accelerator "$ACCEL" --out "$OUT/grouped"
 
 echo "total $(( $(date +%s) - START ))s, $FAILED step(s) not ok" | tee -a "$SUMMARY"
 exit "$FAILED"

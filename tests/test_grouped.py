@@ -150,3 +150,15 @@ def test_an_out_of_memory_group_splits_in_halves(monkeypatch):
     assert sizes == [4, 2, 2]
     assert all(r.status == "ok" for r in rows)
     assert all(r.execution == {"path": "single", "fallback": "a group of one"} for r in rows)
+
+
+def test_bf16_autocast_is_recorded_and_follows_the_single_bf16_run():
+    """``precision: bf16-mixed`` runs the grouped step under autocast; the row says so. bf16 rounds at
+    ~4e-3, so the tolerance here is the loose one: curve losses within a relative 1e-2."""
+    cells = [_cell("transformer", "scaled-dot", s, trainer={"precision": "bf16-mixed"}) for s in (0, 1)]
+    for cell, row in zip(cells, run_group(cells)):
+        assert row.execution == {"path": "grouped", "members": 2, "autocast": "bf16"}
+        want = run_cell(cell)
+        assert row.status == want.status == "ok" and row.metrics.keys() == want.metrics.keys()
+        for a, b in zip(row.curve, want.curve):
+            assert a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-2)

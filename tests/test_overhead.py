@@ -244,3 +244,24 @@ def test_build_fills_the_row_before_the_trainer():
     with pytest.raises(Exception), _keep_determinism():  # the Trainer sets the torch flag before it fails
         build(cell, row)
     assert row["params"] > 0 and row["main_metric"].startswith("test/") and 0 < row["chance"] <= 1
+
+
+@pytest.mark.parametrize("name", ["transformer", "mlp"])
+def test_grouped_loop_does_the_plain_loops_work(overhead, name):
+    """The grouped path's loop (a group of one) trains the same parameters as the plain loop, within
+    float rounding (vmap's batched matmuls round differently: 1e-5 after 3 steps), so its column in
+    the overhead table times the same work."""
+    torch.set_num_threads(1)
+    cell = overhead.bench_cells(3)[name].replace(max_steps=3, val_every=3)
+    _, plain = overhead.plain_loop(cell)
+    clocks, grouped = overhead.grouped_loop(cell)
+    a, b = plain.state_dict(), grouped.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    assert clocks.cpu > 0
+
+
+def test_grouped_loop_refuses_a_cell_that_does_not_vectorize(overhead):
+    cell = overhead.bench_cells(3)["seq2seq"].replace(max_steps=3, val_every=3)
+    with pytest.raises(RuntimeError, match="no grouped path"):
+        overhead.grouped_loop(cell)

@@ -173,7 +173,13 @@ class _Member:
 
 
 class _GroupTrainer:
-    def __init__(self, cells: list[Cell], rows: list[dict[str, Any]]) -> None:
+    """The group's training loop.
+
+    :param clocks: started and stopped around the training steps (validation left out), as
+        ``benchmarks/overhead.py``'s ``Clocks``; the row's ``train_time_s`` times the same stretch.
+    """
+
+    def __init__(self, cells: list[Cell], rows: list[dict[str, Any]], clocks: Any = None) -> None:
         import lightning as L
         import torch
 
@@ -181,7 +187,7 @@ class _GroupTrainer:
         from attnzoo.harness.data import default_test_splits
         from attnzoo.harness.module import build_model, build_task
 
-        self.cells, self.rows = cells, rows
+        self.cells, self.rows, self.clocks = cells, rows, clocks
         cell = cells[0]
         self.device = torch.device("cpu") if cell.on_cpu() else torch.device("cuda", torch.cuda.current_device())
         self.autocast = _PRECISIONS[cell.trainer.get("precision", "32-true")]
@@ -242,10 +248,16 @@ class _GroupTrainer:
         def one(p: dict[str, Any], b: dict[str, Any], s: Any, t: Any, m: Any) -> Any:
             return masked_cross_entropy(functional_call(model, (p, b), (s, t)).logits, t, m)[0]
 
-        ctx = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast == "bf16"
-               else contextlib.nullcontext())
-        with ctx:
+        with self._precision():
             return vmap(one, randomness="error")(params, self.buffers, src, tgt, mask)
+
+    def _precision(self) -> Any:
+        """bf16-mixed as Lightning's precision plugin runs it (autocast around forward, in training and evaluation)."""
+        import torch
+
+        if self.autocast == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _stack(self, batches: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
         import torch
@@ -294,8 +306,21 @@ class _GroupTrainer:
             if cuda:
                 torch.cuda.synchronize(dev)
 
-        sync()
-        t0 = time.perf_counter()
+        clocks = self.clocks
+
+        def start() -> float:
+            sync()
+            if clocks is not None:
+                clocks.start()
+            return time.perf_counter()
+
+        def stop(since: float) -> float:
+            sync()
+            if clocks is not None:
+                clocks.stop()
+            return time.perf_counter() - since
+
+        t0 = start()
         for step in range(total):
             batches = [m.next_batch() for m in members]
             for m, b in zip(members, batches):
@@ -340,15 +365,12 @@ class _GroupTrainer:
                     denom = exp_avg_sq[n].sqrt().div_(bc2_sqrt).add_(_EPS)
                     p.add_(exp_avg[n].mul(view(step_size, p)).div_(denom))  # addcdiv's order: (value * t1) / t2
             if (step + 1) % val_every == 0:
-                sync()
-                train_time += time.perf_counter() - t0
+                train_time += stop(t0)
                 self._validate(step + 1, loss_sum, count, alive, died_at)
                 loss_sum = torch.zeros(E, device=dev)
                 count = 0
-                sync()
-                t0 = time.perf_counter()
-        sync()
-        train_time += time.perf_counter() - t0
+                t0 = start()
+        train_time += stop(t0)
         steps_done = step + 1
         self._finish_rows(steps_done, train_time, alive, died_at, died_loss, loss_sum, count, cuda, CPU_PEAK_KIND)
 
@@ -382,7 +404,7 @@ class _GroupTrainer:
 
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._precision():
                 for batch in member.eval_sets[split]:
                     src, tgt = batch["src"].to(self.device), batch["tgt"].to(self.device)
                     mask = batch.get("tgt_mask")
@@ -452,6 +474,7 @@ class _GroupTrainer:
             value = metrics.get(row["main_metric"])
             row["main_value"] = value if value is not None and math.isfinite(value) else None
             if member.cell.record_attention:
-                row["attention_map"] = attention_map(self._load(e), member.task, member.cell.seed, self.device)
+                with self._precision():
+                    row["attention_map"] = attention_map(self._load(e), member.task, member.cell.seed, self.device)
             row["status"] = "ok"
             row["error"] = None
