@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 __all__ = ["CPU_GROUPED_BACKBONES", "GROUP_MODES", "GridGroup", "GroupPolicy", "execute_group", "plan"]
 
 GROUP_MODES = ("auto", "on", "off")
-#: backbones that train faster grouped on the CPU (benchmarks/grouped.py, 2-core VM under load:
-#: see benchmarks/results/grouped-cpu/README.md); the others' recurrent layers have no batching rule
-#: in torch.func (GRU/LSTM cells), so they would fall back to one cell at a time anyway
-CPU_GROUPED_BACKBONES = frozenset({"transformer", "mlp", "bottleneck"})
+#: backbones that train faster grouped on the CPU (benchmarks/grouped.py on the 2-core VM under load,
+#: benchmarks/results/grouped-cpu/): the Transformer. The MLP vectorizes but ran slower grouped (its
+#: optimizer and large flattened-input matmuls are memory-bound: nothing per step to amortize);
+#: seq2seq, pointer and ntm have recurrent layers without a batching rule in torch.func (GRU/LSTM)
+#: and would fall back to one cell at a time anyway
+CPU_GROUPED_BACKBONES = frozenset({"transformer"})
 #: the cap of ``--group-size`` when none is given (a default-preset task has 3 seeds x 1-3 lrs)
 DEFAULT_GROUP_SIZE = 16
 
