@@ -13,7 +13,6 @@ backbones ``benchmarks/grouped.py`` measured faster grouped (:data:`CPU_GROUPED_
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,6 +120,6 @@ def execute_group(cells: list[Cell]) -> list[Row]:
     out = []
     for cell, row in zip(cells, rows):
         prov = worker_provenance(row, cell, wall / n, cpu / n)
-        prov.update(group_size=n, group_wall_s=round(wall, 3), pid=os.getpid())
+        prov.update(group_size=n, group_wall_s=round(wall, 3))
         out.append(row.replace(provenance=prov))
     return out
