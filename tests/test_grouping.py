@@ -106,3 +106,25 @@ def test_executor_from_args_sets_the_policy():
     args = argparse.Namespace(group="off", group_size=4, backend="local", jobs=1, run_cell=None)
     assert executor_from_args(args).group == GroupPolicy("off", 4)
     assert executor_from_args(argparse.Namespace(backend="local", jobs=1, run_cell=None)).group is None
+
+
+def test_a_resumed_grid_groups_only_the_missing_members(tmp_path):
+    """Resume is by cell id, before planning: with seed 1 of 3 done, the group trains seeds 0 and 2."""
+    from attnzoo.leaderboard.grid import expand, load_preset
+    from attnzoo.leaderboard.runner import run_grid
+    from attnzoo.leaderboard.store import ResultStore
+
+    preset = load_preset("smoke", overrides={"seeds": 3, "max_steps": 4})
+    cells = [gc for gc in expand(preset, tasks=["associative-recall"], variants=["scaled-dot"], backbones=["transformer"])]
+    assert len(cells) == 3
+    store = ResultStore(tmp_path)
+    ex = InlineExecutor()
+    run_grid([cells[1]], store, ex, preset)  # an earlier, interrupted run finished seed 1 alone
+    ex.group = GroupPolicy("on")
+    summary = run_grid(cells, store, ex, preset)
+    assert summary.skipped == 1 and summary.ran == 2
+    rows = store.rows()
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    by_seed = {r["seed"]: r for r in rows}
+    assert by_seed[1].get("execution") is None
+    assert by_seed[0]["execution"]["members"] == by_seed[2]["execution"]["members"] == 2
