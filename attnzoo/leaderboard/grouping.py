@@ -6,8 +6,8 @@ into :class:`GridGroup` units, an executor runs a unit with :func:`execute_group
 yields one ``(grid cell, Row)`` per member as before; the driver still writes every row itself and
 ``--resume`` still skips finished cells by id (so a resumed group trains only its missing members).
 
-``--group auto`` (the default) groups where it pays: on CUDA every groupable cell; on the CPU only the
-backbones ``benchmarks/grouped.py`` measured faster grouped (:data:`CPU_GROUPED_BACKBONES`).
+``--group auto`` (the default) groups on CUDA every groupable cell, and on the CPU only
+:data:`CPU_GROUPED_BACKBONES` (none: see there for the measurement that decided it).
 ``--group on`` groups everywhere, ``--group off`` never; ``--group-size N`` caps a group.
 """
 
@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 __all__ = ["CPU_GROUPED_BACKBONES", "GROUP_MODES", "GridGroup", "GroupPolicy", "execute_group", "plan"]
 
 GROUP_MODES = ("auto", "on", "off")
-#: backbones that train faster grouped on the CPU (benchmarks/grouped.py on the 2-core VM under load,
-#: benchmarks/results/grouped-cpu/): the Transformer. The MLP vectorizes but ran slower grouped (its
-#: optimizer and large flattened-input matmuls are memory-bound: nothing per step to amortize);
-#: seq2seq, pointer and ntm have recurrent layers without a batching rule in torch.func (GRU/LSTM)
-#: and would fall back to one cell at a time anyway
-CPU_GROUPED_BACKBONES = frozenset({"transformer"})
+#: backbones ``--group auto`` groups on the CPU: none. benchmarks/grouped.py on the 2-core VM (under load,
+#: benchmarks/results/grouped-cpu/) measured the Transformer 7-10% cheaper grouped (CPU ratio 0.93 on MQAR
+#: at its 400 steps, 0.90 over four tasks at 100) and the MLP 19% dearer; but vmap's batched matmuls round
+#: differently, and on a task at its phase transition that moves a seed's outcome (MQAR general at 400
+#: steps: one member's test accuracy differs by 0.053 from its one-cell run). The CPU default keeps the
+#: committed reference numbers (and --against comparisons) exact; ``--group on`` takes the 7-10%.
+CPU_GROUPED_BACKBONES: frozenset[str] = frozenset()
 #: the cap of ``--group-size`` when none is given (a default-preset task has 3 seeds x 1-3 lrs)
 DEFAULT_GROUP_SIZE = 16
 
