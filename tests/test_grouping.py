@@ -52,7 +52,9 @@ def test_off_and_auto_on_the_cpu():
     assert isinstance(on[0], GridGroup) and len(on[0].members) == 3 and len(on) == 2  # seq2seq: a group too
     assert on[0].label() == "group of 3: mqar / transformer / scaled-dot"
     cuda = [_gc(seed=s, trainer={"accelerator": "gpu"}) for s in range(3)]
-    assert [len(u.members) for u in plan(cuda, GroupPolicy("auto"))] == [3]  # auto groups on CUDA
+    rnn = [_gc("seq2seq", "dot", seed=s, trainer={"accelerator": "gpu"}) for s in range(3)]
+    units = plan(cuda + rnn, GroupPolicy("auto"))  # auto groups on CUDA what vectorizes
+    assert len(units[0].members) == 3 and units[1:] == rnn
     with pytest.raises(ValueError, match="group"):
         GroupPolicy("sometimes")
     with pytest.raises(ValueError, match="group size"):

@@ -97,7 +97,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed ...")
     parser.add_argument("--group", choices=("auto", "on", "off"), default="auto",
                         help="train cells that differ only in seed, lr or weight decay as one vectorized model "
-                             "(auto: on CUDA, and on the CPU for the backbones measured faster grouped; "
+                             "(auto: on CUDA for the backbones that vectorize, one cell at a time on the CPU; "
                              "the rows are the one-cell rows within float rounding)")
     parser.add_argument("--group-size", type=_positive, default=None, metavar="N",
                         help="at most N cells per group (default 16)")

@@ -6,8 +6,8 @@ into :class:`GridGroup` units, an executor runs a unit with :func:`execute_group
 yields one ``(grid cell, Row)`` per member as before; the driver still writes every row itself and
 ``--resume`` still skips finished cells by id (so a resumed group trains only its missing members).
 
-``--group auto`` (the default) groups on CUDA every groupable cell, and on the CPU only
-:data:`CPU_GROUPED_BACKBONES` (none: see there for the measurement that decided it).
+``--group auto`` (the default) groups on CUDA the backbones that vectorize (:data:`VECTORIZED_BACKBONES`),
+and on the CPU only :data:`CPU_GROUPED_BACKBONES` (none: see there for the measurement that decided it).
 ``--group on`` groups everywhere, ``--group off`` never; ``--group-size N`` caps a group.
 """
 
@@ -23,7 +23,8 @@ from attnzoo.cell import Cell, Row
 if TYPE_CHECKING:
     from attnzoo.leaderboard.grid import GridCell
 
-__all__ = ["CPU_GROUPED_BACKBONES", "GROUP_MODES", "GridGroup", "GroupPolicy", "execute_group", "plan"]
+__all__ = ["CPU_GROUPED_BACKBONES", "GROUP_MODES", "VECTORIZED_BACKBONES", "GridGroup", "GroupPolicy",
+           "execute_group", "plan"]
 
 GROUP_MODES = ("auto", "on", "off")
 #: backbones ``--group auto`` groups on the CPU: none. benchmarks/grouped.py on the 2-core VM (under load,
@@ -33,6 +34,11 @@ GROUP_MODES = ("auto", "on", "off")
 #: steps: one member's test accuracy differs by 0.053 from its one-cell run). The CPU default keeps the
 #: committed reference numbers (and --against comparisons) exact; ``--group on`` takes the 7-10%.
 CPU_GROUPED_BACKBONES: frozenset[str] = frozenset()
+#: backbones whose models vectorize (tests/test_grouped.py names the pairs): ``auto`` groups these on CUDA.
+#: seq2seq, pointer and ntm are built on GRU/LSTM layers, which have no batching rule in torch.func: a
+#: group of them would only fall back and run its members one after another in one worker, where
+#: ungrouped they spread over the workers
+VECTORIZED_BACKBONES = frozenset({"transformer", "mlp", "bottleneck"})
 #: the cap of ``--group-size`` when none is given (a default-preset task has 3 seeds x 1-3 lrs)
 DEFAULT_GROUP_SIZE = 16
 
@@ -58,7 +64,9 @@ class GroupPolicy:
             return False
         if self.mode == "on":
             return True
-        return not cell.on_cpu() or cell.backbone in CPU_GROUPED_BACKBONES
+        if cell.on_cpu():
+            return cell.backbone in CPU_GROUPED_BACKBONES
+        return cell.backbone in VECTORIZED_BACKBONES
 
 
 @dataclass
