@@ -28,7 +28,7 @@ __all__ = ["CPU_GROUPED_BACKBONES", "GROUP_MODES", "VECTORIZED_BACKBONES", "Grid
 
 GROUP_MODES = ("auto", "on", "off")
 #: backbones ``--group auto`` groups on the CPU: none. benchmarks/grouped.py on the 2-core VM (under load,
-#: benchmarks/results/grouped-cpu/) measured the Transformer 7-10% cheaper grouped (CPU ratio 0.93 on MQAR
+#: benchmarks/results/grouped-cpu/) measured the Transformer 5-10% cheaper grouped (CPU ratio 0.93-0.95 on MQAR
 #: at its 400 steps, 0.90 over four tasks at 100) and the MLP 19% dearer; but vmap's batched matmuls round
 #: differently, and on a task at its phase transition that moves a seed's outcome (MQAR general at 400
 #: steps: one member's test accuracy differs by 0.053 from its one-cell run). The CPU default keeps the
