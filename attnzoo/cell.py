@@ -416,6 +416,9 @@ class Row:
     :ivar curve: ``[[step, mean train loss since the previous point, val main metric], ...]``.
     :ivar alignment: gold mass, alignment accuracy, AER, entropy per layer and head, the uniform-attention
         ablation and example 0's maps (:func:`attnzoo.diagnostics.diagnose`); optional (None in older rows).
+    :ivar execution: how the cell trained: None (the one-cell path, as every row before grouping),
+        ``{"path": "grouped", "members": E, "autocast": None | "bf16"}`` (one vectorized group,
+        :func:`attnzoo.harness.grouped.run_group`) or ``{"path": "single", "fallback": reason}``.
     :ivar schema: row layout version (:data:`SCHEMA_VERSION`; 1 for rows older than it).
     """
 
@@ -436,6 +439,7 @@ class Row:
     #: alignment diagnostics on one held-out test batch (:func:`attnzoo.diagnostics.diagnose`), None
     #: when the cell records no attention or its backbone has none over the source
     alignment: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     cell_id: str | None = None
     task: str | None = None

@@ -3,6 +3,9 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT]          # on a machine with CUDA (default OUT: benchmarks/results/speed-gpu)
 #   bash benchmarks/gpu_check.sh --cpu [OUT]    # dry run of every step on the CPU, tiny sizes (default OUT: /tmp/gpu-check-cpu)
+#   bash benchmarks/gpu_check.sh --grouped [OUT] # env + the grouped steps 9-10 only (default OUT: benchmarks/results/grouped-gpu);
+#                                                # --cpu --grouped dry-runs them. Limits 20 + 570 s: a session with 15 minutes
+#                                                # of device time runs the kernel check or this one per machine start, not both.
 #
 # The step limits add up to 480 s (8 minutes); a step that hits its limit is cut and the rest run.
 # (The H200 run of 2026-12-04 took 245 s in all, its flex step cut at 60 s.)
@@ -30,6 +33,9 @@
 #                   width 64, fp32 and bf16, forward+backward) with peak memory, SDPA beside
 #                   it; appends its rows to auto-table.csv                                   -> additive-triton.csv
 #   8. smoke bench  attnzoo bench --preset smoke --accelerator gpu --jobs 1                 -> bench-smoke/ (results.jsonl)
+#   9. grouped      (--grouped) attnzoo bench --preset default --accelerator gpu --group auto --jobs 14, its
+#                   grid wall time beside the ungrouped 292 s of 2026-12-04                   -> bench-grouped/
+#  10. grouped-mqar (--grouped) benchmarks/grouped.py on MQAR: cells/s grouped vs one at a time -> grouped/
 #
 # auto-table.csv decides what impl="auto" takes (attnzoo/autotable.py, benchmarks/auto_table.py):
 # copy it to benchmarks/results/speed-gpu/ and update AUTO_MIN_KEYS (tests/test_autotable.py checks).
@@ -39,10 +45,15 @@
 set -u
 
 CPU=0
-if [[ "${1:-}" == "--cpu" ]]; then
-  CPU=1
+GROUPED=0
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --cpu) CPU=1 ;;
+    --grouped) GROUPED=1 ;;
+    *) echo "gpu_check.sh: unknown option $1 (--cpu, --grouped)" >&2; exit 2 ;;
+  esac
   shift
-fi
+done
 if [[ $CPU == 1 ]]; then
   OUT="${1:-/tmp/gpu-check-cpu}"
   DEVICE=cpu
@@ -50,7 +61,7 @@ if [[ $CPU == 1 ]]; then
   LENGTHS=64,128
   SPEED_FLAGS=(--repeats 1 --min-sample-ms 0 --max-seconds 5 --threads 2)
 else
-  OUT="${1:-benchmarks/results/speed-gpu}"
+  OUT="${1:-benchmarks/results/$([[ $GROUPED == 1 ]] && echo grouped-gpu || echo speed-gpu)}"
   DEVICE=cuda
   ACCEL=gpu
   LENGTHS=1024,2048,4096,8192  # 16384 left out: the fused-additive and causal rows need the time
@@ -104,6 +115,7 @@ EOF
 "
 cp "$OUT/env.log" "$OUT/env.txt"
 
+if [[ $GROUPED == 0 ]]; then
 # 2. the GPU-path tests (CUDA-only ones skip on the CPU)
 step gpu-tests 110 "$PY" -m pytest -q -p no:randomly -p no:cacheprovider tests/test_gpu_paths.py \
   tests/test_additive_triton.py tests/test_causal_flag.py tests/test_kit_device.py -k "not every_variant_passes_on_cuda and not interpreter_cases" -rs
@@ -282,6 +294,28 @@ EOF
 
 # 8. the smoke preset on the accelerator
 step bench-smoke 45 attnzoo bench --preset smoke --accelerator "$ACCEL" --jobs 1 --no-report --out "$OUT/bench-smoke"
+
+fi
+
+if [[ $GROUPED == 1 ]]; then
+# 9-10. grouped cells (issue 20): the default preset with --group auto (seeds/lrs of a task-backbone-variant
+#    as one vmapped model) beside the ungrouped figure measured on the H200 (--jobs 14, grid 292 s,
+#    ../shared/measurements/gpu-h200-2026-12-04/); then benchmarks/grouped.py on MQAR (cells/s grouped
+#    vs one at a time, 400 steps). The dry run: the smoke preset, and MQAR at 20 steps.
+if [[ $CPU == 1 ]]; then
+  GROUP_PRESET=(--preset smoke --jobs 2); GROUP_STEPS=20
+else
+  GROUP_PRESET=(--preset default --jobs 14); GROUP_STEPS=400
+fi
+step bench-grouped 420 bash -c "
+  t0=\$(date +%s)
+  attnzoo bench ${GROUP_PRESET[*]} --accelerator $ACCEL --group auto --no-report --out '$OUT/bench-grouped' \
+    && echo \"grouped grid wall: \$(( \$(date +%s) - t0 )) s (ungrouped on the H200, --jobs 14: 292 s)\"
+"
+step grouped-mqar 150 "$PY" benchmarks/grouped.py --tasks mqar --variants scaled-dot,content,none \
+  --steps "$GROUP_STEPS" --accelerator "$ACCEL" --out "$OUT/grouped"
+
+fi
 
 echo "total $(( $(date +%s) - START ))s, $FAILED step(s) not ok" | tee -a "$SUMMARY"
 exit "$FAILED"

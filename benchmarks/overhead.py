@@ -16,7 +16,10 @@ model is trained for a fixed number of steps three ways:
   gradient clipping (``clip_grad_norm_(1.0)``), in Lightning's order;
 - **bare Lightning**: the plain loop's step as the ``training_step`` of a LightningModule that
   does nothing else (automatic optimization, one step per call), on a Trainer with the harness's options. harness / bare is what the harness's
-  own bookkeeping costs, bare / plain what Lightning's loop costs by itself.
+  own bookkeeping costs, bare / plain what Lightning's loop costs by itself;
+- **grouped**: the grouped path's plain loop (``attnzoo.harness.grouped``, what ``--group`` runs) with a
+  group of one, where the cell vectorizes: the vmapped step's own cost per member against the plain
+  loop (``benchmarks/grouped.py`` measures what a group of several buys).
 
 All run in this one process on one torch thread, interleaved (the order alternates between
 repeats), and each ratio is a ratio of medians over the repeats. The headline clock is the main
@@ -57,7 +60,7 @@ import torch.nn.functional as F
 
 from attnzoo.cell import Cell, resolve
 
-__all__ = ["CONFIGS", "bench_cells", "plain_loop", "harness_loop", "main"]
+__all__ = ["CONFIGS", "bench_cells", "plain_loop", "harness_loop", "grouped_loop", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PRESET = REPO / "benchmarks" / "presets" / "default.yaml"
@@ -336,6 +339,25 @@ def profile_harness(cell: Cell, top: int = 30) -> str:
     return out.getvalue()
 
 
+def grouped_loop(cell: Cell) -> tuple[Clocks, torch.nn.Module]:
+    """Train ``cell`` on the grouped path (``attnzoo.harness.grouped``) as a group of one: the vectorized
+    step's own cost against the plain loop. -> (clocks over the training steps, the trained model).
+
+    :raises RuntimeError: the cell does not vectorize (the grid would run it on the one-cell path).
+    """
+    from attnzoo.harness.grouped import _Fallback, _GroupTrainer
+    from attnzoo.harness.run import _keep_determinism
+
+    clocks = Clocks()
+    with _quiet(), _keep_determinism():
+        try:
+            trainer = _GroupTrainer([cell], [{}], clocks=clocks)
+            trainer.fit()
+        except (_Fallback, RuntimeError) as exc:
+            raise RuntimeError(f"{cell.backbone}/{cell.attention}: no grouped path ({exc})") from exc
+    return clocks, trainer._load(0)
+
+
 def measure(cells: dict[str, Cell], repeats: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
     """Interleaved timings, ``repeats`` of each way per backbone after ``warmup`` untimed pairs.
 
@@ -343,6 +365,8 @@ def measure(cells: dict[str, Cell], repeats: int, warmup: int = 1) -> dict[str, 
     per-pair ratios (each pair ran back to back, so it saw nearly the same load).
     """
     results = {}
+    grouped: dict[str, list[Clocks]] = {}
+    grouped_ok: dict[str, bool] = {}
     for name, cell in cells.items():
         runs: dict[str, list[Clocks]] = {"plain": [], "bare": [], "harness": []}
         for i in range(warmup + repeats):
@@ -352,6 +376,13 @@ def measure(cells: dict[str, Cell], repeats: int, warmup: int = 1) -> dict[str, 
                 clocks = fn(cell)[0]
                 if i >= warmup:
                     runs[side].append(clocks)
+            if grouped_ok.setdefault(name, True):  # the grouped path's loop, where the cell vectorizes
+                try:
+                    clocks = grouped_loop(cell)[0]
+                    if i >= warmup:
+                        grouped.setdefault(name, []).append(clocks)
+                except RuntimeError:
+                    grouped_ok[name] = False
         entry: dict[str, Any] = {"task": cell.task, "backbone": cell.backbone, "attention": cell.attention,
                                  "steps": cell.max_steps, "batch_size": cell.batch_size}
         for clock in ("cpu", "wall"):
@@ -364,6 +395,9 @@ def measure(cells: dict[str, Cell], repeats: int, warmup: int = 1) -> dict[str, 
                 "ratio": round(med["harness"] / med["plain"], 4), "pair_ratios": [round(r, 4) for r in pairs],
                 "lightning_ratio": round(med["bare"] / med["plain"], 4),
                 "own_ratio": round(med["harness"] / med["bare"], 4),
+                # the grouped path's loop for one member (None: the cell falls back to the one-cell path)
+                "grouped_ratio": (round(statistics.median(getattr(c, clock) for c in grouped[name]) / med["plain"], 4)
+                                  if grouped_ok.get(name) and grouped.get(name) else None),
             }
         results[name] = entry
         cpu = entry["cpu"]
@@ -375,15 +409,17 @@ def measure(cells: dict[str, Cell], repeats: int, warmup: int = 1) -> dict[str, 
 
 def _table(results: dict[str, dict[str, Any]], target: float) -> str:
     lines = ["| backbone | task | variant | CPU ms/step: plain | bare Lightning | harness | **harness/plain** "
-             "| per-pair min-max | bare/plain (Lightning) | harness/bare (ours) | harness/plain (wall) | <= target |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+             "| per-pair min-max | bare/plain (Lightning) | harness/bare (ours) | harness/plain (wall) | <= target "
+             "| grouped path, 1 member / plain |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|"]
     for name, r in results.items():
         cpu, wall = r["cpu"], r["wall"]
         ok = "yes" if cpu["ratio"] <= target else "NO"
         lines.append(f"| {name} | {r['task']} | {r['attention'] or 'none'} | {cpu['plain_ms_per_step']:.3f} | "
                      f"{cpu['bare_ms_per_step']:.3f} | {cpu['harness_ms_per_step']:.3f} | **{cpu['ratio']:.3f}** | "
                      f"{cpu['pair_ratios'][0]:.3f}-{cpu['pair_ratios'][-1]:.3f} | {cpu['lightning_ratio']:.3f} | "
-                     f"{cpu['own_ratio']:.3f} | {wall['ratio']:.3f} | {ok} |")
+                     f"{cpu['own_ratio']:.3f} | {wall['ratio']:.3f} | {ok} | "
+                     + (f"{cpu['grouped_ratio']:.3f} |" if cpu.get("grouped_ratio") is not None else "falls back |"))
     return "\n".join(lines)
 
 

@@ -73,6 +73,11 @@ def test_plain_loop_and_harness_do_the_same_work(overhead, name):
     untrained = build_model(resolved, build_task(resolved)).state_dict()
     assert any(not torch.equal(untrained[k], a[k]) for k in a)
     assert plain_clocks.cpu > 0 and harness_clocks.wall > 0
+    if name in ("transformer", "mlp"):  # the grouped path's loop (a group of one): the same work, within
+        # float rounding (vmap's batched matmuls round differently: 1e-5 after 3 steps)
+        _, grouped = overhead.grouped_loop(cell)
+        g = grouped.state_dict()
+        assert g.keys() == a.keys() and all(torch.allclose(a[k], g[k], atol=1e-5, rtol=1e-4) for k in a)
 
 
 def test_bare_lightning_loop_also_matches(overhead):
@@ -244,3 +249,9 @@ def test_build_fills_the_row_before_the_trainer():
     with pytest.raises(Exception), _keep_determinism():  # the Trainer sets the torch flag before it fails
         build(cell, row)
     assert row["params"] > 0 and row["main_metric"].startswith("test/") and 0 < row["chance"] <= 1
+
+
+def test_grouped_loop_refuses_a_cell_that_does_not_vectorize(overhead):
+    cell = overhead.bench_cells(3)["seq2seq"].replace(max_steps=3, val_every=3)
+    with pytest.raises(RuntimeError, match="no grouped path"):
+        overhead.grouped_loop(cell)

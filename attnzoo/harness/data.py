@@ -100,6 +100,17 @@ class FixedBatches(Dataset):
         return self.batches[i]
 
 
+def first_examples(batches: list[Batch], n: int) -> Batch:
+    """The first ``n`` examples of a list of fixed batches, as one batch (``[n, ...]`` per key)."""
+    out, got = [], 0
+    for b in batches:
+        if got >= n:
+            break
+        out.append(b)
+        got += next(iter(b.values())).shape[0]
+    return {k: torch.cat([b[k] for b in out])[:n] for k in out[0]}
+
+
 class TaskDataModule(L.LightningDataModule):
     """Train/val/test loaders for a task.
 
@@ -149,13 +160,7 @@ class TaskDataModule(L.LightningDataModule):
         """The first ``n`` examples of the fixed ``split`` (the alignment diagnostics' batch)."""
         if split not in self._fixed:
             self._fixed[split] = FixedBatches(self.task.fixed_split(split, self.seed), self.eval_batch_size)
-        batches, out, got = self._fixed[split].batches, [], 0
-        for b in batches:
-            if got >= n:
-                break
-            out.append(b)
-            got += next(iter(b.values())).shape[0]
-        return {k: torch.cat([b[k] for b in out])[:n] for k in out[0]}
+        return first_examples(self._fixed[split].batches, n)
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)

@@ -47,7 +47,8 @@ from attnzoo.errors import AttnzooError
 from attnzoo.harness.data import default_test_splits
 from attnzoo.tasks import Task
 
-__all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "build_model", "build_optimizer", "resolve"]
+__all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "attention_map", "build_model", "build_optimizer",
+           "example_scores", "masked_cross_entropy", "resolve"]
 
 
 class TrainingDiverged(AttnzooError, FloatingPointError):
@@ -285,11 +286,8 @@ class AttnzooModule(L.LightningModule):
         if mask is None:
             mask = torch.ones_like(tgt, dtype=torch.bool)
         out = self.model(src, tgt)
-        logits = out.logits  # (N, T, C)
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), reduction="none").view_as(tgt)  # (N, T)
-        ce = ce * mask
-        loss = ce.sum() / mask.sum().clamp_min(1)
-        return loss, ce, logits, dict(out.aux or {}), mask
+        loss, ce = masked_cross_entropy(out.logits, tgt, mask)
+        return loss, ce, out.logits, dict(out.aux or {}), mask
 
     @staticmethod
     def _per_example(ce: Tensor, mask: Tensor) -> Tensor:
@@ -439,11 +437,7 @@ class AttnzooModule(L.LightningModule):
     # -- evaluation -------------------------------------------------------
     def _update(self, split: str, batch: dict[str, Tensor]) -> None:
         _, _, logits, _, mask = self._loss(batch)
-        tgt = batch["tgt"]
-        correct = (logits.argmax(dim=-1) == tgt) & mask  # (N, T)
-        tokens = mask.sum(dim=1).float()  # (N,)
-        token_acc = correct.sum(dim=1).float() / tokens.clamp_min(1)  # (N,)
-        exact = (correct | ~mask).all(dim=1).float()  # (N,)
+        token_acc, tokens, exact = example_scores(logits, batch["tgt"], mask)
         self._metric(f"{split}/token_acc").update(token_acc, tokens)
         self._metric(f"{split}/exact_acc").update(exact)
         slices = batch.get("slice")
@@ -503,47 +497,80 @@ class AttnzooModule(L.LightningModule):
 
     # -- inspection -------------------------------------------------------
     def alignment_diagnostics(self, batch: dict[str, Tensor]) -> dict[str, Any] | None:
-        """:func:`attnzoo.diagnostics.diagnose` on ``batch`` (held-out test examples), on the module's
-        device, with the global RNG forked so a sampling variant leaves every later draw as it was."""
-        import time
+        """:func:`alignment_diagnostics` of this module's model on ``batch`` (held-out test examples)."""
+        return alignment_diagnostics(self.model, self.task, batch, self.device)
 
-        from attnzoo.diagnostics import diagnose
-
-        start = time.perf_counter()
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            out = diagnose(self.model, self.task, _move(batch, self.device), self.task.spec.metric)
-        if out is not None:
-            out["time_s"] = round(time.perf_counter() - start, 4)
-        return out
-
-    @torch.no_grad()
     def attention_maps(self, sample: dict[str, Tensor] | None = None) -> dict[str, Any] | None:
-        """The backbone's representative attention map for one fixed test example.
+        """The backbone's representative attention map for one fixed test example (:func:`attention_map`)."""
+        return attention_map(self.model, self.task, self.cell.seed, self.device, sample)
 
-        :param sample: a batch to use (default: example 0 of a batch drawn from
-            the test distribution with ``seed``).
-        :returns: ``{"src": [ids], "tgt": [ids], "weights": [[...] * Tk] * Tq}``
-            for sample 0, or None when the backbone records no attention.
-        """
-        if sample is None:
-            g = torch.Generator().manual_seed(int(self.cell.seed) + 4_000_037)
-            sample = self.task.generate(1, g)
-        src = sample["src"][:1].to(self.device)
-        tgt = sample["tgt"][:1].to(self.device)
-        was_training = self.model.training
-        before = getattr(self.model, "record_attention", False)
-        try:
-            self.model.eval()
-            self.model.record_attention = True
-            out = self.model(src, tgt)
-        finally:
-            self.model.record_attention = before
-            self.model.train(was_training)
-        if out.attention is None:
-            return None
-        return {
-            "src": src[0].tolist(),
-            "tgt": tgt[0].tolist(),
-            "weights": out.attention[0].float().cpu().tolist(),
-        }
+
+def alignment_diagnostics(model: nn.Module, task: Task, batch: dict[str, Tensor],
+                          device: torch.device) -> dict[str, Any] | None:
+    """:func:`attnzoo.diagnostics.diagnose` on ``batch`` (held-out test examples) on ``device``, with the
+    global RNG forked so a sampling variant leaves every later draw as it was; ``time_s`` added."""
+    import time
+
+    from attnzoo.diagnostics import diagnose
+
+    start = time.perf_counter()
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        out = diagnose(model, task, _move(batch, device), task.spec.metric)
+    if out is not None:
+        out["time_s"] = round(time.perf_counter() - start, 4)
+    return out
+
+
+def masked_cross_entropy(logits: Tensor, tgt: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The training loss: mean cross-entropy over the scored positions.
+
+    :param logits: ``[N, T, C]``; :param tgt: ``[N, T]`` class ids; :param mask: ``[N, T]`` bool, True = scored.
+    :returns: ``(loss [], masked token losses [N, T])``.
+    """
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), reduction="none").view_as(tgt)  # (N, T)
+    ce = ce * mask
+    return ce.sum() / mask.sum().clamp_min(1), ce
+
+
+def example_scores(logits: Tensor, tgt: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-example scores: logits ``[N, T, C]``, tgt and mask ``[N, T]`` ->
+    ``(token accuracy [N], scored tokens [N] (its weight), exact match [N])``, floats."""
+    correct = (logits.argmax(dim=-1) == tgt) & mask  # (N, T)
+    tokens = mask.sum(dim=1).float()  # (N,)
+    token_acc = correct.sum(dim=1).float() / tokens.clamp_min(1)  # (N,)
+    exact = (correct | ~mask).all(dim=1).float()  # (N,)
+    return token_acc, tokens, exact
+
+
+@torch.no_grad()
+def attention_map(model: nn.Module, task: Task, seed: int, device: torch.device | str,
+                  sample: dict[str, Tensor] | None = None) -> dict[str, Any] | None:
+    """A backbone's representative attention map for one fixed test example.
+
+    :param sample: a batch to use (default: example 0 of a batch drawn from
+        the test distribution with ``seed``).
+    :returns: ``{"src": [ids], "tgt": [ids], "weights": [[...] * Tk] * Tq}``
+        for sample 0, or None when the backbone records no attention.
+    """
+    if sample is None:
+        g = torch.Generator().manual_seed(int(seed) + 4_000_037)
+        sample = task.generate(1, g)
+    src = sample["src"][:1].to(device)
+    tgt = sample["tgt"][:1].to(device)
+    was_training = model.training
+    before = getattr(model, "record_attention", False)
+    try:
+        model.eval()
+        model.record_attention = True
+        out = model(src, tgt)
+    finally:
+        model.record_attention = before
+        model.train(was_training)
+    if out.attention is None:
+        return None
+    return {
+        "src": src[0].tolist(),
+        "tgt": tgt[0].tolist(),
+        "weights": out.attention[0].float().cpu().tolist(),
+    }

@@ -50,6 +50,12 @@ def _patterns(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _devices(text: str) -> Any:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -96,6 +102,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--devices", type=_devices, help="number of devices, or a list such as 0,1")
     g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ...")
     g.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed ...")
+    parser.add_argument("--group", choices=("auto", "on", "off"), default="auto",
+                        help="train cells that differ only in seed, lr or weight decay as one vectorized model "
+                             "(auto: on CUDA for the backbones that vectorize, one cell at a time on the CPU; "
+                             "the rows are the one-cell rows within float rounding)")
+    parser.add_argument("--group-size", type=_positive, default=None, metavar="N",
+                        help="at most N cells per group (default 16)")
     parser.add_argument("--progress", action="store_true", help="also show Lightning's progress bar in each cell")
     parser.add_argument("--logger", action="append", default=[], metavar="NAME", dest="loggers",
                         help="also log each cell with Lightning's NAME logger (csv, tensorboard, mlflow, wandb; "
@@ -420,7 +432,8 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
     backend = getattr(args, "backend", "local") or "local"
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"attnzoo bench: preset {preset.name}, {sum(c.runnable for c in cells)} cell(s) + "
-          f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, backend {backend}, out {out}", file=sys.stderr)
+          f"{sum(not c.runnable for c in cells)} n/a, jobs {jobs}, backend {backend}, "
+          f"group {getattr(args, 'group', None) or 'off'}, out {out}", file=sys.stderr)
     try:
         summary = run_grid(cells, store, executor, preset, retry_failed=args.retry_failed,
                            retry_diverged=getattr(args, "retry_diverged", False),

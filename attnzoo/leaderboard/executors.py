@@ -101,25 +101,29 @@ def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
         low = str(exc).lower()  # the harness's words for an allocation that failed (not imported: Lightning)
         status = "oom" if any(m in low for m in ("out of memory", "allocate memory", "not enough memory")) else "failed"
         row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+    return row.replace(provenance=worker_provenance(row, cell, time.perf_counter() - t0, time.process_time() - c0))
+
+
+def worker_provenance(row: Row, cell: Cell, wall_s: float, cpu_s: float) -> dict[str, Any]:
+    """The row's provenance plus this worker's: host, pid, versions, device, the cell's wall and CPU seconds."""
     try:
         import torch
 
         torch_version = torch.__version__
     except ImportError:  # pragma: no cover
         torch_version = None
-    prov = {
+    return {
         **row.provenance,
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "torch_version": torch_version,
         "python": platform.python_version(),
         "device": _device(cell),
-        "wall_s": round(time.perf_counter() - t0, 3),
+        "wall_s": round(wall_s, 3),
         # CPU seconds of this worker for the cell: on a shared machine wall_s grows with the
         # load, cpu_s does not (with one torch thread per worker it is the cell's time on an idle core)
-        "cpu_s": round(time.process_time() - c0, 3),
+        "cpu_s": round(cpu_s, 3),
     }
-    return row.replace(provenance=prov)
 
 
 # -- executors -----------------------------------------------------------------
@@ -132,6 +136,17 @@ class Executor:
 
     #: cells that can run at once (the progress display's "running")
     slots: int = 1
+    #: which cells train together (``--group``; :mod:`attnzoo.leaderboard.grouping`); None: none
+    group: Any = None
+
+    def units(self, cells: Sequence[GridCell]) -> list[Any]:
+        """The cells as this executor runs them: grid cells, and groups where its policy groups
+        (only for the harness's own runner)."""
+        if self.group is None or getattr(self, "run_cell", DEFAULT_RUN_CELL) != DEFAULT_RUN_CELL:
+            return list(cells)
+        from attnzoo.leaderboard.grouping import plan
+
+        return plan(cells, self.group)
 
     def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
         raise NotImplementedError
@@ -147,8 +162,19 @@ class InlineExecutor(Executor):
         self.run_cell = run_cell
 
     def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
-        for gc in cells:
-            yield gc, execute_cell(gc.cell, self.run_cell)
+        for unit in self.units(cells):
+            yield from _run_unit(unit, self.run_cell)
+
+
+def _run_unit(unit: Any, run_cell: RunCell | str, threads: int | None = None) -> list[tuple[Any, Row]]:
+    """Run a grid cell or a group (:class:`~attnzoo.leaderboard.grouping.GridGroup`) here: ``[(cell, row)]``."""
+    members = getattr(unit, "members", None)
+    if members is None:
+        return [(unit, execute_cell(unit.cell.replace(threads=unit.cell.threads or threads), run_cell))]
+    from attnzoo.leaderboard.grouping import execute_group
+
+    rows = execute_group([gc.cell.replace(threads=gc.cell.threads or threads) for gc in members])
+    return list(zip(members, rows))
 
 
 def _alive(pid: int) -> bool:
@@ -253,7 +279,7 @@ class LocalExecutor(Executor):
                                       initargs=(self.threads, os.getpid()))
 
     def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
-        queue = list(cells)
+        queue = self.units(cells)
         # When a worker dies, every cell in flight is lost with the pool and nothing says
         # which one killed it: those cells run again one at a time ("solo"), and only a
         # cell that kills its worker while running alone counts a crash.
@@ -263,10 +289,9 @@ class LocalExecutor(Executor):
         self._pool = self._new_pool()
 
         def submit(gc: GridCell, alone: bool) -> None:
-            cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
             try:
                 with _signals_deferred():  # a worker it starts is in the pool's list before Ctrl-C can act
-                    fut = self._pool.submit(execute_cell, cell, self.run_cell)
+                    fut = self._pool.submit(_run_unit, gc, self.run_cell, self.threads)
             except cf.process.BrokenProcessPool as exc:
                 # A worker died after the last wait returned: the pool refuses new work.
                 # Hand the cell to the lost-cells path below like any cell in flight.
@@ -290,22 +315,23 @@ class LocalExecutor(Executor):
             for fut in done:
                 gc, alone = inflight.pop(fut)
                 try:
-                    row = fut.result()
+                    results = fut.result()
                 except cf.process.BrokenProcessPool:
                     broken = True
                     inflight[fut] = (gc, alone)  # handled with the rest of the lost cells below
                     continue
                 except Exception as exc:  # pickling errors and the like
-                    row = Row.empty("failed", f"{type(exc).__name__}: {exc}")
-                yield gc, row
+                    results = [(m, Row.empty("failed", f"{type(exc).__name__}: {exc}"))
+                               for m in getattr(gc, "members", [gc])]
+                yield from results
             if broken:
                 lost = list(inflight.values())
                 inflight.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
                 for gc, alone in lost:
-                    if not alone:
-                        solo.append(gc)
+                    if not alone:  # a lost group's members run again one by one
+                        solo.extend(getattr(gc, "members", [gc]))
                         continue
                     crashes[gc.id] = crashes.get(gc.id, 0) + 1
                     if crashes[gc.id] >= self.max_attempts:
@@ -366,7 +392,13 @@ def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run
         jobs = getattr(args, "jobs", None) or cpu_count()
     jobs = int(jobs)
     if getattr(args, "backend", "local") != "ray":
-        return LocalExecutor(jobs, run_cell)
-    from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # imports ray only now
+        executor: Executor = LocalExecutor(jobs, run_cell)
+    else:
+        from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # imports ray only now
 
-    return ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
+        executor = ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
+    if getattr(args, "group", None) is not None:
+        from attnzoo.leaderboard.grouping import GroupPolicy
+
+        executor.group = GroupPolicy(args.group, getattr(args, "group_size", None))
+    return executor

@@ -35,6 +35,11 @@ def describe_row(gc: Any, row: dict[str, Any]) -> str:
     wall = (row.get("provenance") or {}).get("wall_s")
     if wall is not None:
         text += f"  {wall:.1f}s"
+    group = (row.get("provenance") or {}).get("group_size")
+    if group and group > 1:  # wall_s is this member's share of the group's time
+        path = (row.get("execution") or {}).get("path")
+        text += (f"  [group of {group}: {gc.task} / {gc.backbone} / {gc.variant}"
+                 + ("" if path == "grouped" else ", ran one by one") + "]")
     if status != "ok" and row.get("error"):
         text += f"  ({error_summary(row['error'])[:120]})"
     return text

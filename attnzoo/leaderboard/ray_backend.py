@@ -241,7 +241,18 @@ def _n_devices(devices: Any) -> int | None:
 def _run_remote_cell(cell: Cell, run_cell: RunCell | str, plugin_state: dict[str, Any]) -> Row:
     """The Ray task: :func:`execute_cell` in a (reused) worker, plus where it ran."""
     _apply_plugin_state(plugin_state)
-    row = execute_cell(cell, run_cell)
+    return _ray_provenance(execute_cell(cell, run_cell))
+
+
+def _run_remote_group(cells: list[Cell], plugin_state: dict[str, Any]) -> list[Row]:
+    """The Ray task of a group (:mod:`attnzoo.leaderboard.grouping`): one row per member."""
+    from attnzoo.leaderboard.grouping import execute_group
+
+    _apply_plugin_state(plugin_state)
+    return [_ray_provenance(row) for row in execute_group(cells)]
+
+
+def _ray_provenance(row: Row) -> Row:
     prov = {**row.provenance, "backend": "ray"}
     try:
         import ray
@@ -564,12 +575,17 @@ class RayExecutor(Executor):
         if self.runtime_env:
             opts["runtime_env"] = self.runtime_env
         task = ray.remote(**opts)(_run_remote_cell)  # max_calls is a decorator-only option
-        queue = list(reversed(cells))  # pop() from the end keeps the grid's order
+        group_task = ray.remote(**opts)(_run_remote_group)
+        queue = list(reversed(self.units(cells)))  # pop() from the end keeps the grid's order
         inflight = self._inflight
         refreshed = time.monotonic()
         while queue or inflight:
             while queue and len(inflight) < self.slots:
                 gc = queue.pop()
+                if hasattr(gc, "members"):  # a GridGroup: one task, one row per member
+                    group = [m.cell.replace(threads=m.cell.threads or self.threads) for m in gc.members]
+                    inflight[group_task.remote(group, self._plugin_state)] = gc
+                    continue
                 cell = gc.cell.replace(threads=gc.cell.threads or self.threads)
                 inflight[task.remote(cell, self.run_cell, self._plugin_state)] = gc
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=5.0)
@@ -577,7 +593,11 @@ class RayExecutor(Executor):
                 gc = inflight.pop(ref, None)
                 if gc is None:  # cancelled by close()
                     continue
-                yield gc, self._row(ref)
+                got = self._row(ref)
+                if hasattr(gc, "members"):  # a failed group task is each member's failure
+                    yield from zip(gc.members, [got] * len(gc.members) if isinstance(got, Row) else got)
+                    continue
+                yield gc, got
             if self.max_in_flight is None and time.monotonic() - refreshed > 15.0:
                 # nodes come and go (autoscaling, lost nodes): submit what the cluster can run now
                 refreshed = time.monotonic()
