@@ -38,6 +38,7 @@ __all__ = [
     "sdpa_one_head",
     "causal_mask",
     "mark_causal",
+    "causal_keep_mask",
     "is_causal_mask",
     "carry_causal",
     "ScoreAttention",
@@ -152,6 +153,22 @@ def mark_causal(mask: Tensor) -> Tensor:
         raise ValueError(f"mask: mark_causal expects a square bool mask [B, T, T], got dtype {mask.dtype} shape {_shape(mask)}")
     setattr(mask, _CAUSAL_TAG, True)
     return mask
+
+
+def causal_keep_mask(keep: Tensor) -> Tensor:
+    """A causal mask that also hides padded keys: ``keep`` bool ``[N, L]`` (True = a real token) ->
+    ``causal_mask(L) & keep`` as bool ``[N, L, L]``, tagged with :func:`mark_causal` when nothing is padded.
+
+    Under a ``torch.func`` transform (grouped cells vmap the backbone) whether anything is padded is a
+    value that cannot leave the transform, so the mask stays untagged there: the same numbers, by the
+    mask tensor path.
+    """
+    mask = causal_mask(keep.shape[-1], device=keep.device)[None] & keep[:, None, :]  # (N, L, L)
+    try:
+        unpadded = bool(keep.all())
+    except RuntimeError:  # a vmapped tensor: data-dependent control flow is refused
+        return mask
+    return mark_causal(mask) if unpadded else mask
 
 
 def is_causal_mask(mask: Tensor | None) -> bool:

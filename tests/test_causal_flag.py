@@ -97,7 +97,7 @@ def test_transformer_numbers_do_not_change_with_the_tag(monkeypatch: pytest.Monk
     outs, grads = [], []
     for tag in (True, False):
         if not tag:
-            monkeypatch.setattr(tmod, "mark_causal", lambda mask: mask)
+            monkeypatch.setattr(contract, "mark_causal", lambda mask: mask)  # causal_keep_mask tags through it
         calls = _spy_sdpa(monkeypatch)
         model = _transformer(attention)
         logits = model(src, tgt).logits

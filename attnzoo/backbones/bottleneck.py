@@ -62,7 +62,7 @@ from attnzoo.backbones.base import (
 )
 from attnzoo.backbones.transformer import SPEC as TRANSFORMER_SPEC
 from attnzoo.backbones.transformer import Block
-from attnzoo.contract import causal_mask, mark_causal
+from attnzoo.contract import causal_keep_mask
 from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "BottleneckSpec", "BottleneckBackbone", "build_bottleneck", "sincos_positions"]
@@ -200,11 +200,9 @@ class BottleneckBackbone(nn.Module):
         pos = torch.arange(s, device=src.device)
         x = self.drop(self.src_embed(src) + self.pos_embed(pos))  # (N, S, D)
         keep = src != PAD  # (N, S)
-        mask = causal_mask(s, device=src.device)[None] & keep[:, None, :]  # (N, S, S)
-        if bool(keep.all()):
-            # Causal, no padding: scaled-dot/dot/general then call SDPA with is_causal=True (flash-
-            # eligible on CUDA); every other path reads the same tensor (contract.mark_causal).
-            mark_causal(mask)
+        # causal, and tagged when nothing is padded: scaled-dot/dot/general then call SDPA with
+        # is_causal=True (flash-eligible on CUDA); every other path reads the same tensor
+        mask = causal_keep_mask(keep)  # (N, L, L)
         record = self.record_layer % len(self.blocks) if need_weights else None
         acc = AuxAccumulator()
         weights = None

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnzoo.contract import causal_mask, mark_causal
+from attnzoo.contract import causal_keep_mask
 from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
@@ -168,11 +168,9 @@ class TransformerBackbone(nn.Module):
         pos = torch.arange(length, device=src.device)
         x = self.drop(x + self.pos_embed(pos))  # (N, L, D)
         keep = torch.cat([src != PAD, torch.ones_like(tgt_in, dtype=torch.bool)], dim=1)  # (N, L)
-        mask = causal_mask(length, device=src.device)[None] & keep[:, None, :]  # (N, L, L)
-        if bool(keep.all()):
-            # Causal, no padding: scaled-dot/dot/general then call SDPA with is_causal=True (flash-
-            # eligible on CUDA); every other path reads the same tensor (contract.mark_causal).
-            mark_causal(mask)
+        # causal, and tagged when nothing is padded: scaled-dot/dot/general then call SDPA with
+        # is_causal=True (flash-eligible on CUDA); every other path reads the same tensor
+        mask = causal_keep_mask(keep)  # (N, L, L)
         record = self.record_layer % len(self.blocks) if self.record_attention else None
         acc = AuxAccumulator()
         attention = None
