@@ -117,3 +117,17 @@ def test_datamodule_serves_the_train_split_only_with_a_finite_set():
         TaskDataModule(task, 8, test_splits=("test", "train"))
     with pytest.raises(ValueError, match="train_size"):
         training_pool(task, 0, 0)
+
+
+def test_a_finite_cell_records_its_train_split_and_a_fresh_one_does_not():
+    from attnzoo.cell import Cell
+    from attnzoo.harness.run import run_cell
+
+    base = Cell(task="copy", task_kwargs={"length": 4, "num_symbols": 4}, backbone="mlp",
+                backbone_kwargs={"d_model": 8}, max_steps=4, val_every=2, warmup_steps=0, record_attention=False,
+                val_size=16, test_size=16, threads=1)
+    finite = run_cell(base.replace(train_size=8))
+    assert finite.status == "ok", finite.error
+    assert {"train/exact_acc", "train/token_acc", "test/exact_acc"} <= set(finite.metrics)
+    fresh = run_cell(base)
+    assert fresh.status == "ok" and not any(k.startswith("train/") for k in fresh.metrics)
