@@ -126,7 +126,7 @@ def budget_problems(data: Mapping[str, Any], where: str = "") -> list[str]:
     for key in ("max_steps", "batch_size"):
         if key in data and not (_is_int(data[key]) and data[key] >= 1):
             problems.append(f"{where}{key}: expected a positive integer, got {data[key]!r}")
-    for key in ("val_every", "eval_batch_size", "val_size", "test_size", "threads", "steps_per_call"):
+    for key in ("val_every", "eval_batch_size", "val_size", "test_size", "train_size", "threads", "steps_per_call"):
         if key in data and data[key] is not None and not (_is_int(data[key]) and data[key] >= 1):
             problems.append(f"{where}{key}: expected a positive integer or null, got {data[key]!r}")
     if "warmup_steps" in data and not (_is_int(data["warmup_steps"]) and data["warmup_steps"] >= 0):
@@ -197,6 +197,10 @@ class Cell:
     :param val_every: validate every N steps (None: max_steps // 10).
     :param eval_batch_size: evaluation batch size (None: the task's choice).
     :param val_size, test_size: override the task's fixed split sizes (smoke tests).
+    :param train_size: None (default): a fresh training batch every step. N: a finite training set, the
+        same N examples drawn once per seed (batches sample them with replacement), and a ``train``
+        test split scoring the model on (up to ``test_size`` of) those N, so memorization shows as
+        ``train/...`` near 1 beside ``test/...`` at chance.
     :param entropy_coef, baseline_decay: REINFORCE's entropy bonus and moving-average baseline
         (Xu et al. 2015, Sec. 4.1) for variants that emit ``log_prob``.
     :param trainer: Lightning Trainer options (:data:`TRAINER_KEYS`) over :data:`TRAINER_DEFAULTS`.
@@ -232,6 +236,7 @@ class Cell:
     eval_batch_size: int | None = None
     val_size: int | None = None
     test_size: int | None = None
+    train_size: int | None = None
     entropy_coef: float = 1e-3
     baseline_decay: float = 0.9
     trainer: dict[str, Any] = field(default_factory=lambda: dict(TRAINER_DEFAULTS))

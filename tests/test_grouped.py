@@ -169,3 +169,11 @@ def test_bf16_autocast_is_recorded_and_follows_the_single_bf16_run():
         assert row.status == want.status == "ok" and row.metrics.keys() == want.metrics.keys()
         for a, b in zip(row.curve, want.curve):
             assert a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-2)
+
+
+def test_a_finite_training_set_falls_back_to_the_one_cell_path():
+    """The grouped streams draw fresh data; a cell with train_size must train on its pool, so it runs alone."""
+    cells = [_cell("mlp", None, s, 3e-3, 0.01).replace(train_size=32) for s in (0, 1)]
+    rows = run_group(cells)
+    assert all(r.execution["path"] == "single" and "train_size" in r.execution["fallback"] for r in rows)
+    assert all("train/token_acc" in r.metrics for r in rows)  # the one-cell path tested on its pool

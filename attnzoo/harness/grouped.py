@@ -83,6 +83,8 @@ def group_problem(cell: Cell) -> str | None:
         return f"precision={trainer.get('precision')!r} (32-true or bf16-mixed only)"
     if str(trainer.get("accelerator", "cpu")) not in ("cpu", "gpu", "cuda", "auto"):
         return f"accelerator={trainer.get('accelerator')!r}"
+    if cell.train_size is not None:  # the members' streams here draw fresh batches, never a finite pool
+        return f"train_size={cell.train_size} (a finite training set: the one-cell path's data module)"
     return None
 
 

@@ -230,6 +230,8 @@ class AttnzooModule(L.LightningModule):
         self.test_splits: tuple[str, ...] = tuple(
             s for s in default_test_splits(task_obj) if resolved.backbone_spec.fits_split(s) is None
         )
+        if cell.train_size is not None:  # score the finite training set too: memorization shows as such
+            self.test_splits += ("train",)
         self.main_metric = f"test/{task_obj.spec.metric}"
 
         self.register_buffer("baseline", torch.zeros(()), persistent=True)

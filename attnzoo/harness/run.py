@@ -277,7 +277,8 @@ def build(cell: Cell, row: dict[str, Any] | None = None,
     trainer_opts = cell.trainer_options()
     trainer_opts.pop("accumulate_grad_batches", None)  # the module accumulates (manual optimization)
     dm = TaskDataModule(task, cell.batch_size, cell.seed, eval_batch_size=cell.eval_batch_size,
-                        test_splits=module.test_splits, train_per_item=k * module.accumulate)
+                        test_splits=module.test_splits, train_per_item=k * module.accumulate,
+                        train_size=cell.train_size)
 
     trainer_opts.setdefault("deterministic", cell.on_cpu())
     timer = _make_timer_callback()

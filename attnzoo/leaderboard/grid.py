@@ -131,15 +131,16 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "baselines": "also run backbones without attention (variant 'none')",
     "attention_kwargs": "variant name -> keyword arguments for its constructor",
     "backbones": "backbone name -> kwargs (d_model, num_layers, num_heads, ...)",
-    "tasks": "label -> {task, knobs, backbones, backbone_kwargs, variants, exclude_variants, max_steps, batch_size, "
-             "lrs, warmup_steps, schedule, val_every}",
+    "tasks": "label -> {task, knobs, backbones, backbone_kwargs, backbone_sweep, train_size, variants, "
+             "exclude_variants, max_steps, batch_size, lrs, warmup_steps, schedule, val_every}",
     "disabled_plugins": "plugins the workers must not load",
     "training": f"other Cell options for every cell: {', '.join(TRAINING_KEYS)}",
 }
 
 #: keys a task entry may override (the budget stays equal across variants of one task)
-TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "variants", "exclude_variants", "max_steps",
-             "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule", "val_every")
+TASK_KEYS = ("task", "knobs", "backbones", "backbone_kwargs", "backbone_sweep", "train_size", "variants",
+             "exclude_variants", "max_steps", "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule",
+             "val_every")
 #: task-entry keys that select cells rather than change what a cell computes (not in the config hash)
 _SELECTION_KEYS = ("backbones", "variants", "exclude_variants")
 _BUDGET_KEYS = ("max_steps", "batch_size", "lrs", "weight_decays", "warmup_steps", "schedule", "val_every")
@@ -222,6 +223,19 @@ class TaskEntry:
     backbone_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: tuple[str, ...] | None = None   # patterns over registered variants
     exclude_variants: tuple[str, ...] = ()    # ... and the ones to leave out (a duplicate of another row)
+    #: backbone name -> {kwarg: [values]}: one setting per combination (the product), each over the
+    #: backbone's kwargs; e.g. an MLP over depth x width. Every setting is an ordinary cell.
+    backbone_sweep: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    #: None: fresh training data every step; N: a finite training set of N examples (Cell.train_size)
+    train_size: int | None = None
+
+    def backbone_settings(self, backbone: str, kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``kwargs`` (the preset's, this entry's overrides merged) once per combination of the sweep."""
+        import itertools
+
+        sweep = self.backbone_sweep.get(backbone) or {}
+        keys = list(sweep)
+        return [{**kwargs, **dict(zip(keys, combo))} for combo in itertools.product(*(sweep[k] for k in keys))]
 
 
 @dataclass(frozen=True)
@@ -276,6 +290,9 @@ class Preset:
                 variants=tuple(pats["variants"]) if pats["variants"] is not None else None,
                 exclude_variants=tuple(pats["exclude_variants"] or ()),
                 backbone_kwargs={b: dict(kw) for b, kw in dict(entry.get("backbone_kwargs") or {}).items()},
+                backbone_sweep={b: {k: list(v) for k, v in dict(sw).items()}
+                                for b, sw in dict(entry.get("backbone_sweep") or {}).items()},
+                train_size=entry.get("train_size"),
             ))
         return out
 
@@ -550,6 +567,7 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
                     continue
                 _spec, factory = catalog.backbone(bname)
                 problems += backbone_kwarg_problems(f"{where}.backbone_kwargs.{bname}", factory, kwargs)
+        problems += _sweep_problems(f"{where}.backbone_sweep", entry.get("backbone_sweep") or {}, backbones, catalog)
         knobs = entry.get("knobs") or {}
         if not isinstance(knobs, Mapping):
             problems.append(f"{where}.knobs: expected a mapping, got {knobs!r}")
@@ -604,6 +622,25 @@ def _memory_problems(where: str, task_class: Any, knobs: Mapping[str, Any], entr
     return [f"{where}: batch_size {batch} needs at least {need / 2**30:,.1f} GiB for one training step "
             f"({tokens} token(s) per example x (8 bytes + 4 x d_model {min(widths, default=0)})), more than this "
             f"machine's {total / 2**30:,.1f} GiB of memory; lower batch_size"]
+
+
+def _sweep_problems(where: str, sweep: Any, backbones: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    """Problems of a task entry's ``backbone_sweep``: backbone -> {kwarg: non-empty list}, every value checked."""
+    if not isinstance(sweep, Mapping) or not all(isinstance(v, Mapping) for v in sweep.values()):
+        return [f"{where}: expected a mapping backbone -> {{kwarg: [values]}}, got {sweep!r}"]
+    problems = []
+    for bname, axes in sweep.items():
+        if bname not in backbones:
+            problems.append(f"{where}: " + _unknown("backbone (not in the preset's backbones)", bname, list(backbones)))
+            continue
+        _spec, factory = catalog.backbone(bname)
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                problems.append(f"{where}.{bname}.{key}: expected a non-empty list of values, got {values!r}")
+                continue
+            for value in values:
+                problems += backbone_kwarg_problems(f"{where}.{bname}.{key}", factory, {key: value})
+    return problems
 
 
 # -- expansion -----------------------------------------------------------------
@@ -727,7 +764,7 @@ def expand(
         for bname, bkwargs in preset.backbones.items():
             if not _matches(bname, entry.backbones) or not _matches(bname, backbone_filter):
                 continue
-            bkwargs = {**bkwargs, **entry.backbone_kwargs.get(bname, {})}
+            settings = entry.backbone_settings(bname, {**bkwargs, **entry.backbone_kwargs.get(bname, {})})
             bspec, _factory = catalog.backbone(bname)
             mode = getattr(bspec, "attention", "required")
             names: list[str | None] = []
@@ -738,13 +775,14 @@ def expand(
             if mode in ("none", "optional") and preset.baselines and _matches(BASELINE, variant_filter):
                 names.append(None)
             budget = entry.budget
-            for vname in names:
+            data = {} if entry.train_size is None else {"train_size": entry.train_size}
+            for bkwargs, vname in ((kw, v) for kw in settings for v in names):
                 vspec = catalog.variant(vname)[0] if vname is not None else None
                 cell = Cell(
                     task=entry.task, task_kwargs=entry.knobs, backbone=bname, backbone_kwargs=bkwargs,
                     attention=vname, attention_kwargs=dict(att_kwargs.get(vname) or {}) if vname else {},
                     max_steps=budget.max_steps, batch_size=budget.batch_size, warmup_steps=budget.warmup_steps,
-                    schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared,
+                    schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared, **data,
                 )
                 grid = [(lr, wd) for lr in budget.lrs for wd in (budget.weight_decays or (None,))]
                 pairs.append((entry.label, bname, vname or BASELINE, cell, grid, fit_reason(bspec, task_spec, vspec)))
@@ -754,7 +792,8 @@ def expand(
         if reason is not None:
             ident = {"na": True, "task_label": label, "task": cell.task, "task_kwargs": cell.task_kwargs,
                      "backbone": cell.backbone, "attention": cell.attention}
-            out.append(GridCell(digest(ident), label, bname, vlabel, cell, "n/a", reason))
+            if digest(ident) not in {g.id for g in out}:  # a swept backbone's settings share one n/a entry
+                out.append(GridCell(digest(ident), label, bname, vlabel, cell, "n/a", reason))
     for seed in preset.seeds:
         for label, bname, vlabel, base, lrs, reason in pairs:
             if reason is not None:

@@ -1296,7 +1296,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     :param highlight: variants whose rows the page highlights (``bench --against``: the new variants).
     """
     from attnzoo import results
-    from attnzoo.leaderboard import alignment, plots
+    from attnzoo.leaderboard import alignment, plots, study
 
     d = Path(directory)
     res = results.from_rows(one_config(read_rows(d) if rows is None else rows, where=str(d / "results.jsonl")))  # the results API: one aggregation
@@ -1344,8 +1344,11 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
 
     # findings first: what the data say about each task's claims
     findings = evaluate(tasks)
+    study_md = study.render(tasks, d)  # the inductive-bias study's figures and findings; [] without a study
+    written += [d / f"{stem}.png" for stem in study.FIGURES if (d / f"{stem}.png").exists()] if study_md else []
     p = d / "findings.md"
-    p.write_text(findings_markdown(findings, n_rows=len(rows), alignment=alignment.finding_lines(tasks)),
+    p.write_text(findings_markdown(findings, n_rows=len(rows), alignment=alignment.finding_lines(tasks))
+                 + "".join(f"\n{x}" for x in study_md),
                  encoding="utf-8")
     written.append(p)
 
@@ -1363,6 +1366,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     md += ["", "## Findings", "", "From [findings.md](findings.md): each task's claims checked against these "
            "results.", ""]
     md += [f"- {escape.md(f.task)}: {escape.md(f.sentence)}" for f in findings]
+    md += ["", *study_md]
     md += ["", "## Overall", "", "Each cell: the task's main test metric at the learning rate that was best on "
            "validation, for the variant's best backbone on that task (in parentheses): the median over seeds, "
            "the min–max over seeds, and how many seeds reached the task's solve threshold. A seed that diverged "
