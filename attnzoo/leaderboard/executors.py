@@ -19,6 +19,7 @@ import concurrent.futures as cf
 import contextlib
 import importlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import platform
 import signal
@@ -239,6 +240,27 @@ def _signals_deferred() -> Iterator[None]:
             signal.raise_signal(pending[0])
 
 
+def _start_forkserver_deaf() -> None:
+    """Start the forkserver (and Python's resource tracker) with SIGINT ignored from their first instruction.
+
+    They import ``__main__`` and the packages above the boot module before any of our code runs there,
+    and a Ctrl-C in that window ends them with a traceback. An ignored disposition survives fork and
+    exec (a blocked mask does not: the spawn resets it), and Python keeps an inherited SIG_IGN. In the
+    driver SIGINT is blocked while its disposition is SIG_IGN, so a Ctrl-C in that window stays pending
+    (Linux never drops a blocked signal) and reaches the restored handler afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal.signal: main thread only
+        multiprocessing.forkserver.ensure_running()
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 class LocalExecutor(Executor):
     """``jobs`` worker processes on this machine, reused between cells.
 
@@ -275,6 +297,7 @@ class LocalExecutor(Executor):
         ctx = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":  # workers born deaf to Ctrl-C (takes effect when it starts)
             ctx.set_forkserver_preload(["__main__", "attnzoo.leaderboard._forkserver_boot"])
+            _start_forkserver_deaf()
         return cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
                                       initargs=(self.threads, os.getpid()))
 
