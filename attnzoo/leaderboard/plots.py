@@ -316,6 +316,20 @@ def _log_ticks(axis: Any, lo: float, hi: float) -> None:
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
+def plain_log(ax: Any, which: str = "x", base: float = 10) -> None:
+    """A log scale whose tick labels are short numbers (``64``, ``1.5k``), never mathtext.
+
+    matplotlib's log formatter writes ``$\\mathdefault{2^{6}}$``; with mathtext off for user text
+    (:data:`attnzoo.leaderboard.escape.NO_MATHTEXT`) that prints literally, and overprints.
+    """
+    from matplotlib import ticker
+
+    getattr(ax, f"set_{which}scale")("log", base=base)
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(ticker.FuncFormatter(_si))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def acc_vs_speed(tasks: dict[str, list[Entry]], path: Path) -> None:
     _save(acc_vs_speed_figure(tasks), path)
 
@@ -504,7 +518,7 @@ def curves_figure(task: str, entries: list[Entry]) -> Figure | None:
     if chance is not None:
         ax_val.axhline(chance, color="gray", linestyle=":", linewidth=1, label="chance")
     if ax_loss.lines:
-        ax_loss.set_yscale("log")
+        plain_log(ax_loss, "y")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("train loss")
     ax_val.set_xlabel("step")
@@ -755,14 +769,14 @@ def speed_figure(csv_path: Path) -> Figure | None:
             mp = [(p[0], p[2]) for p in pts if p[2] is not None]
             if mp:
                 axes[0][1].plot(*zip(*mp), label=name, markersize=3, **st)
-    axes[0][0].set_xscale("log", base=2)
-    axes[0][0].set_yscale("log")
+    plain_log(axes[0][0], "x", base=2)
+    plain_log(axes[0][0], "y")
     axes[0][0].set_xlabel(x)
     axes[0][0].set_ylabel(y)
     axes[0][0].set_title("time vs sequence length")
     if mem:
-        axes[0][1].set_xscale("log", base=2)
-        axes[0][1].set_yscale("log")
+        plain_log(axes[0][1], "x", base=2)
+        plain_log(axes[0][1], "y")
         axes[0][1].set_xlabel(x)
         axes[0][1].set_ylabel(mem)
         axes[0][1].set_title("peak memory vs sequence length")

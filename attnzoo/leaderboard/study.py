@@ -188,7 +188,7 @@ def _legend(fig: Figure, axes: Sequence[Any]) -> None:
 
 def accuracy_vs_params_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """Median test accuracy against parameters (log x): a row per lookup task, a panel per length."""
-    from attnzoo.leaderboard.plots import _plt
+    from attnzoo.leaderboard.plots import _plt, plain_log
 
     fresh = [p for p in _fresh(pts) if p.form != "control" and p.params and p.median is not None]
     rows = _lookup_tasks(fresh)
@@ -237,7 +237,7 @@ def _best_steps(pts: Sequence[StudyPoint]) -> tuple[float, bool] | None:
 def steps_vs_length_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """Steps-to-solve of the fastest MLP and the fastest attention model against the sequence length, one panel
     per lookup task; a setting never solved is an open marker at its budget (censored)."""
-    from attnzoo.leaderboard.plots import _plt
+    from attnzoo.leaderboard.plots import _plt, plain_log
 
     fresh = [p for p in _fresh(pts) if p.form != "control"]
     tasks = _lookup_tasks(fresh)
@@ -260,8 +260,8 @@ def steps_vs_length_figure(pts: Sequence[StudyPoint]) -> Figure | None:
             if open_x:
                 ax.plot(open_x, open_y, color=color, marker=marker, linestyle="none", markerfacecolor="none",
                         markersize=9, label=f"{kind}: not solved by its budget")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        plain_log(ax, "x", base=2)
+        plain_log(ax, "y")
         ax.set_title(_title(task, next(p.form for p in fresh if p.task == task)), fontsize=9)
         ax.set_xlabel("sequence length (tokens, log scale)", fontsize=8)
         ax.set_ylabel("steps to solve (optimizer steps)", fontsize=8)
@@ -275,7 +275,7 @@ def steps_vs_length_figure(pts: Sequence[StudyPoint]) -> Figure | None:
 def controls_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """The MLPs on the controls (accuracy vs parameters per depth) and, beside them, train vs test accuracy of
     every finite-training-set row (memorization)."""
-    from attnzoo.leaderboard.plots import _plt
+    from attnzoo.leaderboard.plots import _plt, plain_log
 
     controls = [p for p in _fresh(pts) if p.form == "control" and p.is_mlp and p.params and p.median is not None]
     finite = [p for p in pts if p.train_size is not None and p.median is not None]
