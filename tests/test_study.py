@@ -129,6 +129,8 @@ def test_report_renders_the_study_only_when_there_is_one(tmp_path):
     assert "## How far can a network without attention go?" in md and "study_acc_vs_params.png" in md
     assert "no MLP up to" in (tmp_path / "findings.md").read_text()
     assert all((tmp_path / f"{s}.png").is_file() for s in study.FIGURES)
+    page = (tmp_path / "leaderboard.html").read_text()  # the page carries the study too, figures inline
+    assert 'id="study"' in page and page.count('alt="study ') == len(study.FIGURES) and "no MLP up to" in page
     plain = [r for r in rows if r["task"] == "copy-control"]
     assert not study.is_study(_points(plain))
     assert study.render(aggregate(plain), tmp_path / "none") == []

@@ -1206,7 +1206,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13
 def _html_page(tasks: dict[str, list[Entry]], findings: list[Finding], figures: dict[str, Path],
                ranks: dict[str, Ranking], o_headers: list[str], o_rows: list[list[str]],
                prov: list[tuple[str, str]], lead: str, mad: tuple[list[str], list[list[str]], list[str]] | None,
-               *, highlight: set[str]) -> str:
+               *, highlight: set[str], study_findings: Sequence[str] = ()) -> str:
     """The leaderboard page, in reading order: the answer (summary figure and paragraph beside the heatmap),
     the overall table, then per task (collapsed) its findings, table, curves and attention maps; MAD, speed,
     provenance last. One file: styles, script and images inline."""
@@ -1281,6 +1281,11 @@ def _html_page(tasks: dict[str, list[Entry]], findings: list[Finding], figures: 
         m_headers, m_rows, m_notes = mad
         parts += ['<h2 id="mad">MAD score</h2>', f"<p>{html.escape(_MAD_INTRO)}</p>", _html_table(m_headers, m_rows)]
         parts += [f'<p class="note">{html.escape(n)}</p>' for n in m_notes]
+    study_keys = [k for k in figures if k.startswith("study:")]
+    if study_keys:  # the inductive-bias study (attnzoo.leaderboard.study): its figures, then its findings
+        parts += ['<h2 id="study">How far can a network without attention go?</h2>']
+        parts += [img(k, k.split(":", 1)[1].replace("_", " ")) for k in study_keys]
+        parts += ["<ul>"] + [f"<li>{html.escape(f)}</li>" for f in study_findings] + ["</ul>"]
     if "speed" in figures:
         parts += ['<h2 id="speed">Speed</h2>', img("speed", "speed benchmark")]
     parts += ['<h2 id="provenance">Provenance</h2>', "<dl>"]
@@ -1345,6 +1350,8 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     # findings first: what the data say about each task's claims
     findings = evaluate(tasks)
     study_md = study.render(tasks, d)  # the inductive-bias study's figures and findings; [] without a study
+    if study_md:  # the page shows them too
+        figures.update({f"study:{stem}": d / f"{stem}.png" for stem in study.FIGURES if (d / f"{stem}.png").exists()})
     written += [d / f"{stem}.png" for stem in study.FIGURES if (d / f"{stem}.png").exists()] if study_md else []
     p = d / "findings.md"
     p.write_text(findings_markdown(findings, n_rows=len(rows), alignment=alignment.finding_lines(tasks))
@@ -1415,7 +1422,7 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
     # html (self-contained: styles and scripts inline, images as data URIs; click an image to enlarge it)
     mad_parts = (m_headers, m_rows, m_notes) if mad else None
     page = _html_page(tasks, findings, figures, ranks, o_headers, o_rows, prov, lead, mad_parts,
-                      highlight=set(highlight))
+                      highlight=set(highlight), study_findings=[x[2:] for x in study_md if x.startswith("- ")])
     p = d / "leaderboard.html"
     p.write_text(page, encoding="utf-8")
     written.append(p)
