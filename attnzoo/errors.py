@@ -17,6 +17,7 @@ __all__ = [
     "PluginError",
     "SpecError",
     "close_matches",
+    "is_oom_message",
     "plugin_failure_note",
 ]
 
@@ -131,3 +132,15 @@ class PluginError(AttnzooError):
     def __init__(self, plugin: str, message: str):
         self.plugin = plugin
         super().__init__(f"plugin {plugin}: {message}")
+
+
+#: how allocators word an allocation that failed: CUDA's, and the CPU's (``DefaultCPUAllocator: can't
+#: allocate memory: you tried to allocate N bytes. Error code 12 (Cannot allocate memory)``)
+OOM_MESSAGES = ("out of memory", "allocate memory", "not enough memory")
+
+
+def is_oom_message(text: str) -> bool:
+    """Whether an error message says an allocation failed (CUDA or CPU); the harness and the
+    executors (which must not import it) classify ``oom`` by this one list."""
+    low = text.lower()
+    return any(m in low for m in OOM_MESSAGES)

@@ -46,20 +46,12 @@ def _tail(exc: BaseException) -> str:
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
+    from attnzoo.errors import is_oom_message
+
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and is_oom_message(str(exc))
 
-
-#: how allocators word an allocation that failed: CUDA's, and the CPU's (``DefaultCPUAllocator: can't
-#: allocate memory: you tried to allocate N bytes. Error code 12 (Cannot allocate memory)``)
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
-
-
-def is_oom_message(text: str) -> bool:
-    """Whether an error message says an allocation failed (CUDA or CPU)."""
-    low = text.lower()
-    return any(m in low for m in OOM_MESSAGES)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from attnzoo.cell import Cell, Row
+from attnzoo.errors import is_oom_message
 
 if TYPE_CHECKING:
     from attnzoo.leaderboard.grid import GridCell
@@ -99,8 +100,7 @@ def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
     except MemoryError as exc:
         row = Row.empty("oom", f"MemoryError: {exc}")
     except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
-        low = str(exc).lower()  # the harness's words for an allocation that failed (not imported: Lightning)
-        status = "oom" if any(m in low for m in ("out of memory", "allocate memory", "not enough memory")) else "failed"
+        status = "oom" if is_oom_message(str(exc)) else "failed"
         row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     return row.replace(provenance=worker_provenance(row, cell, time.perf_counter() - t0, time.process_time() - c0))
 
