@@ -207,7 +207,7 @@ class TaskDataModule(L.LightningDataModule):
     def held_out(self, split: str, n: int) -> Batch:
         """The first ``n`` examples of the fixed ``split`` (the alignment diagnostics' batch)."""
         if split not in self._fixed:
-            self._fixed[split] = FixedBatches(self.task.fixed_split(split, self.seed), self.eval_batch_size)
+            self.setup(None)
         return first_examples(self._fixed[split].batches, n)
 
     def _rank(self) -> int:
