@@ -269,6 +269,15 @@ def configure(*, disabled: Iterable[str] = (), only: Iterable[str] | None = None
     _notify_reset()
 
 
+def current_config() -> dict[str, Any]:
+    """The options the last :func:`configure` set (``{}`` when never called): a copy to compare or restore.
+
+    Keys: ``disabled`` (tuple of plugin names), ``only`` (tuple or ``None``), ``autoload`` (bool or ``None``).
+    """
+    with _lock:
+        return dict(_config)
+
+
 def get_host() -> PluginHost:
     """The process-wide plugin host, built on first use."""
     global _host

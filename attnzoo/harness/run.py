@@ -81,7 +81,7 @@ def _plugins(disabled: list[str]) -> Iterator[None]:
     """Build the plugin host with ``disabled`` for the duration of the cell, then restore it."""
     from attnzoo import plugins
 
-    before = dict(plugins._config)
+    before = plugins.current_config()
     if set(before.get("disabled", ())) == set(disabled):
         yield
         return

@@ -142,11 +142,11 @@ def _plugin_state() -> dict[str, Any]:
     """How this process loads plugins: the ATTNZOO_* variables and ``plugins.configure``'s settings."""
     from attnzoo import plugins
 
-    return {"env": {k: os.environ.get(k) for k in PLUGIN_ENV}, "config": dict(plugins._config)}
+    return {"env": {k: os.environ.get(k) for k in PLUGIN_ENV}, "config": plugins.current_config()}
 
 
 def _norm_config(config: Any) -> dict[str, Any]:
-    """``plugins._config`` in one comparable form (unset = configure()'s defaults)."""
+    """``plugins.current_config()`` in one comparable form (unset = configure()'s defaults)."""
     out: dict[str, Any] = {"disabled": (), "only": None, "autoload": None}
     for key, value in dict(config or {}).items():
         out[key] = tuple(value) if isinstance(value, (list, tuple)) else value
@@ -168,7 +168,7 @@ def _apply_plugin_state(state: dict[str, Any] | None) -> None:
             else:
                 os.environ[key] = value
     want = _norm_config(state.get("config"))
-    if changed or _norm_config(plugins._config) != want:
+    if changed or _norm_config(plugins.current_config()) != want:
         plugins.configure(**want)
 
 
