@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import platform
 import signal
@@ -241,23 +242,26 @@ def _signals_deferred() -> Iterator[None]:
 
 
 def _start_forkserver_deaf() -> None:
-    """Start the forkserver (and Python's resource tracker) with SIGINT ignored from their first instruction.
+    """Start the forkserver (and Python's resource tracker) with Ctrl-C held off from their first instruction.
 
     They import ``__main__`` and the packages above the boot module before any of our code runs there,
-    and a Ctrl-C in that window ends them with a traceback. An ignored disposition survives fork and
-    exec (a blocked mask does not: the spawn resets it), and Python keeps an inherited SIG_IGN. In the
-    driver SIGINT is blocked while its disposition is SIG_IGN, so a Ctrl-C in that window stays pending
-    (Linux never drops a blocked signal) and reaches the restored handler afterwards.
+    and a Ctrl-C in that window ended them with a traceback. A blocked signal mask survives fork and exec
+    (CPython starts its resource tracker the same way, bpo-33613), so the forkserver is spawned with SIGINT
+    and SIGTERM blocked; :mod:`~attnzoo.leaderboard._forkserver_boot` sets SIGINT to ignored there and
+    unblocks both. The driver's own handlers stay as they are: a Ctrl-C in the window stays pending and
+    reaches them when the mask is restored. (It used to set SIG_IGN in the driver for the window too; a
+    Ctrl-C delivered to another thread, or pending when CPython's start of the resource tracker unblocked
+    SIGINT, met that SIG_IGN and vanished, and the grid ran on: 7 hangs in 30 interrupts at start-up.)
     """
-    if threading.current_thread() is not threading.main_thread():  # signal.signal: main thread only
+    if threading.current_thread() is not threading.main_thread():  # the mask is per thread: main only
         multiprocessing.forkserver.ensure_running()
         return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the tracker's start unblocks both signals when it is done: it must not run inside the window
+    multiprocessing.resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         multiprocessing.forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
