@@ -59,7 +59,7 @@ def test_no_import_against_the_flow(layer):
 
 def test_multihead_wraps_a_factory_without_the_registry():
     """The registry builds MultiHeadAttention; the wrapper never looks a name up (the old circle)."""
-    assert not [n for _, n in _imports(PKG / "mechanisms" / "multihead.py") if n.startswith("attnzoo.registry")]
+    assert not [n for _, n in _imports(PKG / "multihead.py") if n.startswith("attnzoo.registry")]
     from attnzoo.mechanisms import DotAttention, MultiHeadAttention
 
     mha = MultiHeadAttention(DotAttention, 8, num_heads=2, name="dot")
