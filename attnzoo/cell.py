@@ -11,11 +11,10 @@ map, and (once the leaderboard stores it) the cell's identity and provenance.
 Both are frozen dataclasses with ``to_json``/``from_json``. Rows carry a
 schema version; rows written before it existed (schema 1) still load.
 
-:func:`resolve` looks every name of a cell up once (task, backbone, variant),
-checks every kwarg against the real signatures (one error listing every
-mismatch, :class:`CellError`) and decides whether the pair fits (one error
-type, :class:`~attnzoo.errors.PairDoesNotFit`, carrying the backbone spec's
-reason). This module imports neither torch nor Lightning at import time.
+Turning a cell's names into the objects that build it is the next step,
+:func:`attnzoo.resolve.resolve` (which raises :class:`CellError` for names and kwargs
+that do not match, and :class:`~attnzoo.errors.PairDoesNotFit` for a pair that does
+not fit). This module imports neither torch nor Lightning at import time.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from attnzoo.errors import AttnzooError, close_matches
+from attnzoo.errors import AttnzooError, PairDoesNotFit, close_matches
 
 __all__ = [
     "MAX_STEPS_PER_CALL",
@@ -39,12 +38,8 @@ __all__ = [
     "Cell",
     "CellError",
     "cell_default",
-    "PairDoesNotFit",
+    "PairDoesNotFit",  # attnzoo.errors', re-exported: the error of a cell whose pair does not fit
     "Row",
-    "Resolved",
-    "Catalog",
-    "resolve",
-    "fit_reason",
     "budget_problems",
     "canonical_json",
     "digest",
@@ -84,18 +79,6 @@ class CellError(AttnzooError, ValueError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{what}: {len(self.problems)} problem(s):\n{lines}" if len(self.problems) > 1
                          else f"{what}: {self.problems[0]}")
-
-
-class PairDoesNotFit(AttnzooError, ValueError):
-    """The backbone cannot host this (task, attention) pair; ``reason`` is its spec's reason.
-
-    The one error for it, wherever it is decided (the grid's n/a rows, :func:`resolve`,
-    a backbone factory called directly).
-    """
-
-    def __init__(self, message: str, reason: str | None = None):
-        self.reason = reason or message
-        super().__init__(message)
 
 
 def canonical_json(obj: Any) -> str:
@@ -507,138 +490,3 @@ class Row:
             return self[key]
         except KeyError:
             return default
-
-
-# -- resolving names, once ---------------------------------------------------------
-class Catalog:
-    """Read access to the task, backbone and attention registries.
-
-    The default reads the real registries (plugins included); tests pass a
-    subclass with fakes.
-    """
-
-    def task_names(self) -> list[str]:
-        from attnzoo.tasks import list_tasks
-
-        return list_tasks()
-
-    def task_class(self, name: str) -> Any:
-        from attnzoo.tasks import get_task_class
-
-        return get_task_class(name)
-
-    def backbone_names(self) -> list[str]:
-        from attnzoo.backbones import list_backbones
-
-        return list_backbones()
-
-    def backbone(self, name: str) -> tuple[Any, Any]:
-        """``(BackboneSpec, factory)``."""
-        from attnzoo.backbones import get_backbone
-
-        return get_backbone(name)
-
-    def variant_names(self) -> list[str]:
-        from attnzoo.registry import list_attention
-
-        return list_attention()
-
-    def variant(self, name: str) -> tuple[Any, Any]:
-        """``(AttentionSpec, factory)``."""
-        from attnzoo.registry import get_entry
-
-        entry = get_entry(name)
-        return entry.spec, entry.factory
-
-
-def fit_reason(backbone_spec: Any, task_spec: Any, attention_spec: Any) -> str | None:
-    """None if the pair runs on the backbone, else the backbone spec's reason: the one fits decision.
-
-    A plugin whose ``fits()`` raises gets the exception as its reason, so the pair
-    shows as n/a with it rather than vanishing.
-    """
-    fits = getattr(backbone_spec, "fits", None)
-    if fits is None:
-        return None
-    try:
-        return fits(task_spec, attention_spec)
-    except Exception as exc:  # noqa: BLE001 - a plugin's broken fits() is a reason, not a crash
-        return f"fits() raised {type(exc).__name__}: {exc}"
-
-
-def pair_does_not_fit(backbone: str, task: str, attention: str | None, reason: str) -> PairDoesNotFit:
-    """The one error for a pair a backbone cannot host (the message carries the spec's reason)."""
-    return PairDoesNotFit(f"backbone {backbone!r} cannot run task {task!r} with attention {attention!r}: {reason}",
-                          reason=reason)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A cell with every name looked up and every kwarg checked (see :func:`resolve`)."""
-
-    cell: Cell
-    task_spec: Any
-    task_class: Any
-    backbone_spec: Any
-    backbone_factory: Callable[..., Any]
-    attention_spec: Any | None
-    attention_factory: Callable[..., Any] | None
-
-
-#: arguments every backbone factory takes besides its own kwargs (the harness passes task, attention, attention_kwargs)
-BACKBONE_COMMON_KWARGS = ("d_model", "num_layers", "num_heads")
-_BACKBONE_SKIP = ("task", "attention", "attention_kwargs")
-
-
-def backbone_kwarg_problems(where: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> list[str]:
-    """Unknown kwargs of a backbone factory (its common ``d_model``/``num_layers``/``num_heads`` always accepted)."""
-    from attnzoo.registry import accepted_kwargs, kwarg_problems
-
-    accepted = accepted_kwargs(factory)
-    if accepted is None:
-        return []
-    accepted = {**{k: None for k in BACKBONE_COMMON_KWARGS}, **accepted}
-    return kwarg_problems(where, accepted, kwargs, skip=_BACKBONE_SKIP)
-
-
-def resolve(cell: Cell, catalog: Catalog | None = None) -> Resolved:
-    """Look the cell's names up and check it, all problems at once.
-
-    :raises CellError: unknown names (with close matches) and unknown kwargs (listing the accepted ones).
-    :raises PairDoesNotFit: the backbone cannot host (task, attention); the message is its spec's reason.
-    """
-    from attnzoo.errors import UnknownNameError
-    from attnzoo.registry import accepted_kwargs, kwarg_problems
-
-    catalog = catalog or Catalog()
-    problems: list[str] = []
-    task_class = backbone_spec = backbone_factory = attention_spec = attention_factory = None
-    try:
-        task_class = catalog.task_class(cell.task)
-    except UnknownNameError as exc:
-        problems.append(str(exc))
-    try:
-        backbone_spec, backbone_factory = catalog.backbone(cell.backbone)
-    except UnknownNameError as exc:
-        problems.append(str(exc))
-    if cell.attention is not None:
-        try:
-            attention_spec, attention_factory = catalog.variant(cell.attention)
-        except UnknownNameError as exc:
-            problems.append(str(exc))
-    if task_class is not None:
-        problems += kwarg_problems(f"task_kwargs (task {cell.task!r})", accepted_kwargs(task_class),
-                                   cell.task_kwargs)
-    if backbone_factory is not None:
-        problems += backbone_kwarg_problems(f"backbone_kwargs (backbone {cell.backbone!r})", backbone_factory,
-                                            cell.backbone_kwargs)
-    if attention_factory is not None:
-        problems += kwarg_problems(f"attention_kwargs (variant {cell.attention!r})", accepted_kwargs(attention_factory),
-                                   cell.attention_kwargs, skip=("need_weights",))
-    if problems:
-        raise CellError(f"cell {cell.task} / {cell.backbone} / {cell.variant}", problems)
-    task_spec = task_class.spec
-    reason = fit_reason(backbone_spec, task_spec, attention_spec)
-    if reason is not None:
-        raise pair_does_not_fit(cell.backbone, cell.task, cell.attention, reason)
-    return Resolved(cell, task_spec, task_class, backbone_spec, backbone_factory, attention_spec, attention_factory)

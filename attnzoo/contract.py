@@ -41,6 +41,7 @@ __all__ = [
     "causal_keep_mask",
     "is_causal_mask",
     "carry_causal",
+    "pointed_mask",
     "ScoreAttention",
     "default_scale",
     "compute_dtype",
@@ -179,6 +180,27 @@ def is_causal_mask(mask: Tensor | None) -> bool:
 def carry_causal(src: Tensor, view: Tensor) -> Tensor:
     """``view`` (a reshaped ``src``) tagged as causal when ``src`` is."""
     return mark_causal(view) if is_causal_mask(src) and view is not src else view
+
+
+def pointed_mask(targets: Tensor, num_keys: int, mask: Tensor | None = None) -> Tensor:
+    """Teacher forcing's exclusion mask: step i may not point where targets ``< i`` pointed.
+
+    A mask like the causal one, so it lives with them: the pointer variant documents it and the
+    pointer backbone builds it (permutation outputs such as sorting choose no element twice).
+
+    :param targets: long ``[B, Tq]``, the target key index of each decoder step.
+    :param num_keys: Tk.
+    :param mask: optional bool ``[B, Tk]`` or ``[B, Tq, Tk]`` to combine with (True = allowed).
+    :returns: bool ``[B, Tq, Tk]``, True = step i may point at key j.
+    """
+    b, tq = targets.shape
+    hit = torch.zeros(b, tq, num_keys, dtype=torch.long, device=targets.device)
+    hit.scatter_(2, targets[..., None], 1)  # (B, Tq, Tk) one-hot of each step's target
+    before = (hit.cumsum(dim=1) - hit) > 0  # pointed by an earlier step
+    allowed = ~before
+    if mask is not None:
+        allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
+    return allowed
 
 
 def sdpa(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float | None = None) -> Tensor:

@@ -7,18 +7,23 @@ caller can catch the library's failures without catching everything else.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = [
     "AttnzooError",
+    "PairDoesNotFit",
     "UnknownAttentionError",
     "UnknownNameError",
     "DuplicateRegistrationError",
     "PluginError",
     "SpecError",
     "close_matches",
+    "fit_reason",
     "is_oom_message",
+    "pair_does_not_fit",
     "plugin_failure_note",
+    "set_plugin_failure_source",
 ]
 
 
@@ -93,13 +98,23 @@ def plugin_failure_note(line: str) -> str:
     return f"note: {line}; the name may come from it (see `attnzoo plugins`)"
 
 
-def _known_plugin_failures() -> list[str]:
-    # Imported here: attnzoo.plugins imports this module. Never let a lookup
-    # failure replace the error being built.
-    try:
-        from attnzoo.plugins import failure_summary
+#: where unknown-name messages read the plugin failures known so far; :mod:`attnzoo.plugins` installs
+#: its own on import (errors sit below plugins: plugins raise them, so this module must not import it)
+_plugin_failure_source: Callable[[], list[str]] | None = None
 
-        return failure_summary(load=False)
+
+def set_plugin_failure_source(source: Callable[[], list[str]] | None) -> None:
+    """Install the function :class:`UnknownNameError` asks for the plugin failures known so far
+    (:func:`attnzoo.plugins.failure_summary` with ``load=False``); None: no notes."""
+    global _plugin_failure_source
+    _plugin_failure_source = source
+
+
+def _known_plugin_failures() -> list[str]:
+    # Never let a lookup failure replace the error being built. No source: the plugin host was
+    # never imported, so no plugin can have failed.
+    try:
+        return list(_plugin_failure_source()) if _plugin_failure_source is not None else []
     except Exception:
         return []
 
@@ -124,6 +139,44 @@ class DuplicateRegistrationError(AttnzooError, ValueError):
 
 class SpecError(AttnzooError, ValueError):
     """A spec or factory handed to ``register`` is malformed."""
+
+
+class PairDoesNotFit(AttnzooError, ValueError):
+    """The backbone cannot host this (task, attention) pair; ``reason`` is its spec's reason.
+
+    The one error for it, wherever it is decided (the grid's n/a rows, :func:`attnzoo.resolve.resolve`,
+    a backbone factory called directly), all through :func:`fit_reason`.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        self.reason = reason or message
+        super().__init__(message)
+
+
+def fit_reason(backbone_spec: Any, task_spec: Any, attention_spec: Any) -> str | None:
+    """None if the pair runs on the backbone, else the backbone spec's reason: the one fits decision.
+
+    :param backbone_spec: a :class:`attnzoo.backbones.BackboneSpec` (its ``fits`` decides; an object
+        without one hosts everything).
+    :param task_spec: the task's :class:`attnzoo.tasks.TaskSpec`.
+    :param attention_spec: the variant's :class:`attnzoo.AttentionSpec`, None for no attention.
+
+    A plugin whose ``fits()`` raises gets the exception as its reason, so the pair
+    shows as n/a with it rather than vanishing.
+    """
+    fits = getattr(backbone_spec, "fits", None)
+    if fits is None:
+        return None
+    try:
+        return fits(task_spec, attention_spec)
+    except Exception as exc:  # noqa: BLE001 - a plugin's broken fits() is a reason, not a crash
+        return f"fits() raised {type(exc).__name__}: {exc}"
+
+
+def pair_does_not_fit(backbone: str, task: str, attention: str | None, reason: str) -> PairDoesNotFit:
+    """The one error for a pair a backbone cannot host (the message carries the spec's reason)."""
+    return PairDoesNotFit(f"backbone {backbone!r} cannot run task {task!r} with attention {attention!r}: {reason}",
+                          reason=reason)
 
 
 class PluginError(AttnzooError):

@@ -35,7 +35,7 @@ from typing import Any, Protocol, TextIO
 import pluggy
 
 from attnzoo import hookspecs
-from attnzoo.errors import DuplicateRegistrationError
+from attnzoo.errors import DuplicateRegistrationError, set_plugin_failure_source
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -394,3 +394,7 @@ def warn_failures(stream: TextIO | None = None) -> list[str]:
         _warned.add(line)
         print(f"attnzoo: warning: {line}; what it provides is missing (see `attnzoo plugins`)", file=stream)
     return new
+
+
+# Unknown-name errors end with a note per failed plugin; they ask here without importing this module.
+set_plugin_failure_source(lambda: failure_summary(load=False))

@@ -19,7 +19,7 @@ from torch import nn
 from attnzoo import plugins
 from attnzoo.errors import (DuplicateRegistrationError, SpecError, UnknownAttentionError, UnknownNameError,
                             close_matches)
-from attnzoo.mechanisms.multihead import MultiHeadAttention
+from attnzoo.multihead import MultiHeadAttention
 from attnzoo.spec import CAPABILITIES, AttentionSpec
 
 __all__ = [
@@ -28,7 +28,9 @@ __all__ = [
     "list_attention",
     "get_spec",
     "get_entry",
+    "attention_entry",
     "create_attention",
+    "create_from_entry",
     "add_attention",
     "remove_attention",
     "attention_registry",
@@ -131,6 +133,11 @@ class AttentionEntry:
     factory: Callable[..., nn.Module]
     source: str = "builtin"
 
+    @property
+    def name(self) -> str:
+        """The registered name (the spec's)."""
+        return self.spec.name
+
 
 def _accept_attention(spec: Any, factory: Any = None) -> tuple[str, AttentionSpec]:
     if not isinstance(spec, AttentionSpec):
@@ -182,6 +189,18 @@ def list_attention(
 def get_entry(name: str) -> AttentionEntry:
     """The :class:`AttentionEntry` registered as ``name`` (raises UnknownAttentionError)."""
     return attention_registry.get(name)
+
+
+def attention_entry(attention: AttentionEntry | str | None) -> AttentionEntry | None:
+    """The entry of a variant given by name (one lookup) or already resolved (returned as is); None stays None.
+
+    Backbones and their blocks take either, so :func:`attnzoo.resolve.resolve` hands them the
+    entry it looked up and nothing below it looks the name up again, while a direct call
+    (``TransformerBackbone("dot", ...)``, a notebook) may still pass the name.
+    """
+    if attention is None or isinstance(attention, AttentionEntry):
+        return attention
+    return get_entry(attention)
 
 
 def get_spec(name: str) -> AttentionSpec:
@@ -244,7 +263,8 @@ def check_kwargs(
         raise TypeError("\n".join(problems))
 
 
-def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *, key: str = "max_len") -> dict[str, Any]:
+def length_kwargs(attention: AttentionEntry | str, kwargs: dict[str, Any] | None, max_len: int, *,
+                  key: str = "max_len") -> dict[str, Any]:
     """Copy of ``kwargs`` with ``key`` (``max_len``) raised to cover ``max_len`` when the variant takes it.
 
     Variants with position-indexed parameters (Luong's *location*) need
@@ -254,7 +274,7 @@ def length_kwargs(attention: str, kwargs: dict[str, Any] | None, max_len: int, *
     The NTM backbone uses the same rule for ``memory_slots``.
     """
     out = dict(kwargs or {})
-    entry = get_entry(attention)
+    entry = attention_entry(attention)
     accepted = accepted_kwargs(entry.factory)
     if accepted is None or key not in accepted or key in out:
         return out
@@ -269,7 +289,7 @@ _WRAPPER_KWARGS = frozenset({"head_dim", "value_head_dim", "out_dim", "bias", "n
 
 
 def create_attention(
-    name: str,
+    name: str | AttentionEntry,
     query_dim: int,
     key_dim: int | None = None,
     value_dim: int | None = None,
@@ -277,16 +297,39 @@ def create_attention(
     num_heads: int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build variant ``name``.
+    """Build variant ``name``: one lookup, then :func:`create_from_entry`.
 
+    :param name: a registered name (an :class:`AttentionEntry` is taken as already looked up, so a
+        backbone that passes its ``attention`` argument through works with the entry it is given).
     :param query_dim: Dq. ``key_dim`` defaults to Dq and ``value_dim`` to Dk.
-    :param num_heads: wrap in :class:`attnzoo.mechanisms.MultiHeadAttention`
+    :param num_heads: wrap in :class:`attnzoo.multihead.MultiHeadAttention`
         with H heads (Q/K/V/output projections); the spec must allow it.
     :param kwargs: variant options; the spec's ``defaults`` fill what is not given.
     :raises UnknownAttentionError: unknown name (with close matches).
     :raises TypeError: unknown kwargs (listing the accepted ones).
     """
-    entry = get_entry(name)
+    entry = name if isinstance(name, AttentionEntry) else get_entry(name)
+    return create_from_entry(entry, query_dim, key_dim, value_dim, num_heads=num_heads, **kwargs)
+
+
+def create_from_entry(
+    entry: AttentionEntry,
+    query_dim: int,
+    key_dim: int | None = None,
+    value_dim: int | None = None,
+    *,
+    num_heads: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the variant of an already resolved ``entry`` (no name lookup): what backbones call.
+
+    Arguments as :func:`create_attention`'s. The multi-head wrapper takes the entry's factory,
+    so it builds each head without looking a name up either.
+
+    :raises ValueError: ``num_heads`` given for a variant whose spec says ``multihead=False``.
+    :raises TypeError: unknown kwargs (listing the accepted ones).
+    """
+    name = entry.spec.name
     opts = {**entry.spec.defaults, **kwargs}
     key_dim = query_dim if key_dim is None else key_dim
     value_dim = key_dim if value_dim is None else value_dim

@@ -58,7 +58,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attnzoo.cell import Cell, resolve
+from attnzoo.cell import Cell
+from attnzoo.resolve import resolve
 
 __all__ = ["CONFIGS", "bench_cells", "plain_loop", "harness_loop", "grouped_loop", "main"]
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from attnzoo.cell import Cell, resolve
+from attnzoo.cell import Cell
+from attnzoo.resolve import resolve
 from attnzoo.cli import main
 from attnzoo.diagnostics import diagnose
 from attnzoo.harness.module import build_model, build_task

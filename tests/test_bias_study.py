@@ -28,7 +28,7 @@ def test_shipped_preset_ids_and_hashes_are_unchanged(name):
 
 
 def _mlp_params(cell) -> int:
-    from attnzoo.cell import resolve
+    from attnzoo.resolve import resolve
     from attnzoo.harness.module import build_model, build_task
 
     resolved = resolve(cell)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnzoo.cell import SCHEMA_VERSION, Cell, CellError, PairDoesNotFit, Row, cell_default, resolve
+from attnzoo.cell import SCHEMA_VERSION, Cell, CellError, PairDoesNotFit, Row, cell_default
+from attnzoo.resolve import resolve
 from attnzoo.leaderboard.grid import expand, load_preset
 from attnzoo.leaderboard.store import read_rows
 

@@ -119,7 +119,8 @@ def test_uniform_attention_multihead_keeps_the_projections() -> None:
 
 
 def _model(task: str, backbone: str, attention: str, **kwargs):
-    from attnzoo.cell import Cell, resolve
+    from attnzoo.cell import Cell
+    from attnzoo.resolve import resolve
     from attnzoo.harness.module import build_model, build_task
 
     r = resolve(Cell(task=task, backbone=backbone, attention=attention, task_kwargs=kwargs))

@@ -80,7 +80,7 @@ def test_readme_fit_example_parses_and_resolves():
     import shlex
     from pathlib import Path
 
-    from attnzoo.cell import resolve
+    from attnzoo.resolve import resolve
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"<!-- fit-example:start -->\n```bash\n(.*?)```", readme, flags=re.S).group(1)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from attnzoo.backbones import list_backbones
-from attnzoo.cell import Cell, PairDoesNotFit, Row, resolve
+from attnzoo.cell import Cell, PairDoesNotFit, Row
+from attnzoo.resolve import resolve
 from attnzoo.harness.grouped import group_key, run_group
 from attnzoo.harness.run import run_cell
 from attnzoo.registry import list_attention

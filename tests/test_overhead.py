@@ -65,7 +65,7 @@ def test_plain_loop_and_harness_do_the_same_work(overhead, name):
     assert not differing, f"{name}: parameters differ after 3 steps: {differing[:5]}"
     # and the models did train (a zero-step loop would also be "equal")
     fresh = overhead.bench_cells(3)[name]
-    from attnzoo.cell import resolve
+    from attnzoo.resolve import resolve
     from attnzoo.harness.module import build_model, build_task
 
     L.seed_everything(fresh.seed, verbose=False)

@@ -5,11 +5,16 @@ A backbone wraps an attention variant for a setting (plain torch, no Lightning):
     from attnzoo.backbones import get_backbone, create_backbone
     spec, factory = get_backbone("seq2seq")
     spec.fits(task.spec, attnzoo.get_spec("additive"))    # None, or "needs ..." reason
-    model = factory(task, "additive", d_model=64)          # raises ValueError(reason) if it does not fit
+    model = create_backbone("seq2seq", task, "additive", d_model=64)   # PairDoesNotFit(reason) if it does not fit
     out = model(src, tgt)                                  # BackboneOutput(logits [N,T,C], aux, attention)
 
 Factories share the signature
-``factory(task, attention, *, d_model=64, num_layers=..., num_heads=..., attention_kwargs=None, **backbone_kwargs)``.
+``factory(task, attention, *, d_model=64, num_layers=..., num_heads=..., attention_kwargs=None, **backbone_kwargs)``
+where ``attention`` is the variant's :class:`~attnzoo.registry.AttentionEntry` (None for a
+baseline): :func:`attnzoo.resolve.resolve` looked it up, and a factory builds it with
+``create_from_entry`` (``create_attention`` takes the entry too), so no name is looked up twice.
+``d_model``, ``num_layers`` and ``num_heads`` (:data:`~attnzoo.backbones.base.COMMON_OPTIONS`)
+may be given to any backbone; one that has no use for one ignores it.
 Built-ins (one module each): ``transformer``, ``seq2seq``, ``pointer``, ``ntm``, ``mlp``,
 ``bottleneck`` (MAD's encoder-bottleneck autoencoder for ``mad-compression``).
 Plugins add more through the ``register_backbones(register)`` hook with ``register(spec, factory)``.
@@ -25,9 +30,9 @@ from torch import nn
 
 from attnzoo import plugins
 from attnzoo.errors import SpecError
-from attnzoo.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec, check_fits
+from attnzoo.backbones.base import AGGREGATED_AUX, BackboneOutput, BackboneSpec, accepted_options, check_fits
 from attnzoo.hookspecs import hookimpl
-from attnzoo.registry import Registry, check_kwargs
+from attnzoo.registry import AttentionEntry, Registry, attention_entry, kwarg_problems
 
 __all__ = [
     "AGGREGATED_AUX",
@@ -89,16 +94,19 @@ def get_backbone(name: str) -> tuple[BackboneSpec, Factory]:
     return backbone_registry.get(name)
 
 
-def create_backbone(name: str, task: Any, attention: str | None, **kwargs: Any) -> nn.Module:
-    """Build backbone ``name`` for ``task`` with variant ``attention``.
+def create_backbone(name: str, task: Any, attention: AttentionEntry | str | None, **kwargs: Any) -> nn.Module:
+    """Build backbone ``name`` for ``task`` with variant ``attention`` (a name, looked up once, or its entry).
 
     :raises TypeError: unknown keyword arguments, listing the accepted ones.
     :raises PairDoesNotFit: (a ValueError) the pair does not fit; the message carries ``spec.fits``'s reason.
     """
     spec, factory = get_backbone(name)
-    check_kwargs(f"backbone {name!r}", factory, kwargs, skip=("task", "attention"))
-    check_fits(spec, task, attention)
-    return factory(task, attention, **kwargs)
+    problems = kwarg_problems(f"backbone {name!r}", accepted_options(factory), kwargs, skip=("task", "attention"))
+    if problems:
+        raise TypeError("\n".join(problems))
+    entry = attention_entry(attention)
+    check_fits(spec, task, entry)
+    return factory(task, entry, **kwargs)
 
 
 def add_backbone(spec: BackboneSpec, factory: Factory) -> Factory:

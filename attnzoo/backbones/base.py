@@ -5,7 +5,7 @@ stack, an RNN encoder-decoder, a pointer network, an NTM controller) or stands
 without one as a baseline (an MLP over the flattened input). It is a plain
 ``nn.Module`` (no Lightning)::
 
-    model = factory(task, "additive", d_model=64, attention_kwargs={})
+    model = factory(task, entry, d_model=64, attention_kwargs={})   # entry: the variant's AttentionEntry (or None)
     out = model(src, tgt)           # src long [N, S], tgt long [N, T]
     out.logits                      # [N, T, num_classes]
     out.aux                         # {"log_prob": [N], "entropy": [N]} when the variant emits them
@@ -13,19 +13,29 @@ without one as a baseline (an MLP over the flattened input). It is a plain
 
 Teacher forcing everywhere: decoder inputs are ``[BOS, tgt[:, :-1]]`` with
 ``BOS = num_classes`` an extra id of the target-input embedding.
+
+A factory receives the variant as its :class:`~attnzoo.registry.AttentionEntry`, the
+one :func:`attnzoo.resolve.resolve` looked up, and builds it with
+:func:`~attnzoo.registry.create_from_entry`: below the resolve step no name is looked up
+again. (Built-in factories and models also take a name, for direct calls.) :func:`build`
+is what keeps each built-in factory a few lines: it drops the options every backbone is
+given (:data:`COMMON_OPTIONS`) that a model has no use for, and :func:`factory_of` gives
+the factory the signature its options really have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from attnzoo.errors import SpecError
-from attnzoo.registry import length_kwargs  # re-exported: backbones size position-indexed variants with it
+from attnzoo.errors import SpecError, fit_reason, pair_does_not_fit
+# re-exported: backbones take a variant's entry, and size position-indexed variants with length_kwargs
+from attnzoo.registry import AttentionEntry, accepted_kwargs, attention_entry, length_kwargs
 from attnzoo.spec import CAPABILITIES, AttentionSpec, validate_name
 
 __all__ = [
@@ -33,8 +43,12 @@ __all__ = [
     "BackboneOutput",
     "AuxAccumulator",
     "AGGREGATED_AUX",
-    "attention_spec_of",
+    "COMMON_OPTIONS",
+    "accepted_options",
+    "attention_entry",
+    "build",
     "check_fits",
+    "factory_of",
     "length_kwargs",
     "teacher_inputs",
     "longest_src",
@@ -88,6 +102,8 @@ class BackboneSpec:
     :param outputs: the ``TaskSpec.output`` kinds it serves (``"tokens"``, ``"pointers"``).
     :param fixed_length: True when the model is built for the training S and T
         only (the MLP): it cannot run a ``test_long`` split.
+    :param default_attention: the variant ``attnzoo fit`` runs when none is named; always None
+        for a backbone that takes no attention (``attention="none"``).
     """
 
     name: str
@@ -98,9 +114,12 @@ class BackboneSpec:
     outputs: tuple[str, ...] = _OUTPUTS
     fixed_length: bool = False
     excluded_capabilities: tuple[str, ...] = ()
+    default_attention: str | None = "scaled-dot"
 
     def __post_init__(self) -> None:
         validate_name(self.name, "BackboneSpec.name")
+        if self.attention == "none":
+            object.__setattr__(self, "default_attention", None)
         if not isinstance(self.summary, str) or not self.summary:
             raise SpecError(f"BackboneSpec.summary must be a non-empty string, got {self.summary!r}")
         if self.attention not in _ATTENTION_MODES:
@@ -158,6 +177,7 @@ class BackboneSpec:
             "excluded_capabilities": list(self.excluded_capabilities),
             "outputs": list(self.outputs),
             "fixed_length": self.fixed_length,
+            "default_attention": self.default_attention,
         }
 
 
@@ -199,29 +219,59 @@ class AuxAccumulator:
         return dict(self.totals)
 
 
-def attention_spec_of(attention: str | None) -> AttentionSpec | None:
-    """The registered spec of ``attention`` (None passes through)."""
-    if attention is None:
-        return None
-    from attnzoo.registry import get_spec
-
-    return get_spec(attention)
-
-
-def check_fits(spec: BackboneSpec, task: Any, attention: str | None) -> AttentionSpec | None:
-    """Raise :class:`~attnzoo.cell.PairDoesNotFit` (a ValueError) with the spec's reason when
-    (task, attention) does not fit ``spec``; return the variant's spec.
+def check_fits(spec: BackboneSpec, task: Any, attention: AttentionEntry | None) -> None:
+    """Raise :class:`~attnzoo.errors.PairDoesNotFit` (a ValueError) with the spec's reason when
+    (task, attention) does not fit ``spec``.
 
     :func:`attnzoo.backbones.create_backbone` calls it before any factory, with the same
-    decision (:func:`attnzoo.cell.fit_reason`) the grid uses for its n/a rows.
+    decision (:func:`attnzoo.errors.fit_reason`) the grid uses for its n/a rows.
     """
-    from attnzoo.cell import fit_reason, pair_does_not_fit
-
-    aspec = attention_spec_of(attention)
-    reason = fit_reason(spec, task.spec, aspec)
+    reason = fit_reason(spec, task.spec, None if attention is None else attention.spec)
     if reason is not None:
-        raise pair_does_not_fit(spec.name, task.spec.name, attention, reason)
-    return aspec
+        raise pair_does_not_fit(spec.name, task.spec.name, None if attention is None else attention.name, reason)
+
+
+#: options every backbone factory is given whether its model uses them or not: a preset sets them
+#: for all its backbones (``num_heads`` reaches the RNNs too). Kwarg checks accept them for every
+#: factory (:func:`accepted_options`) and :func:`build` drops the ones a model does not take.
+COMMON_OPTIONS: tuple[str, ...] = ("d_model", "num_layers", "num_heads")
+#: ... and ``attention_kwargs``, which the harness hands every factory (empty for a baseline)
+_GIVEN = (*COMMON_OPTIONS, "attention_kwargs")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def accepted_options(factory: Callable[..., Any]) -> dict[str, Any] | None:
+    """The options ``factory`` takes, :data:`COMMON_OPTIONS` included, with defaults; None if it takes ``**kwargs``."""
+    accepted = accepted_kwargs(factory)
+    return None if accepted is None else {**dict.fromkeys(COMMON_OPTIONS), **accepted}
+
+
+def build(model: Callable[..., nn.Module], *args: Any, **options: Any) -> nn.Module:
+    """``model(*args, **options)`` less the given options (:data:`COMMON_OPTIONS`, ``attention_kwargs``)
+    that ``model``'s signature does not take: a factory passes on what it was given, restating nothing."""
+    takes = inspect.signature(model).parameters
+    return model(*args, **{k: v for k, v in options.items() if k in takes or k not in _GIVEN})
+
+
+def factory_of(model: Callable[..., nn.Module], *, derived: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorate a ``build_x(task, attention, ..., **options)`` factory with the signature its options have.
+
+    The signature (which kwarg checks, presets and error listings read) is the factory's own
+    parameters, then ``model``'s keyword-only ones it does not name, less ``derived`` (what the
+    factory computes from the task itself). ``**options`` goes on to the model through :func:`build`.
+    """
+
+    def wrap(factory: F) -> F:
+        sig = inspect.signature(factory)
+        params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        named = {p.name for p in params} | set(derived)
+        params += [p for p in inspect.signature(model).parameters.values()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in named]
+        factory.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return factory
+
+    return wrap
 
 
 def longest_src(task: Any) -> int:

@@ -11,8 +11,8 @@ reproduce the target from that one vector::
                -> h [N, S, D] -> z = h[:, b] [N, D]        b = the last non-PAD source position
     z[:, None] + sincos(T) [T, D] -> LN, Linear, GELU, LN, Linear, GELU -> LN, Linear -> logits [N, T, C]
 
-The encoder is :class:`attnzoo.backbones.transformer.Block` (pre-LN, the variant as causal
-multi-head self-attention, GELU FFN), the Transformer backbone's own block, so every
+The encoder is :class:`attnzoo.backbones.transformer.TransformerEncoder` (pre-LN blocks, the
+variant as causal multi-head self-attention, GELU FFN), the Transformer backbone's own stack, so every
 variant the Transformer takes runs here and nothing else does (``required_capabilities``
 are the Transformer's). With a causal encoder the last position is the only one that sees
 the whole source, which is why MAD puts the compression token there. The decoder never
@@ -53,16 +53,17 @@ import torch
 from torch import Tensor, nn
 
 from attnzoo.backbones.base import (
-    AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
+    attention_entry,
+    build,
     check_batch,
-    length_kwargs,
+    factory_of,
     longest_src,
 )
 from attnzoo.backbones.transformer import SPEC as TRANSFORMER_SPEC
-from attnzoo.backbones.transformer import Block
-from attnzoo.contract import causal_keep_mask
+from attnzoo.backbones.transformer import TransformerEncoder
+from attnzoo.registry import AttentionEntry
 from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "BottleneckSpec", "BottleneckBackbone", "build_bottleneck", "sincos_positions"]
@@ -121,7 +122,7 @@ def sincos_positions(length: int, dim: int, *, device: torch.device | str | None
 class BottleneckBackbone(nn.Module):
     """Encoder (Transformer blocks) -> one position -> MLP decoder with output positions.
 
-    :param attention: registered variant name, run as causal multi-head self-attention in each block.
+    :param attention: the variant's entry (or its registered name), run as causal multi-head self-attention.
     :param vocab_size: source ids; :param num_classes: target ids.
     :param d_model: width of the encoder, the bottleneck and the decoder.
     :param num_layers: encoder blocks; :param num_heads: heads per block.
@@ -142,7 +143,7 @@ class BottleneckBackbone(nn.Module):
 
     def __init__(
         self,
-        attention: str,
+        attention: AttentionEntry | str,
         vocab_size: int,
         num_classes: int,
         *,
@@ -161,11 +162,9 @@ class BottleneckBackbone(nn.Module):
         self.src_embed = nn.Embedding(vocab_size, d_model)
         self.pos_embed = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
-        kwargs = length_kwargs(attention, attention_kwargs, max_len)
-        # the Transformer backbone's own block, so the encoder is the architecture under test, not a copy of it
-        self.blocks = nn.ModuleList(
-            Block(attention, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers)
-        )
+        # the Transformer backbone's own stack, so the encoder is the architecture under test, not a copy of it
+        self.blocks = TransformerEncoder(attention, d_model, num_layers, num_heads, ffn_mult, dropout, attention_kwargs,
+                                         max_len)
         # MAD's "hard-coded non-expanding MLP decoder", then its unembedding (norm + linear)
         self.decoder = nn.Sequential(
             nn.LayerNorm(d_model),
@@ -199,19 +198,9 @@ class BottleneckBackbone(nn.Module):
             )
         pos = torch.arange(s, device=src.device)
         x = self.drop(self.src_embed(src) + self.pos_embed(pos))  # (N, S, D)
-        keep = src != PAD  # (N, S)
-        # causal, and tagged when nothing is padded: scaled-dot/dot/general then call SDPA with
-        # is_causal=True (flash-eligible on CUDA); every other path reads the same tensor
-        mask = causal_keep_mask(keep)  # (N, L, L)
         record = self.record_layer % len(self.blocks) if need_weights else None
-        acc = AuxAccumulator()
-        weights = None
-        for i, block in enumerate(self.blocks):
-            x, out = block(x, mask, need_weights=i == record)
-            acc.add(out.aux)
-            if i == record:
-                weights = out.weights  # (N, S, S)
-        return x, self.bottleneck_index(src), acc.result(), weights
+        x, aux, weights = self.blocks(x, src != PAD, record)  # (N, S, D), weights (N, S, S)
+        return x, self.bottleneck_index(src), aux, weights
 
     def decode(self, z: Tensor, length: int) -> Tensor:
         """Logits ``[N, T, C]`` for ``T = length`` output positions from the bottleneck ``z [N, D]`` alone."""
@@ -230,36 +219,24 @@ class BottleneckBackbone(nn.Module):
         return BackboneOutput(self.decode(z, t), aux, attention)
 
 
+@factory_of(BottleneckBackbone)
 def build_bottleneck(
     task: Any,
-    attention: str | None,
+    attention: AttentionEntry | str | None,
     *,
-    d_model: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    attention_kwargs: dict[str, Any] | None = None,
     max_len: int | None = None,
-    ffn_mult: int = 4,
-    dropout: float = 0.0,
+    **options: Any,
 ) -> BottleneckBackbone:
     """Build the encoder-bottleneck autoencoder for ``task`` with variant ``attention``.
 
     :param max_len: encoder position-table size; default ``max(512, 2 * S)`` over the task's
         training and test_long source lengths (as the Transformer's, positions past the
         training length exist but are untrained).
+    :param options: :class:`BottleneckBackbone`'s (``d_model``, ``num_layers``, ``num_heads``, ``ffn_mult``,
+        ``dropout``, ``attention_kwargs``).
     """
     assert attention is not None
     if max_len is None:
         max_len = max(512, 2 * longest_src(task))
-    return BottleneckBackbone(
-        attention,
-        task.vocab_size,
-        task.num_classes,
-        d_model=d_model,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        max_len=max_len,
-        ffn_mult=ffn_mult,
-        dropout=dropout,
-        attention_kwargs=attention_kwargs,
-    )
+    return build(BottleneckBackbone, attention_entry(attention), task.vocab_size, task.num_classes, max_len=max_len,
+                 **options)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attnzoo.backbones.base import BackboneOutput, BackboneSpec, check_batch
+from attnzoo.backbones.base import BackboneOutput, BackboneSpec, build, check_batch, factory_of
 
 __all__ = ["SPEC", "MLPBackbone", "build_mlp"]
 
@@ -81,26 +81,10 @@ class MLPBackbone(nn.Module):
         return BackboneOutput(logits, {}, None)
 
 
-def build_mlp(
-    task: Any,
-    attention: str | None = None,
-    *,
-    d_model: int = 64,
-    num_layers: int = 2,
-    num_heads: int | None = None,
-    attention_kwargs: dict[str, Any] | None = None,
-    hidden: int | None = None,
-    dropout: float = 0.0,
-) -> MLPBackbone:
-    """Build the MLP baseline for ``task``. ``attention`` must be None; ``num_heads``
-    and ``attention_kwargs`` are accepted for a uniform factory signature and unused."""
-    return MLPBackbone(
-        task.vocab_size,
-        task.num_classes,
-        task.src_len,
-        task.tgt_len,
-        d_model=d_model,
-        hidden=hidden,
-        num_layers=num_layers,
-        dropout=dropout,
-    )
+@factory_of(MLPBackbone)
+def build_mlp(task: Any, attention: None = None, **options: Any) -> MLPBackbone:
+    """Build the MLP baseline for ``task`` (``attention`` must be None; a given ``num_heads`` is not used).
+
+    :param options: :class:`MLPBackbone`'s (``d_model``, ``hidden``, ``num_layers``, ``dropout``).
+    """
+    return build(MLPBackbone, task.vocab_size, task.num_classes, task.src_len, task.tgt_len, **options)

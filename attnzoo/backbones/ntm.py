@@ -28,12 +28,16 @@ from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
+    attention_entry,
+    build,
     check_batch,
+    factory_of,
     length_kwargs,
     longest_src,
     longest_tgt,
     teacher_inputs,
 )
+from attnzoo.registry import AttentionEntry, accepted_kwargs, create_from_entry
 
 __all__ = ["SPEC", "NTMBackbone", "build_ntm"]
 
@@ -49,7 +53,7 @@ SPEC = BackboneSpec(
 class NTMBackbone(nn.Module):
     """LSTM controller + stateful memory variant.
 
-    :param attention: a stateful variant (``"ntm"``).
+    :param attention: a stateful variant (``"ntm"``): its entry or registered name.
     :param vocab_size: source ids; :param num_classes: target ids (BOS = num_classes).
     :param d_model: embedding size and controller hidden size H.
     :param read_dim: the memory's context size (``value_dim``, R read vectors of width W).
@@ -63,7 +67,7 @@ class NTMBackbone(nn.Module):
 
     def __init__(
         self,
-        attention: str,
+        attention: AttentionEntry | str,
         vocab_size: int,
         num_classes: int,
         *,
@@ -73,17 +77,17 @@ class NTMBackbone(nn.Module):
         attention_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from attnzoo.registry import create_attention
-
+        entry = attention_entry(attention)
+        assert entry is not None, "NTMBackbone: needs a stateful memory variant"
         self.num_classes = num_classes
         self.bos = num_classes
         self.hidden, self.read_dim = d_model, read_dim
         self.src_embed = nn.Embedding(vocab_size, d_model)
         self.tgt_embed = nn.Embedding(num_classes + 1, d_model)
         self.controller = nn.LSTMCell(d_model + read_dim, d_model)
-        self.memory = create_attention(attention, d_model, d_model, read_dim, **(attention_kwargs or {}))
+        self.memory = create_from_entry(entry, d_model, d_model, read_dim, **(attention_kwargs or {}))
         if not callable(getattr(self.memory, "initial_state", None)):
-            raise ValueError(f"attention: {attention!r} has no initial_state(batch, device, dtype); the NTM backbone needs a stateful memory")
+            raise ValueError(f"attention: {entry.name!r} has no initial_state(batch, device, dtype); the NTM backbone needs a stateful memory")
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model + read_dim, num_classes)
         self.record_attention = False
@@ -112,43 +116,34 @@ class NTMBackbone(nn.Module):
         return BackboneOutput(logits, acc.result(), attention)
 
 
+@factory_of(NTMBackbone, derived=("read_dim",))
 def build_ntm(
     task: Any,
-    attention: str | None,
+    attention: AttentionEntry | str | None,
     *,
-    d_model: int = 64,
     num_layers: int = 1,
-    num_heads: int | None = None,
-    attention_kwargs: dict[str, Any] | None = None,
     memory_width: int = 20,
-    dropout: float = 0.0,
+    attention_kwargs: dict[str, Any] | None = None,
+    **options: Any,
 ) -> NTMBackbone:
-    """Build the NTM for ``task`` with a stateful memory variant.
+    """Build the NTM for ``task`` with a stateful memory variant (a given ``num_heads`` is not used:
+    the memory's heads are ``attention_kwargs["num_read_heads"]``).
 
     :param memory_width: W, the width of a memory row (Graves et al. use 20);
-        the memory's context size is ``W * num_read_heads``.
-    :param num_layers: must be 1 (one LSTM controller layer); ``num_heads`` is
-        accepted for a uniform factory signature and unused (the memory's heads
-        are ``attention_kwargs["num_read_heads"]``).
+        the memory's context size (``read_dim``) is ``W * num_read_heads``.
+    :param num_layers: must be 1 (one LSTM controller layer).
+    :param options: :class:`NTMBackbone`'s (``d_model``, ``dropout``).
 
     A variant taking ``memory_slots`` gets at least the longest S + T of the
     task (the write head may move once per step) unless given.
     """
-    assert attention is not None
+    entry = attention_entry(attention)
+    assert entry is not None
     if num_layers != 1:
         raise ValueError(f"num_layers: the NTM backbone has one LSTM controller layer, got {num_layers}")
-    from attnzoo.registry import accepted_kwargs, get_entry
-
-    kwargs = length_kwargs(attention, attention_kwargs, longest_src(task) + longest_tgt(task), key="memory_slots")
-    entry = get_entry(attention)
-    heads = kwargs.get("num_read_heads", entry.spec.defaults.get("num_read_heads", (accepted_kwargs(entry.factory) or {}).get("num_read_heads")))
+    kwargs = length_kwargs(entry, attention_kwargs, longest_src(task) + longest_tgt(task), key="memory_slots")
+    heads = kwargs.get("num_read_heads", entry.spec.defaults.get("num_read_heads",
+                                                                  (accepted_kwargs(entry.factory) or {}).get("num_read_heads")))
     read_dim = memory_width * (heads if isinstance(heads, int) else 1)
-    return NTMBackbone(
-        attention,
-        task.vocab_size,
-        task.num_classes,
-        d_model=d_model,
-        read_dim=read_dim,
-        dropout=dropout,
-        attention_kwargs=kwargs,
-    )
+    return build(NTMBackbone, entry, task.vocab_size, task.num_classes, read_dim=read_dim, attention_kwargs=kwargs,
+                 **options)

@@ -19,7 +19,7 @@ positions in ``src``). Classes are positions: the logits are padded with
 
 ``exclude_pointed=True`` (for permutation outputs such as sorting) forbids
 step i to point where an earlier *target* pointed (the teacher-forcing form of
-not choosing an element twice), via ``attnzoo.mechanisms.pointer.pointed_mask``.
+not choosing an element twice), via :func:`attnzoo.contract.pointed_mask`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
+    attention_entry,
+    build,
     check_batch,
+    factory_of,
 )
+from attnzoo.contract import pointed_mask
+from attnzoo.registry import AttentionEntry, create_from_entry
 from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "PointerBackbone", "build_pointer"]
@@ -54,7 +59,7 @@ _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 class PointerBackbone(nn.Module):
     """RNN encoder, RNN decoder fed the previously pointed input, pointer-logit outputs.
 
-    :param attention: a variant with ``pointer_logits`` (``"pointer"``).
+    :param attention: a variant with ``pointer_logits`` (``"pointer"``): its entry or registered name.
     :param vocab_size: source ids; :param num_classes: classes = positions.
     :param d_model: embedding and hidden size; :param num_layers: stacked RNN layers.
     :param cell: ``"lstm"`` (the paper) or ``"gru"``.
@@ -68,7 +73,7 @@ class PointerBackbone(nn.Module):
 
     def __init__(
         self,
-        attention: str,
+        attention: AttentionEntry | str,
         vocab_size: int,
         num_classes: int,
         *,
@@ -82,7 +87,8 @@ class PointerBackbone(nn.Module):
         super().__init__()
         if cell not in _CELLS:
             raise ValueError(f"cell: expected one of {', '.join(_CELLS)}, got {cell!r}")
-        from attnzoo.registry import create_attention
+        entry = attention_entry(attention)
+        assert entry is not None, "PointerBackbone: needs a pointer variant"
 
         self.num_classes = num_classes
         self.exclude_pointed = exclude_pointed
@@ -92,7 +98,7 @@ class PointerBackbone(nn.Module):
         self.start = nn.Parameter(torch.randn(d_model) * 0.1)  # the first decoder input
         self.encoder = rnn(d_model, d_model, num_layers, batch_first=True, dropout=drop)
         self.decoder = rnn(d_model, d_model, num_layers, batch_first=True, dropout=drop)
-        self.attention = create_attention(attention, d_model, d_model, d_model, **(attention_kwargs or {}))
+        self.attention = create_from_entry(entry, d_model, d_model, d_model, **(attention_kwargs or {}))
         self.record_attention = False
 
     def forward(self, src: Tensor, tgt: Tensor) -> BackboneOutput:
@@ -107,8 +113,6 @@ class PointerBackbone(nn.Module):
         dec, _ = self.decoder(dec_in, final)  # (N, T, D)
         mask = src != PAD  # (N, S)
         if self.exclude_pointed:
-            from attnzoo.mechanisms.pointer import pointed_mask
-
             mask = pointed_mask(tgt.clamp(0, s - 1), s, mask)  # (N, T, S)
         out = self.attention(dec, enc, enc, mask=mask, need_weights=self.record_attention)
         u = out.aux["logits"]  # (N, T, S), Eq. (3)
@@ -122,29 +126,12 @@ class PointerBackbone(nn.Module):
         return BackboneOutput(u, acc.result(), out.weights if self.record_attention else None)
 
 
-def build_pointer(
-    task: Any,
-    attention: str | None,
-    *,
-    d_model: int = 64,
-    num_layers: int = 1,
-    num_heads: int | None = None,
-    attention_kwargs: dict[str, Any] | None = None,
-    cell: str = "lstm",
-    exclude_pointed: bool = False,
-    dropout: float = 0.0,
-) -> PointerBackbone:
-    """Build the pointer network for a pointer task. ``num_heads`` is accepted for a
-    uniform factory signature and unused."""
+@factory_of(PointerBackbone)
+def build_pointer(task: Any, attention: AttentionEntry | str | None, **options: Any) -> PointerBackbone:
+    """Build the pointer network for a pointer task (a given ``num_heads`` is not used).
+
+    :param options: :class:`PointerBackbone`'s (``d_model``, ``num_layers``, ``cell``, ``exclude_pointed``,
+        ``dropout``, ``attention_kwargs``).
+    """
     assert attention is not None
-    return PointerBackbone(
-        attention,
-        task.vocab_size,
-        task.num_classes,
-        d_model=d_model,
-        num_layers=num_layers,
-        cell=cell,
-        exclude_pointed=exclude_pointed,
-        dropout=dropout,
-        attention_kwargs=attention_kwargs,
-    )
+    return build(PointerBackbone, attention_entry(attention), task.vocab_size, task.num_classes, **options)

@@ -38,11 +38,15 @@ from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
+    attention_entry,
+    build,
     check_batch,
+    factory_of,
     length_kwargs,
     longest_src,
     teacher_inputs,
 )
+from attnzoo.registry import AttentionEntry, create_from_entry
 from attnzoo.tasks.base import PAD
 
 __all__ = ["SPEC", "Seq2SeqBackbone", "build_seq2seq", "step_state"]
@@ -57,21 +61,18 @@ SPEC = BackboneSpec(
 )
 
 
-def step_state(attention: str | None) -> Any:
+def step_state(attention: AttentionEntry | str | None) -> Any:
     """The state to start step-by-step decoding with, as the variant's spec states it
     (``AttentionSpec.step_state``: ``0``, the target step, for Luong's local-m). The returned
     state of each call is fed to the next."""
-    if attention is None:
-        return None
-    from attnzoo.registry import get_spec
-
-    return get_spec(attention).step_state
+    entry = attention_entry(attention)
+    return None if entry is None else entry.spec.step_state
 
 
 class Seq2SeqBackbone(nn.Module):
     """GRU encoder-decoder with optional Luong attention and input feeding.
 
-    :param attention: registered variant name (cross-attention), or None for the baseline.
+    :param attention: the variant's entry or registered name (cross-attention), or None for the baseline.
     :param vocab_size: source ids; :param num_classes: target ids (BOS = num_classes).
     :param d_model: embedding size and decoder hidden size H.
     :param num_layers: stacked GRU layers in encoder and decoder.
@@ -87,7 +88,7 @@ class Seq2SeqBackbone(nn.Module):
 
     def __init__(
         self,
-        attention: str | None,
+        attention: AttentionEntry | str | None,
         vocab_size: int,
         num_classes: int,
         *,
@@ -117,11 +118,10 @@ class Seq2SeqBackbone(nn.Module):
         feed = h if attention is not None else 0  # input feeding: h~_{t-1} joins the input
         self.decoder = nn.ModuleList(nn.GRUCell(d_model + feed if i == 0 else h, h) for i in range(num_layers))
         self.drop = nn.Dropout(dropout)
-        if attention is not None:
-            from attnzoo.registry import create_attention
-
-            self.attention = create_attention(attention, h, h, h, **(attention_kwargs or {}))
-            self.start_state = step_state(attention)
+        entry = attention_entry(attention)
+        if entry is not None:
+            self.attention = create_from_entry(entry, h, h, h, **(attention_kwargs or {}))
+            self.start_state = step_state(entry)
             self.W_c = nn.Linear(2 * h, h, bias=False)  # Eq. (5)
         else:
             self.attention = None
@@ -172,32 +172,23 @@ class Seq2SeqBackbone(nn.Module):
         return BackboneOutput(logits, acc.result(), attention)
 
 
+@factory_of(Seq2SeqBackbone)
 def build_seq2seq(
     task: Any,
-    attention: str | None,
+    attention: AttentionEntry | str | None,
     *,
-    d_model: int = 64,
-    num_layers: int = 1,
-    num_heads: int | None = None,
     attention_kwargs: dict[str, Any] | None = None,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
+    **options: Any,
 ) -> Seq2SeqBackbone:
     """Build the GRU encoder-decoder for ``task``; ``attention=None`` gives the Sutskever baseline.
 
-    ``num_heads`` is accepted for a uniform factory signature and unused
-    (single-head attention, as in the paper). Variants taking ``max_len``
-    (location) get ``max_len >= the task's longest S`` unless given.
+    Single-head attention, as in the paper (a given ``num_heads`` is not used). Variants taking
+    ``max_len`` (location) get ``max_len >= the task's longest S`` unless given.
+
+    :param options: :class:`Seq2SeqBackbone`'s (``d_model``, ``num_layers``, ``bidirectional``, ``dropout``).
     """
-    if attention is not None:
-        attention_kwargs = length_kwargs(attention, attention_kwargs, longest_src(task))
-    return Seq2SeqBackbone(
-        attention,
-        task.vocab_size,
-        task.num_classes,
-        d_model=d_model,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        dropout=dropout,
-        attention_kwargs=attention_kwargs,
-    )
+    entry = attention_entry(attention)
+    if entry is not None:
+        attention_kwargs = length_kwargs(entry, attention_kwargs, longest_src(task))
+    return build(Seq2SeqBackbone, entry, task.vocab_size, task.num_classes, attention_kwargs=attention_kwargs,
+                 **options)

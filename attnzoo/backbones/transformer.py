@@ -43,15 +43,19 @@ from attnzoo.backbones.base import (
     AuxAccumulator,
     BackboneOutput,
     BackboneSpec,
+    attention_entry,
+    build,
     check_batch,
+    factory_of,
     length_kwargs,
     longest_src,
     longest_tgt,
     teacher_inputs,
 )
+from attnzoo.registry import AttentionEntry, create_from_entry
 from attnzoo.tasks.base import PAD
 
-__all__ = ["SPEC", "Block", "TransformerBackbone", "build_transformer"]
+__all__ = ["SPEC", "Block", "TransformerEncoder", "TransformerBackbone", "build_transformer"]
 
 SPEC = BackboneSpec(
     name="transformer",
@@ -65,12 +69,13 @@ SPEC = BackboneSpec(
 class Block(nn.Module):
     """Pre-LN block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))``."""
 
-    def __init__(self, attention: str, d_model: int, num_heads: int, ffn_mult: int, dropout: float, attention_kwargs: dict[str, Any]) -> None:
+    def __init__(self, attention: AttentionEntry | str, d_model: int, num_heads: int, ffn_mult: int, dropout: float,
+                 attention_kwargs: dict[str, Any]) -> None:
         super().__init__()
-        from attnzoo.registry import create_attention
-
+        entry = attention_entry(attention)
+        assert entry is not None, "Block: a Transformer block needs a variant"
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = create_attention(attention, d_model, num_heads=num_heads, **attention_kwargs)
+        self.attn = create_from_entry(entry, d_model, num_heads=num_heads, **attention_kwargs)
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model),
@@ -86,6 +91,41 @@ class Block(nn.Module):
         return x, out
 
 
+class TransformerEncoder(nn.ModuleList):
+    """``num_layers`` pre-LN :class:`Block` s over one sequence, causal: the Transformer's stack and the
+    bottleneck's encoder (one loop, so the bottleneck encodes with the architecture under test).
+
+    A ``ModuleList`` of the blocks, so a model that holds it as ``blocks`` keeps the parameter
+    names ``blocks.<i>.*`` (and checkpoints load) whichever model it is in.
+
+    :param attention: the variant's entry (a name is looked up once), run as multi-head self-attention.
+    :param max_len: the longest sequence; a variant with position-indexed parameters is sized to it.
+    """
+
+    def __init__(self, attention: AttentionEntry | str, d_model: int, num_layers: int, num_heads: int,
+                 ffn_mult: int, dropout: float, attention_kwargs: dict[str, Any] | None, max_len: int) -> None:
+        entry = attention_entry(attention)
+        assert entry is not None, "TransformerEncoder: needs a variant"
+        kwargs = length_kwargs(entry, attention_kwargs, max_len)
+        super().__init__(Block(entry, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers))
+
+    def forward(self, x: Tensor, keep: Tensor, record: int | None = None
+                ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """``(x [N, L, D], aux, weights)``: every block over ``x`` ``[N, L, D]``; ``keep`` bool ``[N, L]``
+        marks real tokens. ``weights``: block ``record``'s head-averaged ``[N, L, L]`` map (None unless asked)."""
+        # causal, and tagged when nothing is padded: scaled-dot/dot/general then call SDPA with
+        # is_causal=True (flash-eligible on CUDA); every other path reads the same tensor
+        mask = causal_keep_mask(keep)  # (N, L, L)
+        acc = AuxAccumulator()
+        weights = None
+        for i, block in enumerate(self):
+            x, out = block(x, mask, need_weights=i == record)
+            acc.add(out.aux)
+            if i == record:
+                weights = out.weights  # (N, L, L)
+        return x, acc.result(), weights
+
+
 #: where the Transformer reads its answers (see the module docstring)
 READOUTS = ("last_src", "bos", "aligned")
 
@@ -93,7 +133,7 @@ READOUTS = ("last_src", "bos", "aligned")
 class TransformerBackbone(nn.Module):
     """Decoder-only Transformer classifier over ``[src; BOS tgt[:-1]]``.
 
-    :param attention: registered variant name, run as multi-head self-attention.
+    :param attention: the variant's entry (or its registered name), run as multi-head self-attention.
     :param vocab_size: source ids.
     :param num_classes: target ids (the target-input embedding has one more, BOS).
     :param d_model: width; :param num_layers: blocks; :param num_heads: heads per block.
@@ -114,7 +154,7 @@ class TransformerBackbone(nn.Module):
 
     def __init__(
         self,
-        attention: str,
+        attention: AttentionEntry | str,
         vocab_size: int,
         num_classes: int,
         *,
@@ -137,8 +177,8 @@ class TransformerBackbone(nn.Module):
         self.tgt_embed = nn.Embedding(num_classes + 1, d_model)
         self.pos_embed = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
-        kwargs = length_kwargs(attention, attention_kwargs, max_len)
-        self.blocks = nn.ModuleList(Block(attention, d_model, num_heads, ffn_mult, dropout, kwargs) for _ in range(num_layers))
+        self.blocks = TransformerEncoder(attention, d_model, num_layers, num_heads, ffn_mult, dropout, attention_kwargs,
+                                         max_len)
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
         self.record_attention = False
@@ -168,33 +208,21 @@ class TransformerBackbone(nn.Module):
         pos = torch.arange(length, device=src.device)
         x = self.drop(x + self.pos_embed(pos))  # (N, L, D)
         keep = torch.cat([src != PAD, torch.ones_like(tgt_in, dtype=torch.bool)], dim=1)  # (N, L)
-        # causal, and tagged when nothing is padded: scaled-dot/dot/general then call SDPA with
-        # is_causal=True (flash-eligible on CUDA); every other path reads the same tensor
-        mask = causal_keep_mask(keep)  # (N, L, L)
         record = self.record_layer % len(self.blocks) if self.record_attention else None
-        acc = AuxAccumulator()
-        attention = None
-        for i, block in enumerate(self.blocks):
-            x, out = block(x, mask, need_weights=i == record)
-            acc.add(out.aux)
-            if i == record:
-                attention = out.weights[:, first : first + t, :s]  # (N, T, S)
+        x, aux, weights = self.blocks(x, keep, record)  # (N, L, D)
+        attention = None if weights is None else weights[:, first : first + t, :s]  # (N, T, S)
         logits = self.head(self.ln_f(x[:, first : first + t]))  # (N, T, C)
-        return BackboneOutput(logits, acc.result(), attention)
+        return BackboneOutput(logits, aux, attention)
 
 
+@factory_of(TransformerBackbone)
 def build_transformer(
     task: Any,
-    attention: str | None,
+    attention: AttentionEntry | str | None,
     *,
-    d_model: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    attention_kwargs: dict[str, Any] | None = None,
     max_len: int | None = None,
-    ffn_mult: int = 4,
-    dropout: float = 0.0,
     readout: str | None = None,
+    **options: Any,
 ) -> TransformerBackbone:
     """Build the decoder-only Transformer for ``task`` with variant ``attention``.
 
@@ -202,20 +230,12 @@ def build_transformer(
     :param max_len: position-table size; default ``max(512, 2 * (S + T))`` over
         the task's training and test_long lengths (positions past the training
         length exist but are untrained: learned positions do not extrapolate).
+    :param options: :class:`TransformerBackbone`'s (``d_model``, ``num_layers``, ``num_heads``, ``ffn_mult``,
+        ``dropout``, ``attention_kwargs``).
     """
     assert attention is not None
     if max_len is None:
         max_len = max(512, 2 * (longest_src(task) + longest_tgt(task)))
-    return TransformerBackbone(
-        attention,
-        task.vocab_size,
-        task.num_classes,
-        d_model=d_model,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        max_len=max_len,
-        ffn_mult=ffn_mult,
-        dropout=dropout,
-        attention_kwargs=attention_kwargs,
-        readout=readout or ("aligned" if getattr(task.spec, "aligned", False) else "last_src"),
-    )
+    readout = readout or ("aligned" if getattr(task.spec, "aligned", False) else "last_src")
+    return build(TransformerBackbone, attention_entry(attention), task.vocab_size, task.num_classes, max_len=max_len,
+                 readout=readout, **options)

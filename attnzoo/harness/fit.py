@@ -114,11 +114,12 @@ def _devices(raw: str) -> Any:
 
 
 def _default_attention(backbone: str) -> str | None:
-    """scaled-dot, or None for a backbone that takes no attention (an unknown name is reported later)."""
+    """The backbone spec's ``default_attention`` (None for one that takes no attention); scaled-dot for
+    an unknown name, which is reported later."""
     from attnzoo.backbones import backbone_registry
 
-    if backbone in backbone_registry and backbone_registry.get(backbone)[0].attention == "none":
-        return None
+    if backbone in backbone_registry:
+        return backbone_registry.get(backbone)[0].default_attention
     return "scaled-dot"
 
 
@@ -221,7 +222,8 @@ def build_cell(args: argparse.Namespace) -> Cell:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnzoo.cell import CellError, PairDoesNotFit, resolve
+    from attnzoo.cell import CellError, PairDoesNotFit
+    from attnzoo.resolve import resolve
     from attnzoo.errors import UnknownNameError
 
     from attnzoo.plugins import warn_failures

@@ -185,7 +185,7 @@ class _GroupTrainer:
         import lightning as L
         import torch
 
-        from attnzoo.cell import resolve
+        from attnzoo.resolve import resolve
         from attnzoo.harness.data import default_test_splits
         from attnzoo.harness.module import build_model, build_task
 

@@ -42,8 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from attnzoo.cell import WSD_DECAY_FRACTION, Cell, PairDoesNotFit, Resolved, resolve
-from attnzoo.errors import AttnzooError
+from attnzoo.cell import WSD_DECAY_FRACTION, Cell
+from attnzoo.errors import AttnzooError, PairDoesNotFit
+from attnzoo.resolve import Resolved, resolve
 from attnzoo.harness.data import default_test_splits
 from attnzoo.tasks import Task
 
@@ -61,7 +62,7 @@ class TrainingDiverged(AttnzooError, FloatingPointError):
 
 
 def build_task(resolved: Resolved) -> Task:
-    """The cell's task object: its knobs (checked by :func:`attnzoo.cell.resolve`) and split sizes."""
+    """The cell's task object: its knobs (checked by :func:`attnzoo.resolve.resolve`) and split sizes."""
     cell = resolved.cell
     task = resolved.task_class(**cell.task_kwargs)
     for key in ("val_size", "test_size"):  # instance attributes shadow the class defaults
@@ -72,9 +73,10 @@ def build_task(resolved: Resolved) -> Task:
 
 
 def build_model(resolved: Resolved, task: Task) -> nn.Module:
-    """The backbone with the cell's variant, from the already resolved factory (kwargs checked once)."""
+    """The backbone with the cell's variant, from the already resolved factory and entry (kwargs checked
+    once; the backbone receives the variant's entry, so it looks no name up)."""
     cell = resolved.cell
-    return resolved.backbone_factory(task, cell.attention, attention_kwargs=dict(cell.attention_kwargs),
+    return resolved.backbone_factory(task, resolved.attention, attention_kwargs=dict(cell.attention_kwargs),
                                      **dict(cell.backbone_kwargs))
 
 

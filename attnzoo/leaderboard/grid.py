@@ -41,9 +41,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from attnzoo.cell import (TRAINER_DEFAULTS, TRAINER_KEYS, Catalog, Cell, Row, backbone_kwarg_problems,
-                          budget_problems, canonical_json, cell_default, digest, fit_reason)
-from attnzoo.errors import AttnzooError, close_matches
+from attnzoo.cell import TRAINER_DEFAULTS, TRAINER_KEYS, Cell, Row, budget_problems, canonical_json, cell_default, digest
+from attnzoo.errors import AttnzooError, close_matches, fit_reason
+from attnzoo.resolve import Catalog, backbone_kwarg_problems
 
 __all__ = [
     "PresetError",
@@ -740,7 +740,7 @@ def expand(
 
     Order: seed-major (a grid stopped half-way still has whole seeds), then
     task, backbone, variant, learning rate, as the preset lists them. Whether a
-    pair fits is decided here, once, by :func:`attnzoo.cell.fit_reason`.
+    pair fits is decided here, once, by :func:`attnzoo.errors.fit_reason`.
 
     :param variants, tasks, backbones: extra fnmatch filters (the CLI's
         ``--variants`` etc.); ``"none"`` selects the baselines.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# class name -> module under attnzoo.mechanisms
+# class name -> module under attnzoo.mechanisms (or a full module path)
 _EXPORTS = {
     "DotAttention": "dot",
     "ScaledDotAttention": "dot",
@@ -23,7 +23,8 @@ _EXPORTS = {
     "LocalPredictiveAttention": "local",
     "PointerAttention": "pointer",
     "NTMAttention": "ntm",
-    "MultiHeadAttention": "multihead",
+    # the core's combinator (attnzoo.multihead), still reachable here for code written before it moved
+    "MultiHeadAttention": "attnzoo.multihead",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -31,7 +32,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        where = _EXPORTS[name]
+        module = importlib.import_module(where if "." in where else f"{__name__}.{where}")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

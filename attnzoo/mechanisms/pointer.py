@@ -12,33 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnzoo.contract import AttentionOutput, masked_softmax
+from attnzoo.contract import AttentionOutput, masked_softmax, pointed_mask
 from attnzoo.mechanisms.additive import AdditiveAttention
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["PointerAttention", "pointed_mask"]
+__all__ = ["PointerAttention", "pointed_mask"]  # pointed_mask: attnzoo.contract's, re-exported
 
 VINYALS = "Vinyals, Fortunato, Jaitly 2015. Pointer Networks. NeurIPS, Eq. (3)"
 VINYALS_URL = "https://arxiv.org/abs/1506.03134"
-
-
-def pointed_mask(targets: Tensor, num_keys: int, mask: Tensor | None = None) -> Tensor:
-    """Teacher forcing's exclusion mask: step i may not point where targets ``< i`` pointed.
-
-    :param targets: long ``[B, Tq]``, the target key index of each decoder step.
-    :param num_keys: Tk.
-    :param mask: optional bool ``[B, Tk]`` or ``[B, Tq, Tk]`` to combine with (True = allowed).
-    :returns: bool ``[B, Tq, Tk]``, True = step i may point at key j.
-    """
-    b, tq = targets.shape
-    hit = torch.zeros(b, tq, num_keys, dtype=torch.long, device=targets.device)
-    hit.scatter_(2, targets[..., None], 1)  # (B, Tq, Tk) one-hot of each step's target
-    before = (hit.cumsum(dim=1) - hit) > 0  # pointed by an earlier step
-    allowed = ~before
-    if mask is not None:
-        allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
-    return allowed
 
 
 class PointerAttention(AdditiveAttention):

@@ -1230,36 +1230,9 @@ def check_attention(
     :raises ValueError: an unknown name in ``checks`` (with the close match), or a ``device`` that
         is not a device name or is not available here.
     """
-    from attnzoo.mechanisms.multihead import MultiHeadAttention
-    from attnzoo.registry import create_attention, get_spec
-
     wanted = _select(checks)
     dev = resolve_device(device)
-    if isinstance(name_or_factory, str):
-        name = name_or_factory
-        spec = spec or get_spec(name)
-
-        def build(dq: int, dk: int, dv: int) -> nn.Module:
-            return create_attention(name, dq, dk, dv, **kwargs)
-
-        def build_mh(dq: int, dk: int, dv: int) -> nn.Module:
-            return create_attention(name, dq, dk, dv, num_heads=2, **kwargs)
-
-    elif callable(name_or_factory):
-        if not isinstance(spec, AttentionSpec):
-            raise TypeError("check_attention(factory, spec=...): a factory needs its AttentionSpec as spec=")
-        factory = name_or_factory
-        opts = {**spec.defaults, **kwargs}
-
-        def build(dq: int, dk: int, dv: int) -> nn.Module:
-            return factory(dq, dk, dv, **opts)
-
-        def build_mh(dq: int, dk: int, dv: int) -> nn.Module:
-            return MultiHeadAttention(factory, dq, dk, dv, num_heads=2, **opts)
-
-    else:
-        raise TypeError(f"check_attention: expected a variant name or a factory, got {type(name_or_factory).__name__}")
-
+    spec, build, build_mh = _builders(name_or_factory, spec, kwargs)
     key_dim = query_dim if key_dim is None else key_dim
     value_dim = key_dim + 4 if value_dim is None else value_dim
     report = ConformanceReport(spec.name, device=str(dev))
@@ -1268,20 +1241,53 @@ def check_attention(
         suite = _Suite(spec, build, query_dim=query_dim, key_dim=key_dim, value_dim=value_dim, seed=seed, device=dev)
         report.results.extend(_run(suite, main))
 
+    report.results.extend(_multihead_results(spec, build_mh, wanted, query_dim=query_dim, key_dim=key_dim,
+                                             value_dim=value_dim, seed=seed, device=dev))
+    return report
+
+
+Builder = Callable[[int, int, int], nn.Module]
+
+
+def _builders(name_or_factory: str | Callable[..., nn.Module], spec: AttentionSpec | None,
+              kwargs: dict[str, Any]) -> tuple[AttentionSpec, Builder, Builder]:
+    """``(spec, build, build_mh)``: the variant's spec and how to build it ``(dq, dk, dv)``, alone and as
+    two heads. A name goes through the registry; a factory too, as the entry it would be registered as,
+    so the kit builds an outside author's class the way the zoo will (``create_from_entry``)."""
+    from attnzoo.registry import AttentionEntry, create_from_entry, get_entry
+
+    if isinstance(name_or_factory, str):
+        entry = get_entry(name_or_factory)
+        spec = spec or entry.spec
+    elif callable(name_or_factory):
+        if not isinstance(spec, AttentionSpec):
+            raise TypeError("check_attention(factory, spec=...): a factory needs its AttentionSpec as spec=")
+        entry = AttentionEntry(spec, name_or_factory, source="check_attention")
+    else:
+        raise TypeError(f"check_attention: expected a variant name or a factory, got {type(name_or_factory).__name__}")
+
+    def build(dq: int, dk: int, dv: int) -> nn.Module:
+        return create_from_entry(entry, dq, dk, dv, **kwargs)
+
+    def build_mh(dq: int, dk: int, dv: int) -> nn.Module:
+        return create_from_entry(entry, dq, dk, dv, num_heads=2, **kwargs)
+
+    return spec, build, build_mh
+
+
+def _multihead_results(spec: AttentionSpec, build_mh: Builder, wanted: set[str] | None, *, query_dim: int,
+                       key_dim: int, value_dim: int, seed: int, device: torch.device) -> list[CheckResult]:
+    """The ``multihead.*`` checks ``wanted`` asks for: run through the wrapper, or skipped with the spec's reason."""
     sub_names = tuple(n for n in _MULTIHEAD_RUN if wanted is None or "multihead" in wanted or f"multihead.{n}" in wanted)
     if not sub_names:
-        return report
+        return []
     if not spec.multihead:
         why = "spec says multihead=False"
-        if wanted is None or "multihead" in wanted:
-            report.results.append(CheckResult("multihead", SKIPPED, why))
-        report.results.extend(CheckResult(f"multihead.{n}", SKIPPED, why) for n in sub_names if f"multihead.{n}" in (wanted or ()))
-    else:
-        dq = query_dim if query_dim % 2 == 0 else query_dim + 1
-        dv = value_dim if value_dim % 2 == 0 else value_dim + 1
-        # The wrapper is never fused from the outside (it always returns weights when asked).
-        mh_spec = replace(spec, fused=False, multihead=False)
-        mh = _Suite(mh_spec, build_mh, query_dim=dq, key_dim=key_dim, value_dim=dv, seed=seed, multihead=True,
-                    device=dev)
-        report.results.extend(_run(mh, sub_names, prefix="multihead."))
-    return report
+        out = [CheckResult("multihead", SKIPPED, why)] if wanted is None or "multihead" in wanted else []
+        return out + [CheckResult(f"multihead.{n}", SKIPPED, why) for n in sub_names if f"multihead.{n}" in (wanted or ())]
+    dq = query_dim if query_dim % 2 == 0 else query_dim + 1
+    dv = value_dim if value_dim % 2 == 0 else value_dim + 1
+    # The wrapper is never fused from the outside (it always returns weights when asked).
+    mh_spec = replace(spec, fused=False, multihead=False)
+    mh = _Suite(mh_spec, build_mh, query_dim=dq, key_dim=key_dim, value_dim=dv, seed=seed, multihead=True, device=device)
+    return _run(mh, sub_names, prefix="multihead.")

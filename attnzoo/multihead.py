@@ -1,5 +1,9 @@
 """Multi-head wrapper: any per-head variant as Transformer-style attention.
 
+A combinator of the core, beside the contract it implements, not a paper's variant: the
+registry builds it around any variant whose spec allows ``multihead`` (``create_attention(name,
+D, num_heads=H)``), and the conformance kit runs every such variant through it.
+
 Vaswani et al. (2017), Sec. 3.2.2:
 ``MultiHead(Q, K, V) = Concat(head_1..head_H) W^O``, ``head_i = Attn(Q W_i^Q, K W_i^K, V W_i^V)``.
 
