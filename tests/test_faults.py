@@ -159,6 +159,24 @@ def test_a_ctrl_c_while_the_forkserver_starts_is_not_lost(monkeypatch):
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
 
 
+def test_a_ctrl_c_inside_the_locks_acquire_leaves_it_owned_and_released(tmp_path, monkeypatch):
+    """Between the lock file's creation and the lock's record of its descriptor, a Ctrl-C left a file that
+    nobody removed (the start-up interrupt saw it in CI). Now it lands when acquire() returns."""
+    lock = OutLock(tmp_path / "out")
+    real = os.ftruncate
+
+    def ctrl_c_then_truncate(fd: int, length: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        real(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", ctrl_c_then_truncate)
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire()
+    assert lock.path.exists()
+    lock.release()
+    assert not lock.path.exists()
+
+
 def test_interrupt_while_writing_the_report(fake_results):
     """SIGTERM (the harder of the two: nothing but our handler makes it a KeyboardInterrupt)."""
     before = (fake_results / RESULTS).read_bytes()

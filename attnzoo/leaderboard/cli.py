@@ -363,12 +363,14 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
         _err(problem)
         return 2
     if not args.dry_run:
+        lock = OutLock(out, command=shlex.join(["attnzoo", *argv]))
+        stack.callback(lock.release)  # registered first: a Ctrl-C that lands as acquire() returns still releases
+        state["out"] = out
         try:  # before the folder is looked at: a second writer is refused before it decides anything
-            stack.enter_context(OutLock(out, command=shlex.join(["attnzoo", *argv])))
+            lock.acquire()
         except OutDirLocked as exc:
             _err(str(exc))
             return 2
-        state["out"] = out
     store = ResultStore(out)
     existing = read_rows(out) if out.exists() else []
     if reference is not None and _is_empty(out):

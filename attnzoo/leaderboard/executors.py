@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnzoo.cell import Cell, Row
 from attnzoo.errors import is_oom_message
+from attnzoo.leaderboard.signals import deferred
 
 if TYPE_CHECKING:
     from attnzoo.leaderboard.grid import GridCell
@@ -218,29 +218,6 @@ def _init_worker(threads: int | None, driver_pid: int | None = None) -> None:
             pass
 
 
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done, then deliver the first one that came.
-
-    ``ProcessPoolExecutor.submit`` may start a worker: interrupted between the fork and the
-    pool's record of it, that worker would be missed by :func:`_stop_pool` and, born after
-    its driver had gone, die printing a traceback. (Main thread only: elsewhere a no-op.)
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if pending:
-            signal.raise_signal(pending[0])
-
-
 def _start_forkserver_deaf() -> None:
     """Start the forkserver (and Python's resource tracker) with Ctrl-C held off from their first instruction.
 
@@ -317,7 +294,10 @@ class LocalExecutor(Executor):
 
         def submit(gc: GridCell, alone: bool) -> None:
             try:
-                with _signals_deferred():  # a worker it starts is in the pool's list before Ctrl-C can act
+                # a worker it starts is in the pool's list before Ctrl-C can act: interrupted between the fork
+                # and the pool's record of it, _stop_pool would miss it, and born after its driver had gone it
+                # would die printing a traceback
+                with deferred():
                     fut = self._pool.submit(_run_unit, gc, self.run_cell, self.threads)
             except cf.process.BrokenProcessPool as exc:
                 # A worker died after the last wait returned: the pool refuses new work.

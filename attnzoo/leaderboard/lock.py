@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from attnzoo.errors import AttnzooError
+from attnzoo.leaderboard.signals import deferred
 
 try:
     import fcntl
@@ -66,6 +67,10 @@ class OutLock:
         if fcntl is None or self._fd is not None:
             return self
         self.dir.mkdir(parents=True, exist_ok=True)
+        with deferred():  # a Ctrl-C between the file's creation and self._fd would leave a file nobody removes
+            return self._acquire()
+
+    def _acquire(self) -> "OutLock":
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
