@@ -12,7 +12,6 @@ table here is ``(headers, rows)`` of strings, which each writer (:mod:`~attnzoo.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
