@@ -26,7 +26,7 @@ from attnzoo.leaderboard.lock import LOCK_NAME, OutDirLocked, OutLock
 from attnzoo.leaderboard.store import RESULTS, read_rows
 
 from tests.test_leaderboard import FakeCatalog, _args, _fake_preset_file, fake_run_cell
-from attnzoo.leaderboard.runner import InlineExecutor
+from attnzoo.leaderboard.executors import InlineExecutor
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["--preset", "smoke", "--tasks", "copy", "--backbones", "seq2seq,mlp", "--variants", "additive,none"]

@@ -30,7 +30,8 @@ from attnzoo.leaderboard import cli as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
                                              executor_from_args, fingerprint_differences, is_loopback)
-from attnzoo.leaderboard.runner import InlineExecutor, LocalExecutor, run_grid  # noqa: E402
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor  # noqa: E402
+from attnzoo.leaderboard.runner import run_grid  # noqa: E402
 from attnzoo.leaderboard.store import ResultStore, read_rows  # noqa: E402
 
 pytestmark = pytest.mark.ray

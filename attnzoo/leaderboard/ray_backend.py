@@ -1,7 +1,7 @@
 """``attnzoo bench --backend ray``: fan the grid's cells out over a Ray cluster.
 
 The same pure cell function every backend calls
-(:func:`attnzoo.leaderboard.runner.execute_cell` around the harness's
+(:func:`attnzoo.leaderboard.executors.execute_cell` around the harness's
 ``run_cell``: a JSON-able cell in, a JSON-able row out) runs as one Ray core
 task per cell (``ray.remote`` + ``ray.wait``; no Ray Tune, no second state
 store). The worker builds its own plugin manager; only the cell and the row
