@@ -313,7 +313,7 @@ def _huge_allocation(cell):
 
 def test_an_allocation_the_cpu_refuses_is_oom_and_the_live_line_names_the_exception():
     from attnzoo.harness.run import _fail
-    from attnzoo.leaderboard.executors import execute_cell
+    from attnzoo.leaderboard.backend import execute_cell
     from attnzoo.leaderboard.progress import describe_row, error_summary
 
     cell = expand(load_preset("smoke"), tasks=["copy"], backbones=["mlp"])[0]

@@ -12,7 +12,8 @@ Nothing here imports Lightning: cells run through :func:`attnzoo.harness.run.run
 in worker processes, which import it lazily.
 """
 
-from attnzoo.leaderboard.executors import Executor, InlineExecutor, LocalExecutor
+from attnzoo.leaderboard.backend import Executor
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor
 from attnzoo.leaderboard.grid import GridCell, Preset, PresetError, expand, load_preset, shard
 from attnzoo.leaderboard.runner import run_grid
 from attnzoo.leaderboard.store import ResultStore, merge, read_rows

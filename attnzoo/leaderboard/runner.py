@@ -1,6 +1,7 @@
 """The driver loop: run a grid's cells on an executor and append each finished row to results.jsonl.
 
-Executors (where cells run) live in :mod:`attnzoo.leaderboard.executors`. Only the driver
+Executors (where cells run) live in :mod:`attnzoo.leaderboard.executors` (their interface in
+:mod:`attnzoo.leaderboard.backend`). Only the driver
 (:func:`run_grid`) writes rows.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from attnzoo.cell import Row
-from attnzoo.leaderboard.executors import Executor
+from attnzoo.leaderboard.backend import Executor
 from attnzoo.leaderboard.grid import GridCell, Preset
 from attnzoo.leaderboard.store import ResultStore, StoreWriteError, finished_ids, sanitize
 
