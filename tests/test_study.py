@@ -1,4 +1,4 @@
-"""The inductive-bias study's points, figures and findings (attnzoo/leaderboard/study.py), on hand-made rows."""
+"""The inductive-bias study's points, figures and findings (attnzoo/leaderboard/report/study.py), on hand-made rows."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Two steps, one module each:
 - :mod:`~attnzoo.leaderboard.grid.presets`: :func:`load_preset` reads a preset (a built-in name, a path or a
   mapping), applies overrides and checks it against the registries and the real signatures
   (:func:`validate_preset`: one :class:`PresetError` listing every mismatch);
-- :mod:`~attnzoo.leaderboard.grid.expand`: :func:`expand` turns it into cells, one per
+- :mod:`~attnzoo.leaderboard.grid.expansion`: :func:`expand` turns it into cells, one per
   task x backbone x variant x seed x learning rate, plus one ``"n/a"`` entry per pair that does not fit,
   carrying the reason; :func:`shard` splits them by id.
 
@@ -15,7 +15,7 @@ Nothing here imports Lightning; task and backbone registries are plain torch.
 from __future__ import annotations
 
 from attnzoo.cell import Catalog, canonical_json
-from attnzoo.leaderboard.grid.expand import (BASELINE, FilterError, GridCell, cell_id, check_filters, expand,
+from attnzoo.leaderboard.grid.expansion import (BASELINE, FilterError, GridCell, cell_id, check_filters, expand,
                                              parse_shard, shard)
 from attnzoo.leaderboard.grid.presets import (PRESET_DIR, TASK_KEYS, TOP_LEVEL_KEYS, TRAINING_KEYS, Budget, Preset,
                                               PresetError, TaskEntry, config_hash, list_presets, load_preset,

@@ -6,7 +6,7 @@ kwargs), the variant patterns, the seeds and one training budget per task
 against the real signatures and raises one :class:`PresetError` listing every
 mismatch (torchtune style): :func:`validate_preset` runs a few checkers (top level,
 variants, backbones, each task entry), each collecting every problem of its part.
-:mod:`attnzoo.leaderboard.grid.expand` turns a preset into cells.
+:mod:`attnzoo.leaderboard.grid.expansion` turns a preset into cells.
 
 A key a preset leaves out takes the :class:`~attnzoo.cell.Cell` field's
 default (the one place defaults live), so ``attnzoo fit`` and ``attnzoo bench``

@@ -17,9 +17,9 @@
 
 The stages, one module each:
 
-- :mod:`.aggregate`: rows -> :class:`Entry` per (task label, backbone, variant), summarized over seeds;
+- :mod:`.aggregation`: rows -> :class:`Entry` per (task label, backbone, variant), summarized over seeds;
 - :mod:`.tables`, :mod:`.findings`, :mod:`.mad`, :mod:`.alignment`: analyses, format-neutral;
-  :mod:`.analyse` bundles them into one :class:`~.analyse.Report`;
+  :mod:`.analysis` bundles them into one :class:`~.analysis.Report`;
 - :mod:`.plots`, :mod:`.study`: the figures; :mod:`.markdown`, :mod:`.csv`, :mod:`.html`: one writer per format.
 
 Nothing here needs the harness or Lightning; matplotlib loads only when a figure is drawn.
@@ -27,9 +27,9 @@ Nothing here needs the harness or Lightning; matplotlib loads only when a figure
 
 from __future__ import annotations
 
-from attnzoo.leaderboard.report.aggregate import (NOT_OK, PEAK_MEM_NOTE, Entry, SeedSummary, aggregate, median_steps,
+from attnzoo.leaderboard.report.aggregation import (NOT_OK, PEAK_MEM_NOTE, Entry, SeedSummary, aggregate, median_steps,
                                                   seed_summary, solve_threshold, steps_to_solve, task_spec)
-from attnzoo.leaderboard.report.analyse import Report, analyse
+from attnzoo.leaderboard.report.analysis import Report, analyse
 from attnzoo.leaderboard.report.build import WRITERS, build_report, file_slug
 from attnzoo.leaderboard.report.mad import (MADScore, SuiteTable, mad_backbone, mad_scores, mad_table, suite_scores,
                                             suite_table)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from attnzoo.leaderboard.report.aggregate import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
     from attnzoo.tasks import Task
 
 __all__ = ["ALIGNMENT_NOTE", "alignment_table", "finding_lines", "task_of", "bertviz_payload",

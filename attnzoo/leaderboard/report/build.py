@@ -1,8 +1,8 @@
 """The report as a pipeline: rows -> aggregate -> analyse -> figures -> one writer per file.
 
 :func:`build_report` reads ``results.jsonl`` (one configuration), aggregates it into entries
-(:mod:`~attnzoo.leaderboard.report.aggregate`), analyses them into a
-:class:`~attnzoo.leaderboard.report.analyse.Report`, draws the figures into the report
+(:mod:`~attnzoo.leaderboard.report.aggregation`), analyses them into a
+:class:`~attnzoo.leaderboard.report.analysis.Report`, draws the figures into the report
 (:func:`draw_figures`), then runs each of :data:`WRITERS`. A new output format is one writer module and one
 row of that table.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from attnzoo import results
 from attnzoo.leaderboard.report import csv, html, markdown, plots, study
-from attnzoo.leaderboard.report.analyse import Report, analyse
+from attnzoo.leaderboard.report.analysis import Report, analyse
 from attnzoo.leaderboard.store import one_config, read_rows
 
 __all__ = ["WRITERS", "build_report", "draw_figures", "file_slug"]

@@ -11,8 +11,8 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregate import Entry
-from attnzoo.leaderboard.report.analyse import Report
+from attnzoo.leaderboard.report.aggregation import Entry
+from attnzoo.leaderboard.report.analysis import Report
 
 __all__ = ["FIELDS", "csv_rows", "render"]
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attnzoo.leaderboard.escape import md
-from attnzoo.leaderboard.report.aggregate import seed_summary, solve_threshold, task_spec
+from attnzoo.leaderboard.report.aggregation import seed_summary, solve_threshold, task_spec
 from attnzoo.tasks.base import NO_ATTENTION, Contrast
 
 if TYPE_CHECKING:
-    from attnzoo.leaderboard.report.aggregate import Entry, SeedSummary
+    from attnzoo.leaderboard.report.aggregation import Entry, SeedSummary
 
 __all__ = ["Finding", "evaluate", "findings_markdown", "VERDICTS"]
 
@@ -319,7 +319,7 @@ def evaluate(tasks: dict[str, list[Entry]], *,
              contrasts: dict[str, Sequence[Contrast]] | None = None) -> list[Finding]:
     """One :class:`Finding` per declared contrast of every task in ``tasks`` (the report's aggregate).
 
-    :param tasks: ``{task label: [Entry, ...]}`` from :func:`attnzoo.leaderboard.report.aggregate.aggregate`.
+    :param tasks: ``{task label: [Entry, ...]}`` from :func:`attnzoo.leaderboard.report.aggregation.aggregate`.
     :param contrasts: ``{task name or label: contrasts}`` to use instead of the registered
         :attr:`TaskSpec.contrasts` (tests; a plugin task not installed here).
     :returns: findings in task order, the declared order within a task; a task without

@@ -11,9 +11,9 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
-from attnzoo.leaderboard.report.aggregate import PEAK_MEM_NOTE, Entry
+from attnzoo.leaderboard.report.aggregation import PEAK_MEM_NOTE, Entry
 from attnzoo.leaderboard.report.alignment import ALIGNMENT_NOTE, alignment_table
-from attnzoo.leaderboard.report.analyse import Report
+from attnzoo.leaderboard.report.analysis import Report
 from attnzoo.leaderboard.report.findings import VERDICTS as VERDICT_ORDER
 from attnzoo.leaderboard.report.findings import Finding
 from attnzoo.leaderboard.report.plots import data_uri

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregate import _median, _num, _sibling_metric, task_spec
+from attnzoo.leaderboard.report.aggregation import _median, _num, _sibling_metric, task_spec
 from attnzoo.leaderboard.store import latest_rows
 from attnzoo.tasks.base import NO_ATTENTION as BASELINE
 

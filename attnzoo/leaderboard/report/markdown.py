@@ -1,4 +1,4 @@
-"""The markdown writer: ``leaderboard.md`` and ``findings.md`` from a :class:`~attnzoo.leaderboard.report.analyse.Report`.
+"""The markdown writer: ``leaderboard.md`` and ``findings.md`` from a :class:`~attnzoo.leaderboard.report.analysis.Report`.
 
 ``leaderboard.md`` reads in this order: the answer (counts, the lead paragraph, the summary figure), provenance,
 the findings, the overall table and its figures, each suite's score, then one section per task (its table,
@@ -8,9 +8,9 @@ curves, attention maps and alignment table), and the speed figure.
 from __future__ import annotations
 
 from attnzoo.leaderboard import escape
-from attnzoo.leaderboard.report.aggregate import PEAK_MEM_NOTE, Entry
+from attnzoo.leaderboard.report.aggregation import PEAK_MEM_NOTE, Entry
 from attnzoo.leaderboard.report.alignment import ALIGNMENT_NOTE, alignment_table
-from attnzoo.leaderboard.report.analyse import Report
+from attnzoo.leaderboard.report.analysis import Report
 from attnzoo.leaderboard.report.findings import findings_markdown
 from attnzoo.leaderboard.report.tables import IQM_NOTE, counts_line, fmt, is_baseline, task_table
 

@@ -1,4 +1,4 @@
-"""The report's figures, from aggregated :class:`~attnzoo.leaderboard.report.aggregate.Entry` objects.
+"""The report's figures, from aggregated :class:`~attnzoo.leaderboard.report.aggregation.Entry` objects.
 
 Each figure has a ``*_figure`` function that returns the matplotlib ``Figure`` (what
 the tests inspect) and a plain function that saves it as a PNG. What they guarantee,
@@ -31,7 +31,7 @@ from attnzoo.leaderboard.grid import BASELINE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from attnzoo.leaderboard.report.aggregate import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["series_styles", "place_labels", "heatmap", "heatmap_figure", "acc_vs_speed", "acc_vs_speed_figure",
            "curves", "curves_figure", "attention", "attention_figure", "speed", "speed_figure", "data_uri",

@@ -1,6 +1,6 @@
 """The inductive-bias study (issue 22): how far can a network without attention go?
 
-From the report's aggregated entries (:func:`attnzoo.leaderboard.report.aggregate.aggregate`: the learning rate best on
+From the report's aggregated entries (:func:`attnzoo.leaderboard.report.aggregation.aggregate`: the learning rate best on
 validation, the median over seeds, steps-to-solve with censoring, all reused), this module joins every
 setting of one task at one sequence length, whatever its preset label (``mqar-T64`` for attention and
 ``mqar-T64-mlp`` for the MLP sweep are one panel), into :class:`StudyPoint` s, and from them draws
@@ -28,7 +28,7 @@ from attnzoo.leaderboard.grid import BASELINE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from attnzoo.leaderboard.report.aggregate import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["StudyPoint", "points", "is_study", "accuracy_vs_params_figure", "steps_vs_length_figure",
            "controls_figure", "findings", "render"]

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregate import Entry, SeedSummary, _num
+from attnzoo.leaderboard.report.aggregation import Entry, SeedSummary, _num
 from attnzoo.leaderboard.stats import normalize, stratified_bootstrap_ci
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD, NO_ATTENTION as BASELINE
 

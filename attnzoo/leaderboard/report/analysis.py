@@ -1,6 +1,6 @@
 """Analyse: one :class:`Report` holding everything the writers print, computed once from the rows.
 
-:func:`analyse` runs the aggregation (:mod:`~attnzoo.leaderboard.report.aggregate`), the tables and rankings
+:func:`analyse` runs the aggregation (:mod:`~attnzoo.leaderboard.report.aggregation`), the tables and rankings
 (:mod:`~attnzoo.leaderboard.report.tables`), the findings (:mod:`~attnzoo.leaderboard.report.findings`) and
 every suite's score (:mod:`~attnzoo.leaderboard.report.mad`); the figure stage then adds ``figures`` and
 ``study_md``, and each writer turns the report into one file. Nothing here draws or writes.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregate import Entry
+from attnzoo.leaderboard.report.aggregation import Entry
 from attnzoo.leaderboard.report.alignment import finding_lines
 from attnzoo.leaderboard.report.findings import Finding, evaluate
 from attnzoo.leaderboard.report.mad import SuiteTable, suite_scores, suite_table, suites
@@ -27,7 +27,7 @@ class Report:
     """What the writers print, for one results directory.
 
     :ivar rows: the latest row of every cell, as stored (JSON objects).
-    :ivar tasks: ``{task label: [Entry, ...]}``, ranked (:func:`~attnzoo.leaderboard.report.aggregate.aggregate`).
+    :ivar tasks: ``{task label: [Entry, ...]}``, ranked (:func:`~attnzoo.leaderboard.report.aggregation.aggregate`).
     :ivar overall: :func:`~attnzoo.leaderboard.report.tables.overall_table`'s headers, rows and chosen entries.
     :ivar alignment: per task label, the sentence ``findings.md`` cites from its alignment diagnostics.
     :ivar suites: one score table per task suite in the results (the MAD score for ``suite="mad"``).
