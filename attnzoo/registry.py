@@ -115,6 +115,10 @@ class Registry(Generic[E]):
         """Sorted names matching an fnmatch ``pattern`` (``"*dot*"``, ``"local-?"``)."""
         return sorted(n for n in self._all() if fnmatch.fnmatchcase(n, pattern))
 
+    def in_order(self) -> list[str]:
+        """Every name in registration order: the plugins' in the order they registered, then in-process additions."""
+        return list(self._all())
+
     def __contains__(self, name: object) -> bool:
         return name in self._all()
 

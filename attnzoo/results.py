@@ -34,7 +34,7 @@ from attnzoo.cell import Row
 if TYPE_CHECKING:
     import pandas
 
-    from attnzoo.leaderboard.report import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["load", "from_rows", "Results", "Summary", "SummaryRow", "MissingExtraError"]
 
@@ -183,10 +183,10 @@ class Results(Sequence[Row]):
         return f"Results({len(self)} rows{where})"
 
     def entries(self) -> dict[str, list[Entry]]:
-        """``{task label: [Entry, ...]}``, ranked: :func:`attnzoo.leaderboard.report.aggregate` of these rows
+        """``{task label: [Entry, ...]}``, ranked: :func:`attnzoo.leaderboard.report.aggregation.aggregate` of these rows
         (what the report's tables, figures and findings are built from; computed once)."""
         if self._entries is None:
-            from attnzoo.leaderboard.report import aggregate
+            from attnzoo.leaderboard.report.aggregation import aggregate
 
             self._entries = aggregate([r.to_json() for r in self._rows])
         return self._entries

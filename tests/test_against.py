@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 from attnzoo.leaderboard import against
 from attnzoo.leaderboard import cli as bench_cli
 from attnzoo.leaderboard.grid import expand, load_preset
-from attnzoo.leaderboard.runner import InlineExecutor
+from attnzoo.leaderboard.executors import InlineExecutor
 from attnzoo.leaderboard.store import RESULTS, read_rows
 from tests.test_leaderboard import PRESET, QUALITY, CountingRunner, FakeCatalog, _args, _fake_preset_file, fake_run_cell
 

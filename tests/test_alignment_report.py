@@ -15,7 +15,7 @@ from attnzoo.resolve import resolve
 from attnzoo.cli import main
 from attnzoo.diagnostics import diagnose
 from attnzoo.harness.module import build_model, build_task
-from attnzoo.leaderboard import alignment, plots
+from attnzoo.leaderboard.report import alignment, plots
 from attnzoo.leaderboard.report import aggregate, build_report
 from tests.test_report import row as fake_row
 

@@ -13,7 +13,7 @@ from attnzoo.leaderboard.grid import FilterError, expand, load_preset
 from tests.test_leaderboard import PRESET, FakeCatalog, _args, _fake_preset_file, fake_run_cell
 
 from attnzoo.leaderboard import cli as bench_cli
-from attnzoo.leaderboard.runner import InlineExecutor
+from attnzoo.leaderboard.executors import InlineExecutor
 
 
 @pytest.mark.parametrize("flag,typo,hint", [

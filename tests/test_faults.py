@@ -26,7 +26,7 @@ from attnzoo.leaderboard.lock import LOCK_NAME, OutDirLocked, OutLock
 from attnzoo.leaderboard.store import RESULTS, read_rows
 
 from tests.test_leaderboard import FakeCatalog, _args, _fake_preset_file, fake_run_cell
-from attnzoo.leaderboard.runner import InlineExecutor
+from attnzoo.leaderboard.executors import InlineExecutor
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["--preset", "smoke", "--tasks", "copy", "--backbones", "seq2seq,mlp", "--variants", "additive,none"]
@@ -364,7 +364,7 @@ def _huge_allocation(cell):
 
 def test_an_allocation_the_cpu_refuses_is_oom_and_the_live_line_names_the_exception():
     from attnzoo.harness.run import _fail
-    from attnzoo.leaderboard.executors import execute_cell
+    from attnzoo.leaderboard.backend import execute_cell
     from attnzoo.leaderboard.progress import describe_row, error_summary
 
     cell = expand(load_preset("smoke"), tasks=["copy"], backbones=["mlp"])[0]

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from attnzoo.leaderboard import plots
+from attnzoo.leaderboard.report import plots
 from attnzoo.leaderboard.report import aggregate, overall_table, rankings
 from tests.test_report import seeds
 

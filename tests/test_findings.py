@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnzoo.leaderboard.findings import evaluate, findings_markdown
+from attnzoo.leaderboard.report.findings import evaluate, findings_markdown
 from attnzoo.leaderboard.report import aggregate
 from attnzoo.tasks.base import (
     attention_beats_baseline,

@@ -26,7 +26,8 @@ from attnzoo.leaderboard.grid import (BASELINE, Catalog, PresetError, cell_id, e
                                       shard)
 from attnzoo.leaderboard.progress import LineProgress
 from attnzoo.leaderboard.report import aggregate, build_report
-from attnzoo.leaderboard.runner import InlineExecutor, LocalExecutor, run_grid
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor
+from attnzoo.leaderboard.runner import run_grid
 from attnzoo.leaderboard.store import RESULTS, ResultStore, finished_ids, merge, read_rows
 from attnzoo.spec import AttentionSpec
 

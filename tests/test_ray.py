@@ -28,9 +28,10 @@ ray = pytest.importorskip("ray")
 from attnzoo.cell import Cell  # noqa: E402
 from attnzoo.leaderboard import cli as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor, executor_from_args  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
-                                             executor_from_args, fingerprint_differences, is_loopback)
-from attnzoo.leaderboard.runner import InlineExecutor, LocalExecutor, run_grid  # noqa: E402
+                                             fingerprint_differences, is_loopback)
+from attnzoo.leaderboard.runner import run_grid  # noqa: E402
 from attnzoo.leaderboard.store import ResultStore, read_rows  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -141,7 +142,8 @@ def test_embedded_ray_matches_inline_on_real_smoke_cells():
 DRIVER = """
 import argparse, json, sys
 from attnzoo.leaderboard import cli
-from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments, executor_from_args
+from attnzoo.leaderboard.executors import executor_from_args
+from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments
 p = argparse.ArgumentParser()
 cli.configure_parser(p)
 if "--backend" not in p._option_string_actions:

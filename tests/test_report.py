@@ -60,7 +60,7 @@ from hypothesis import given, settings  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from attnzoo.leaderboard import plots  # noqa: E402
+from attnzoo.leaderboard.report import plots  # noqa: E402
 from attnzoo.leaderboard.progress import LineProgress  # noqa: E402
 from attnzoo.leaderboard.report import (  # noqa: E402
     PEAK_MEM_NOTE,

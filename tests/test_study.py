@@ -1,4 +1,4 @@
-"""The inductive-bias study's points, figures and findings (attnzoo/leaderboard/study.py), on hand-made rows."""
+"""The inductive-bias study's points, figures and findings (attnzoo/leaderboard/report/study.py), on hand-made rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from attnzoo.leaderboard import plots, study
+from attnzoo.leaderboard.report import plots, study
 from attnzoo.leaderboard.report import aggregate, build_report
 
 MQAR = {"vocab_size": 64, "num_kv_pairs": 4}

@@ -19,9 +19,9 @@ checkout, ``attnzoo/_results/default`` in a wheel; see
    probability that the new variant improves on each reference variant, with its interval
    (:func:`improvement_lines`): ``P(mine > scaled-dot) = 0.31 [0.12, 0.52] over 9 task(s): indistinguishable``.
 
-The summaries come from :func:`attnzoo.leaderboard.report.aggregate` and
-:func:`~attnzoo.leaderboard.report.overall_table` (the variant's best backbone
-per task, ranked by :meth:`~attnzoo.leaderboard.report.Entry.sort_key`), so the
+The summaries come from :func:`attnzoo.leaderboard.report.aggregation.aggregate` and
+:func:`~attnzoo.leaderboard.report.tables.overall_table` (the variant's best backbone
+per task, ranked by :meth:`~attnzoo.leaderboard.report.aggregation.Entry.sort_key`), so the
 ranking and the leaderboard cannot disagree.
 """
 
@@ -255,7 +255,8 @@ def where_it_ranks(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -> l
         ``sort: mine n/a: needs a variant with pointer logits``; a median at chance level reads ``mqar: mine is at
         chance (13 ran) (median 0.130, chance 0.125, ...)`` rather than as a place among others at chance.
     """
-    from attnzoo.leaderboard.report import aggregate, at_chance, overall_table
+    from attnzoo.leaderboard.report.aggregation import aggregate
+    from attnzoo.leaderboard.report.tables import at_chance, overall_table
 
     tasks = aggregate(rows)
     _, _, chosen = overall_table(tasks)
@@ -311,7 +312,8 @@ def improvement_lines(rows: Iterable[dict[str, Any]], variants: Iterable[str]) -
     score (1); the interval is a 95% stratified bootstrap with a fixed seed (:mod:`attnzoo.leaderboard.stats`).
     "indistinguishable" where the interval holds 0.5, else "better" or "worse".
     """
-    from attnzoo.leaderboard.report import aggregate, overall_table, rankings
+    from attnzoo.leaderboard.report.aggregation import aggregate
+    from attnzoo.leaderboard.report.tables import overall_table, rankings
     from attnzoo.leaderboard.stats import probability_of_improvement
 
     tasks = aggregate(rows)

@@ -546,7 +546,7 @@ def _subcommand(command: str, args: argparse.Namespace) -> int:
         print(f"wrote {len(paths)} {args.format} file(s) under {Path(args.out or Path(args.dir) / 'lm-eval')}")
         return 0
     if command == "export-attention":
-        from attnzoo.leaderboard.alignment import export_attention
+        from attnzoo.leaderboard.report.alignment import export_attention
 
         try:
             path = export_attention(args.dir, args.cell_id, args.out)

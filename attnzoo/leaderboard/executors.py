@@ -8,153 +8,34 @@ The boundary is one function, :func:`attnzoo.harness.run.run_cell` (a
   between cells, ``torch`` threads = cores / jobs each);
 - :class:`attnzoo.leaderboard.ray_backend.RayExecutor`: Ray core tasks (``--backend ray``).
 
-:func:`executor_from_args` is how the CLI picks one. Another backend (SLURM...)
-implements the same :class:`Executor` interface.
+:data:`BACKENDS` is the table of ``--backend`` names, and :func:`executor_from_args` how the CLI picks one.
+Another backend (SLURM...) implements the :class:`~attnzoo.leaderboard.backend.Executor` interface and is one
+more row.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import importlib
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
-import platform
 import signal
-import socket
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from attnzoo.cell import Cell, Row
-from attnzoo.errors import is_oom_message
+from attnzoo.cell import Row
+from attnzoo.leaderboard.backend import DEFAULT_RUN_CELL, Executor, RunCell, cpu_count, execute_cell
+from attnzoo.leaderboard.grouping import GroupPolicy, execute_group
 from attnzoo.leaderboard.signals import deferred
 
 if TYPE_CHECKING:
     from attnzoo.leaderboard.grid import GridCell
 
-__all__ = [
-    "DEFAULT_RUN_CELL",
-    "RunCell",
-    "Executor",
-    "InlineExecutor",
-    "LocalExecutor",
-    "cpu_count",
-    "execute_cell",
-    "executor_from_args",
-]
-
-#: the harness's cell runner, imported lazily in the worker (it imports Lightning)
-DEFAULT_RUN_CELL = "attnzoo.harness.run:run_cell"
-
-#: a cell runner: a Cell in, a Row (or its JSON dict, from fakes and older backends) out
-RunCell = Callable[[Cell], "Row | dict[str, Any]"]
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _resolve(run_cell: RunCell | str) -> RunCell:
-    if callable(run_cell):
-        return run_cell
-    module, _, attr = run_cell.partition(":")
-    return getattr(importlib.import_module(module), attr or "run_cell")
-
-
-def _device(cell: Cell) -> str:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return platform.machine()
-    accel = str(cell.trainer.get("accelerator", "cpu"))
-    if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    if accel == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return f"cpu: {_cpu_model()}, {torch.get_num_threads()} thread(s)"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def execute_cell(cell: Cell, run_cell: RunCell | str = DEFAULT_RUN_CELL) -> Row:
-    """Run one cell where we are (a worker) and add the worker's provenance. Never raises."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    try:
-        row = Row.from_json(_resolve(run_cell)(cell))
-    except MemoryError as exc:
-        row = Row.empty("oom", f"MemoryError: {exc}")
-    except Exception as exc:  # run_cell promises not to raise; a fake or a plugin might
-        status = "oom" if is_oom_message(str(exc)) else "failed"
-        row = Row.empty(status, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
-    return row.replace(provenance=worker_provenance(row, cell, time.perf_counter() - t0, time.process_time() - c0))
-
-
-def worker_provenance(row: Row, cell: Cell, wall_s: float, cpu_s: float) -> dict[str, Any]:
-    """The row's provenance plus this worker's: host, pid, versions, device, the cell's wall and CPU seconds."""
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:  # pragma: no cover
-        torch_version = None
-    return {
-        **row.provenance,
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),
-        "torch_version": torch_version,
-        "python": platform.python_version(),
-        "device": _device(cell),
-        "wall_s": round(wall_s, 3),
-        # CPU seconds of this worker for the cell: on a shared machine wall_s grows with the
-        # load, cpu_s does not (with one torch thread per worker it is the cell's time on an idle core)
-        "cpu_s": round(cpu_s, 3),
-    }
-
-
-# -- executors -----------------------------------------------------------------
-class Executor:
-    """Runs cells somewhere and yields ``(cell, row)`` as each one finishes (any order).
-
-    Implementations: :class:`InlineExecutor`, :class:`LocalExecutor`; a cluster
-    backend implements the same two methods.
-    """
-
-    #: cells that can run at once (the progress display's "running")
-    slots: int = 1
-    #: which cells train together (``--group``; :mod:`attnzoo.leaderboard.grouping`); None: none
-    group: Any = None
-
-    def units(self, cells: Sequence[GridCell]) -> list[Any]:
-        """The cells as this executor runs them: grid cells, and groups where its policy groups
-        (only for the harness's own runner)."""
-        if self.group is None or getattr(self, "run_cell", DEFAULT_RUN_CELL) != DEFAULT_RUN_CELL:
-            return list(cells)
-        from attnzoo.leaderboard.grouping import plan
-
-        return plan(cells, self.group)
-
-    def run(self, cells: Sequence[GridCell]) -> Iterator[tuple[GridCell, Row]]:
-        raise NotImplementedError
-
-    def close(self, *, cancel: bool = False) -> None:
-        """Release workers; ``cancel`` stops cells still running (after Ctrl-C)."""
+__all__ = ["InlineExecutor", "LocalExecutor", "BackendFactory", "BACKENDS", "executor_from_args"]
 
 
 class InlineExecutor(Executor):
@@ -173,8 +54,6 @@ def _run_unit(unit: Any, run_cell: RunCell | str, threads: int | None = None) ->
     members = getattr(unit, "members", None)
     if members is None:
         return [(unit, execute_cell(unit.cell.replace(threads=unit.cell.threads or threads), run_cell))]
-    from attnzoo.leaderboard.grouping import execute_group
-
     rows = execute_group([gc.cell.replace(threads=gc.cell.threads or threads) for gc in members])
     return list(zip(members, rows))
 
@@ -393,19 +272,36 @@ def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run
 
     :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
     :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
+    :raises ValueError: a ``--backend`` that is not a row of :data:`BACKENDS` (the factory of each).
     """
     run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
     if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
         jobs = getattr(args, "jobs", None) or cpu_count()
-    jobs = int(jobs)
-    if getattr(args, "backend", "local") != "ray":
-        executor: Executor = LocalExecutor(jobs, run_cell)
-    else:
-        from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # imports ray only now
-
-        executor = ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
+    name = getattr(args, "backend", None) or "local"
+    if name not in BACKENDS:
+        raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    executor = BACKENDS[name](args, jobs=int(jobs), run_cell=run_cell, start=start)
     if getattr(args, "group", None) is not None:
-        from attnzoo.leaderboard.grouping import GroupPolicy
-
         executor.group = GroupPolicy(args.group, getattr(args, "group_size", None))
     return executor
+
+
+class BackendFactory(Protocol):
+    """A row of :data:`BACKENDS`: the executor of one ``--backend``, from the parsed options it reads (its own
+    flags included), the resolved worker count and cell runner; ``start`` connects at once where that can fail."""
+
+    def __call__(self, args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str, start: bool) -> Executor: ...
+
+
+def _local(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str, start: bool) -> Executor:
+    return LocalExecutor(jobs, run_cell)
+
+
+def _ray(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str, start: bool) -> Executor:
+    from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # loads its module (never ray) only now
+
+    return ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
+
+
+#: ``--backend`` name -> the factory of its executor; another backend (SLURM...) is one more row
+BACKENDS: dict[str, BackendFactory] = {"local": _local, "ray": _ray}

@@ -18,7 +18,7 @@ Each metric is the mean over the seeds at the best learning rate (chosen on
 validation, as the report chooses it) and its ``_stderr`` the standard error of
 that mean over seeds (sample std / sqrt(n); ``"N/A"`` with one seed), the
 quantities lm-eval reports. The filter is always ``none``. The per-entry
-aggregation is :func:`attnzoo.leaderboard.report.aggregate`'s, so the export
+aggregation is :func:`attnzoo.leaderboard.report.aggregation.aggregate`'s, so the export
 and the tables cannot disagree on which runs count.
 """
 
@@ -67,7 +67,7 @@ def lm_eval_results(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dic
     :param rows: stored rows (``results.jsonl``), any schema.
     """
     from attnzoo import __version__
-    from attnzoo.leaderboard.report import aggregate
+    from attnzoo.leaderboard.report.aggregation import aggregate
 
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     for label, entries in aggregate(rows).items():

@@ -68,6 +68,10 @@ class GroupPolicy:
             return cell.backbone in CPU_GROUPED_BACKBONES
         return cell.backbone in VECTORIZED_BACKBONES
 
+    def plan(self, cells: Sequence[GridCell]) -> list[GridCell | GridGroup]:
+        """:func:`plan` under this policy (what :meth:`attnzoo.leaderboard.backend.Executor.units` calls)."""
+        return plan(cells, self)
+
 
 @dataclass
 class GridGroup:
@@ -115,7 +119,7 @@ def execute_group(cells: list[Cell]) -> list[Row]:
     """Run one group where we are (a worker); each row gets the worker's provenance with its share
     of the group's wall and CPU time (so summed ``cpu_s`` stays the work done) and ``group_size``.
     Never raises: a crash of the group trainer gives each member a failed row."""
-    from attnzoo.leaderboard.executors import worker_provenance
+    from attnzoo.leaderboard.backend import worker_provenance
 
     t0, c0 = time.perf_counter(), time.process_time()
     try:

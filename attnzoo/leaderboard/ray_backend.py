@@ -1,7 +1,7 @@
 """``attnzoo bench --backend ray``: fan the grid's cells out over a Ray cluster.
 
 The same pure cell function every backend calls
-(:func:`attnzoo.leaderboard.runner.execute_cell` around the harness's
+(:func:`attnzoo.leaderboard.backend.execute_cell` around the harness's
 ``run_cell``: a JSON-able cell in, a JSON-able row out) runs as one Ray core
 task per cell (``ray.remote`` + ``ray.wait``; no Ray Tune, no second state
 store). The worker builds its own plugin manager; only the cell and the row
@@ -95,14 +95,13 @@ from typing import Any
 
 from attnzoo.errors import AttnzooError
 from attnzoo.cell import Cell, Row
-from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, Executor, RunCell, execute_cell
+from attnzoo.leaderboard.backend import DEFAULT_RUN_CELL, Executor, RunCell, execute_cell
 from attnzoo.leaderboard.grid import GridCell
 
 __all__ = [
     "RayBackendError",
     "RayExecutor",
     "add_ray_arguments",
-    "executor_from_args",
     "ray_executor_from_args",
     "fingerprint",
     "fingerprint_differences",
@@ -694,8 +693,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str,
                            start: bool = True) -> RayExecutor:
-    """The :class:`RayExecutor` ``--backend ray`` and its options ask for (see
-    :func:`attnzoo.leaderboard.executors.executor_from_args`, which the CLI calls)."""
+    """The :class:`RayExecutor` ``--backend ray`` and its options ask for: the ``ray`` row of
+    :data:`attnzoo.leaderboard.executors.BACKENDS` (:func:`~attnzoo.leaderboard.executors.executor_from_args`
+    picks it)."""
     _import_ray()
     executor = RayExecutor(
         address=getattr(args, "ray_address", None),
@@ -707,11 +707,3 @@ def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: Run
         run_cell=run_cell,
     )
     return executor.start() if start else executor
-
-
-def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
-                       start: bool = True) -> Executor:
-    """Deprecated alias of :func:`attnzoo.leaderboard.executors.executor_from_args`."""
-    from attnzoo.leaderboard.executors import executor_from_args as _pick
-
-    return _pick(args, jobs=jobs, run_cell=run_cell, start=start)

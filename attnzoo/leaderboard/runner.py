@@ -1,8 +1,8 @@
 """The driver loop: run a grid's cells on an executor and append each finished row to results.jsonl.
 
-Executors (where cells run) live in :mod:`attnzoo.leaderboard.executors`; their
-names are re-exported here for old imports. Only the driver (:func:`run_grid`)
-writes rows.
+Executors (where cells run) live in :mod:`attnzoo.leaderboard.executors` (their interface in
+:mod:`attnzoo.leaderboard.backend`). Only the driver
+(:func:`run_grid`) writes rows.
 """
 
 from __future__ import annotations
@@ -17,25 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from attnzoo.cell import Row
-from attnzoo.leaderboard.executors import (DEFAULT_RUN_CELL, Executor, InlineExecutor, LocalExecutor, RunCell,
-                                           cpu_count, execute_cell)
+from attnzoo.leaderboard.backend import Executor
 from attnzoo.leaderboard.grid import GridCell, Preset
 from attnzoo.leaderboard.store import ResultStore, StoreWriteError, finished_ids, sanitize
 
-__all__ = [
-    "DEFAULT_RUN_CELL",
-    "Executor",
-    "InlineExecutor",
-    "LocalExecutor",
-    "RunCell",
-    "GridSummary",
-    "execute_cell",
-    "finish_row",
-    "run_grid",
-    "driver_provenance",
-    "cpu_count",
-    "resume_hint",
-]
+__all__ = ["GridSummary", "finish_row", "run_grid", "driver_provenance", "resume_hint"]
 
 
 # -- provenance ------------------------------------------------------------------

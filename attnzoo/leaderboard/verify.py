@@ -110,7 +110,8 @@ def verify(rows: Sequence[dict[str, Any]], *, jobs: int = 1, run_cell: Any = Non
 
     :returns: ``(committed row, today's row, differences)`` per cell.
     """
-    from attnzoo.leaderboard.executors import DEFAULT_RUN_CELL, LocalExecutor
+    from attnzoo.leaderboard.backend import DEFAULT_RUN_CELL
+    from attnzoo.leaderboard.executors import LocalExecutor
     from attnzoo.leaderboard.grid import GridCell
 
     stream = stream or sys.stdout
@@ -146,7 +147,7 @@ def _recorded_on(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _here() -> str:
-    from attnzoo.leaderboard.executors import _cpu_model
+    from attnzoo.leaderboard.backend import _cpu_model
 
     try:
         import torch
@@ -168,7 +169,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from attnzoo.leaderboard.executors import cpu_count
+    from attnzoo.leaderboard.backend import cpu_count
 
     if args.cells and len(args.dirs) > 1:
         print("attnzoo bench verify: --cells takes one DIR", file=sys.stderr)

@@ -46,7 +46,7 @@ DEFAULT_SOLVE_THRESHOLD = 0.9
 #: the variant name of backbones run without attention (the leaderboard's baselines; = leaderboard.grid.BASELINE)
 NO_ATTENTION = "none"
 
-#: kinds of :class:`Contrast` that :mod:`attnzoo.leaderboard.findings` checks, with the parameters each takes
+#: kinds of :class:`Contrast` that :mod:`attnzoo.leaderboard.report.findings` checks, with the parameters each takes
 CONTRAST_KINDS: dict[str, tuple[str, ...]] = {
     # the best attention variant beats the best no-attention baseline by ``margin`` on ``split``
     "attention_beats_baseline": ("split", "backbone", "baseline_backbone", "margin"),
@@ -170,6 +170,10 @@ class TaskSpec:
         :data:`DEFAULT_SOLVE_THRESHOLD`.
     :param contrasts: the claims the task exists to show (:class:`Contrast`), checked against the
         results and printed, supported or not, in the report's ``findings.md``.
+    :param suite: the benchmark suite the task belongs to (``"mad"`` for the six MAD tasks), or ``""``.
+        Every suite in the results gets a score table of its own, computed as MAD's
+        (:mod:`attnzoo.leaderboard.report.mad`); its columns are the suite's tasks in registration order.
+        Metadata only: it enters no cell id or config hash.
     """
 
     name: str
@@ -186,6 +190,7 @@ class TaskSpec:
     slices: tuple[str, ...] = ()
     solve_threshold: float = DEFAULT_SOLVE_THRESHOLD
     contrasts: tuple[Contrast, ...] = ()
+    suite: str = ""
 
     def __post_init__(self) -> None:
         validate_name(self.name, "TaskSpec.name")
@@ -201,6 +206,10 @@ class TaskSpec:
         bad = [c for c in self.contrasts if not isinstance(c, Contrast)]
         if bad:
             raise SpecError(f"TaskSpec.contrasts: expected Contrast objects (attnzoo.tasks.base), got {bad[0]!r}")
+        if not isinstance(self.suite, str):
+            raise SpecError(f"TaskSpec.suite: expected a suite name (str, \"\" for none), got {self.suite!r}")
+        if self.suite:
+            validate_name(self.suite, "TaskSpec.suite")
 
 
 class Task:

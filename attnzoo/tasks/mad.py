@@ -53,7 +53,7 @@ from attnzoo.tasks._util import python_rng, require, sample_distinct
 from attnzoo.tasks.base import PAD, Task, TaskSpec, attention_beats_baseline, gold_at, gold_in_order
 
 __all__ = [
-    "MAD_TASKS", "MAD_SETTINGS", "MAD_LRS", "MAD_WEIGHT_DECAYS", "MADTask", "InContextRecallTask",
+    "SUITE", "MAD_TASKS", "MAD_SETTINGS", "MAD_LRS", "MAD_WEIGHT_DECAYS", "MADTask", "InContextRecallTask",
     "NoisyRecallTask", "FuzzyRecallTask", "MADSelectiveCopyTask", "CompressionTask", "MemorizationTask", "TASKS",
 ]  # fmt: skip
 
@@ -96,7 +96,10 @@ MAD_SETTINGS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: the registered names of the six MAD tasks (the report's MAD table keys on these)
+#: the suite the MAD tasks name (:attr:`TaskSpec.suite`): the report gives it its score table
+SUITE = "mad"
+
+#: the registered names of the six MAD tasks, in MAD's order (their registration order: the MAD table's columns)
 MAD_TASKS: tuple[str, ...] = tuple(MAD_SETTINGS)
 
 #: the chance level's Monte-Carlo sample (fixed seed: chance() is a number, not a draw)
@@ -240,6 +243,7 @@ class InContextRecallTask(MADTask):
         summary="MAD in-context recall: repeated key-value pairs, each repeated key's value scored in place",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
         content_addressed=True,
         aligned=True,
@@ -369,6 +373,7 @@ class NoisyRecallTask(InContextRecallTask):
         summary="MAD noisy in-context recall: recall with noise-token pairs between the key-value pairs",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
         content_addressed=True,
         aligned=True,
@@ -416,6 +421,7 @@ class FuzzyRecallTask(MADTask):
         summary="MAD fuzzy recall: keys and values are motifs of several tokens; answer the probe's value",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
         content_addressed=True,
         contrasts=(attention_beats_baseline(why=_why("fuzzy recall")),),
@@ -543,6 +549,7 @@ class MADSelectiveCopyTask(MADTask):
         summary="MAD selective copying: copy the content tokens scattered among blanks after a copy token",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD); Gu & Dao 2023",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
         content_addressed=True,
         contrasts=(attention_beats_baseline(why=_why("selective copying")),),
@@ -618,6 +625,7 @@ class CompressionTask(MADTask):
         summary="MAD compression: reproduce a random sequence from its final (compression) position",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
     )
 
@@ -685,6 +693,7 @@ class MemorizationTask(MADTask):
         summary="MAD memorization: answer each key's value from a fixed map learned into the weights",
         paper="Poli et al. 2024, Mechanistic Design and Scaling of Hybrid Architectures (MAD)",
         url="https://arxiv.org/abs/2403.17844",
+        suite=SUITE,
         metric="token_acc",
     )
 

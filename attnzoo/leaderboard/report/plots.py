@@ -1,4 +1,4 @@
-"""The report's figures, from aggregated :class:`~attnzoo.leaderboard.report.Entry` objects.
+"""The report's figures, from aggregated :class:`~attnzoo.leaderboard.report.aggregation.Entry` objects.
 
 Each figure has a ``*_figure`` function that returns the matplotlib ``Figure`` (what
 the tests inspect) and a plain function that saves it as a PNG. What they guarantee,
@@ -31,7 +31,7 @@ from attnzoo.leaderboard.grid import BASELINE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from attnzoo.leaderboard.report import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["series_styles", "place_labels", "heatmap", "heatmap_figure", "acc_vs_speed", "acc_vs_speed_figure",
            "curves", "curves_figure", "attention", "attention_figure", "speed", "speed_figure", "data_uri",
@@ -585,7 +585,7 @@ def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
     over memory slots, with the slot each gold source step was written to."""
     import numpy as np
 
-    from attnzoo.leaderboard.alignment import task_of
+    from attnzoo.leaderboard.report.alignment import task_of
 
     diag = row.get("alignment") or {}
     sample = diag.get("sample")

@@ -19,34 +19,20 @@ counts as 0 (as in the tables). ``findings.md`` is :func:`findings_markdown`'s o
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attnzoo.leaderboard.escape import md
-from attnzoo.tasks.base import NO_ATTENTION, Contrast, TaskSpec
+from attnzoo.leaderboard.report.aggregation import seed_summary, solve_threshold, task_spec
+from attnzoo.tasks.base import NO_ATTENTION, Contrast
 
 if TYPE_CHECKING:
-    from attnzoo.leaderboard.report import Entry, SeedSummary
+    from attnzoo.leaderboard.report.aggregation import Entry, SeedSummary
 
-__all__ = ["Finding", "evaluate", "findings_markdown", "task_spec", "VERDICTS"]
+__all__ = ["Finding", "evaluate", "findings_markdown", "VERDICTS"]
 
 VERDICTS = ("supported", "not supported", "missing", "unknown")
-
-
-@functools.lru_cache(maxsize=None)
-def task_spec(name: str | None) -> TaskSpec | None:
-    """The registered :class:`TaskSpec` called ``name``, or None (unknown here, or the registry fails to load:
-    a report on another machine must still build)."""
-    if not name:
-        return None
-    try:
-        from attnzoo.tasks import get_task_class
-
-        return get_task_class(name).spec
-    except Exception:  # noqa: BLE001 - an unknown or broken task means "no spec", never a failed report
-        return None
 
 
 @dataclass(frozen=True)
@@ -89,8 +75,6 @@ def _split_key(e: Entry, split: str, metric: str | None) -> str | None:
 
 def _stats(e: Entry, split: str = "test", metric: str | None = None) -> SeedSummary | None:
     """The entry's seeds on ``split`` (and ``metric``; default the main one): solved rates only for the main metric."""
-    from attnzoo.leaderboard.report import seed_summary
-
     if split == "test" and metric is None:
         return e.summary
     if split == "test_long" and metric is None:
@@ -335,7 +319,7 @@ def evaluate(tasks: dict[str, list[Entry]], *,
              contrasts: dict[str, Sequence[Contrast]] | None = None) -> list[Finding]:
     """One :class:`Finding` per declared contrast of every task in ``tasks`` (the report's aggregate).
 
-    :param tasks: ``{task label: [Entry, ...]}`` from :func:`attnzoo.leaderboard.report.aggregate`.
+    :param tasks: ``{task label: [Entry, ...]}`` from :func:`attnzoo.leaderboard.report.aggregation.aggregate`.
     :param contrasts: ``{task name or label: contrasts}`` to use instead of the registered
         :attr:`TaskSpec.contrasts` (tests; a plugin task not installed here).
     :returns: findings in task order, the declared order within a task; a task without
@@ -344,8 +328,6 @@ def evaluate(tasks: dict[str, list[Entry]], *,
         the labels whose rows answer it; it is ``missing`` once, under the first label, only when
         none of them has its rows.
     """
-    from attnzoo.leaderboard.report import solve_threshold
-
     by_name: dict[str, list[Entry]] = {}
     for entries in tasks.values():
         for e in entries:
@@ -417,7 +399,7 @@ def findings_markdown(findings: Sequence[Finding], *, n_rows: int | None = None,
     """``findings.md``: a count of verdicts, then each task's findings with why each was expected.
 
     :param alignment: per task label, a sentence citing its alignment diagnostics
-        (:func:`attnzoo.leaderboard.alignment.finding_lines`), printed after the task's claims.
+        (:func:`attnzoo.leaderboard.report.alignment.finding_lines`), printed after the task's claims.
     """
     counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
     lines = ["# Findings", "",

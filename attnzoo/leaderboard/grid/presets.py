@@ -1,12 +1,12 @@
-"""Presets (YAML) -> a validated :class:`Preset` -> :class:`GridCell` entries, each holding a :class:`~attnzoo.cell.Cell`.
+"""Presets (YAML) -> a validated :class:`Preset`: reading, defaults, overrides and every check at once.
 
 A preset names the tasks (with their knobs), the backbones (with their
 kwargs), the variant patterns, the seeds and one training budget per task
 (steps, batch size, a small learning-rate grid). :func:`load_preset` checks it
 against the real signatures and raises one :class:`PresetError` listing every
-mismatch (torchtune style); :func:`expand` turns it into cells, one per
-task x backbone x variant x seed x learning rate, plus one ``"n/a"`` entry per
-task x backbone x variant pair that does not fit, carrying the reason.
+mismatch (torchtune style): :func:`validate_preset` runs a few checkers (top level,
+variants, backbones, each task entry), each collecting every problem of its part.
+:mod:`attnzoo.leaderboard.grid.expansion` turns a preset into cells.
 
 A key a preset leaves out takes the :class:`~attnzoo.cell.Cell` field's
 default (the one place defaults live), so ``attnzoo fit`` and ``attnzoo bench``
@@ -41,36 +41,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from attnzoo.cell import TRAINER_DEFAULTS, TRAINER_KEYS, Cell, Row, budget_problems, canonical_json, cell_default, digest
-from attnzoo.errors import AttnzooError, close_matches, fit_reason
+from attnzoo.cell import TRAINER_DEFAULTS, Cell, budget_problems, cell_default, digest
+from attnzoo.errors import AttnzooError, close_matches
+from attnzoo.registry import accepted_kwargs, kwarg_problems
 from attnzoo.resolve import Catalog, backbone_kwarg_problems
 
-__all__ = [
-    "PresetError",
-    "FilterError",
-    "Preset",
-    "TaskEntry",
-    "Budget",
-    "GridCell",
-    "Catalog",
-    "PRESET_DIR",
-    "shipped_dir",
-    "preset_path",
-    "list_presets",
-    "load_preset",
-    "validate_preset",
-    "expand",
-    "shard",
-    "parse_shard",
-    "config_hash",
-    "cell_id",
-    "canonical_json",
-    "BASELINE",
-    "empty_row",
-]
 
-#: the variant label of cells that run a backbone without attention
-BASELINE = "none"
+__all__ = ["PresetError", "Preset", "TaskEntry", "Budget", "PRESET_DIR", "TOP_LEVEL_KEYS", "TASK_KEYS",
+           "TRAINING_KEYS", "shipped_dir", "preset_path", "list_presets", "load_preset", "validate_preset",
+           "config_hash"]
 
 #: kind -> (folder in the source tree, the package a wheel ships it as; see pyproject.toml's package-dir)
 _SHIPPED: dict[str, tuple[str, str]] = {
@@ -94,7 +73,7 @@ def shipped_dir(kind: str) -> Path | None:
         rel, package = _SHIPPED[kind]
     except KeyError:
         raise ValueError(f"kind: expected one of {', '.join(map(repr, _SHIPPED))}, got {kind!r}") from None
-    source = Path(__file__).resolve().parents[2] / rel
+    source = Path(__file__).resolve().parents[3] / rel  # the checkout: attnzoo/leaderboard/grid/ is 3 below
     if source.is_dir():
         return source
     try:
@@ -178,25 +157,7 @@ class PresetError(AttnzooError, ValueError):
         super().__init__(f"preset {source}: {len(self.problems)} problem(s):\n{lines}")
 
 
-class FilterError(AttnzooError, ValueError):
-    """A ``--variants`` / ``--tasks`` / ``--backbones`` pattern that matches nothing (``problems`` says which)."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-# -- ids -------------------------------------------------------------------------
-def cell_id(cell: Mapping[str, Any] | Cell, label: str | None = None) -> str:
-    """Stable id of a cell: a hash of what it computes (see :meth:`Cell.identity`)."""
-    if not isinstance(cell, Cell):
-        data = dict(cell)
-        label = label or data.pop("task_label", None)
-        cell = Cell.from_json(data)
-    return cell.id(label)
-
-
-# -- presets ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Budget:
     """One task's training budget: the same for every variant in it."""
@@ -438,16 +399,19 @@ def _patterns(value: Any) -> list[str] | None:
     return None
 
 
-def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalog: Catalog | None = None) -> None:
-    """Check a preset against the registries and the real signatures.
 
-    :raises PresetError: with every mismatch found (unknown keys, tasks,
-        backbones, variants, knobs, kwargs, bad budgets), not just the first.
-    """
-    from attnzoo.registry import accepted_kwargs, kwarg_problems
+def _names(kind: str, list_names: Any, problems: list[str]) -> list[str]:
+    """A registry's names, or ``[]`` with a problem saying why it could not be listed (the checks go on)."""
+    try:
+        return list(list_names())
+    except Exception as exc:  # registry broken: say so, keep checking the rest
+        problems.append(f"cannot list {kind}: {type(exc).__name__}: {exc}")
+        return []
 
-    catalog = catalog or Catalog()
-    problems: list[str] = []
+
+def _top_level_problems(data: Mapping[str, Any]) -> list[str]:
+    """Unknown top-level keys, the seeds, the budget and the ``training`` section."""
+    problems = []
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             hint = close_matches(key, list(TOP_LEVEL_KEYS))
@@ -468,13 +432,12 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
         for key in sorted(set(training) - set(TRAINING_KEYS)):
             problems.append(f"training: unknown option {key!r}; accepted: {', '.join(TRAINING_KEYS)}")
         problems += budget_problems({k: training[k] for k in TRAINING_KEYS if k in training}, "training.")
+    return problems
 
-    # variants
-    try:
-        known_variants = catalog.variant_names()
-    except Exception as exc:  # registry broken: say so, keep checking the rest
-        problems.append(f"cannot list attention variants: {type(exc).__name__}: {exc}")
-        known_variants = []
+
+def _variant_problems(data: Mapping[str, Any], catalog: Catalog, known_variants: list[str]) -> list[str]:
+    """The top-level ``variants`` patterns and ``attention_kwargs`` (checked against each variant's signature)."""
+    problems = []
     top_patterns = _patterns(data.get("variants", ["*"]))
     if top_patterns is None:
         problems.append(f"variants: expected a pattern or a list of patterns, got {data.get('variants')!r}")
@@ -496,17 +459,14 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
         spec, factory = catalog.variant(vname)
         problems += kwarg_problems(f"attention_kwargs.{vname}", accepted_kwargs(factory), kwargs,
                                    skip=("need_weights",), noun="keyword")
+    return problems
 
-    # backbones
-    try:
-        known_backbones = catalog.backbone_names()
-    except Exception as exc:
-        problems.append(f"cannot list backbones: {type(exc).__name__}: {exc}")
-        known_backbones = []
-    backbones = data.get("backbones")
+
+def _backbone_problems(backbones: Any, catalog: Catalog, known_backbones: list[str]) -> list[str]:
+    """The ``backbones`` section: registered names, each one's kwargs checked against its factory."""
     if not isinstance(backbones, Mapping) or not backbones:
-        problems.append(f"backbones: expected a non-empty mapping backbone -> kwargs, got {backbones!r}")
-        backbones = {}
+        return [f"backbones: expected a non-empty mapping backbone -> kwargs, got {backbones!r}"]
+    problems = []
     for bname, kwargs in backbones.items():
         if bname not in known_backbones:
             problems.append(_unknown("backbone", bname, known_backbones))
@@ -516,65 +476,93 @@ def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalo
             continue
         _spec, factory = catalog.backbone(bname)
         problems += backbone_kwarg_problems(f"backbones.{bname}", factory, kwargs or {})
+    return problems
 
-    # tasks
-    try:
-        known_tasks = catalog.task_names()
-    except Exception as exc:
-        problems.append(f"cannot list tasks: {type(exc).__name__}: {exc}")
-        known_tasks = []
+
+def _selection_problems(where: str, entry: Mapping[str, Any], backbones: Mapping[str, Any],
+                        known_variants: list[str]) -> list[str]:
+    """A task entry's unknown keys, budget, and ``backbones`` / ``variants`` / ``exclude_variants`` patterns."""
+    problems = []
+    for key in sorted(set(entry) - set(TASK_KEYS)):
+        hint = close_matches(key, list(TASK_KEYS))
+        problems.append(f"{where}: unknown key {key!r}" + (f" (did you mean {', '.join(map(repr, hint))}? "
+                                                             "task knobs go under 'knobs')" if hint else
+                                                             " (task knobs go under 'knobs')")
+                        + f"; known: {', '.join(TASK_KEYS)}")
+    problems += budget_problems(entry, f"{where}.")
+    for key in _SELECTION_KEYS:
+        if key not in entry:
+            continue
+        pats = _patterns(entry[key])
+        if pats is None:
+            problems.append(f"{where}.{key}: expected a pattern or a list of patterns, got {entry[key]!r}")
+            continue
+        pool = list(backbones) if key == "backbones" else known_variants
+        for pat in pats:
+            if pool and not fnmatch.filter(pool, pat):
+                what = "backbone pattern (matches none of the preset's backbones)" if key == "backbones" \
+                    else "variant pattern (matches nothing)"
+                problems.append(f"{where}.{key}: " + _unknown(what, pat, pool))
+    return problems
+
+
+def _task_entry_problems(label: str, entry: Mapping[str, Any], data: Mapping[str, Any], catalog: Catalog,
+                         backbones: Mapping[str, Any], known_variants: list[str], known_tasks: list[str]) -> list[str]:
+    """Entry ``label`` of ``tasks``: its keys and patterns, the task, its backbone overrides and sweep, its knobs
+    (against the task's signature) and whether one batch fits this machine's memory."""
+    where = f"tasks.{label}"
+    problems = _selection_problems(where, entry, backbones, known_variants)
+    tname = entry.get("task", label)
+    if tname not in known_tasks:
+        return problems + [f"{where}: " + _unknown("task", str(tname), known_tasks)]
+    overrides = entry.get("backbone_kwargs") or {}
+    if not isinstance(overrides, Mapping) or not all(isinstance(v, Mapping) for v in overrides.values()):
+        problems.append(f"{where}.backbone_kwargs: expected a mapping backbone -> kwargs, got {overrides!r}")
+    else:
+        for bname, kwargs in overrides.items():
+            if bname not in backbones:
+                problems.append(f"{where}.backbone_kwargs: " + _unknown("backbone (not in the preset's backbones)",
+                                                                       bname, list(backbones)))
+                continue
+            _spec, factory = catalog.backbone(bname)
+            problems += backbone_kwarg_problems(f"{where}.backbone_kwargs.{bname}", factory, kwargs)
+    problems += _sweep_problems(f"{where}.backbone_sweep", entry.get("backbone_sweep") or {}, backbones, catalog)
+    knobs = entry.get("knobs") or {}
+    if not isinstance(knobs, Mapping):
+        return problems + [f"{where}.knobs: expected a mapping, got {knobs!r}"]
+    problems += kwarg_problems(f"{where}.knobs (task {tname!r})", accepted_kwargs(catalog.task_class(tname)),
+                               knobs, noun="keyword")
+    return problems + _memory_problems(where, catalog.task_class(tname), knobs, entry, data, backbones)
+
+
+def validate_preset(data: Mapping[str, Any], *, source: str = "<preset>", catalog: Catalog | None = None) -> None:
+    """Check a preset against the registries and the real signatures.
+
+    Each checker returns every problem of its part (top level, variants, backbones, each task entry); a
+    registry that cannot be listed is one more problem, and the other parts are still checked.
+
+    :raises PresetError: with every mismatch found (unknown keys, tasks,
+        backbones, variants, knobs, kwargs, bad budgets), not just the first.
+    """
+    catalog = catalog or Catalog()
+    problems = _top_level_problems(data)
+    known_variants = _names("attention variants", catalog.variant_names, problems)
+    problems += _variant_problems(data, catalog, known_variants)
+    known_backbones = _names("backbones", catalog.backbone_names, problems)
+    backbones = data.get("backbones")
+    problems += _backbone_problems(backbones, catalog, known_backbones)
+    backbones = backbones if isinstance(backbones, Mapping) and backbones else {}
+    known_tasks = _names("tasks", catalog.task_names, problems)
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) or not tasks:
         problems.append(f"tasks: expected a non-empty mapping label -> task entry, got {tasks!r}")
         tasks = {}
     for label, entry in tasks.items():
-        where = f"tasks.{label}"
         entry = {} if entry is None else entry
         if not isinstance(entry, Mapping):
-            problems.append(f"{where}: expected a mapping (knobs, backbones, ...), got {entry!r}")
+            problems.append(f"tasks.{label}: expected a mapping (knobs, backbones, ...), got {entry!r}")
             continue
-        for key in sorted(set(entry) - set(TASK_KEYS)):
-            hint = close_matches(key, list(TASK_KEYS))
-            problems.append(f"{where}: unknown key {key!r}" + (f" (did you mean {', '.join(map(repr, hint))}? "
-                                                                 "task knobs go under 'knobs')" if hint else
-                                                                 " (task knobs go under 'knobs')")
-                            + f"; known: {', '.join(TASK_KEYS)}")
-        problems += budget_problems(entry, f"{where}.")
-        tname = entry.get("task", label)
-        for key in _SELECTION_KEYS:
-            if key in entry:
-                pats = _patterns(entry[key])
-                if pats is None:
-                    problems.append(f"{where}.{key}: expected a pattern or a list of patterns, got {entry[key]!r}")
-                    continue
-                pool = list(backbones) if key == "backbones" else known_variants
-                for pat in pats:
-                    if pool and not fnmatch.filter(pool, pat):
-                        what = "backbone pattern (matches none of the preset's backbones)" if key == "backbones" \
-                            else "variant pattern (matches nothing)"
-                        problems.append(f"{where}.{key}: " + _unknown(what, pat, pool))
-        if tname not in known_tasks:
-            problems.append(f"{where}: " + _unknown("task", str(tname), known_tasks))
-            continue
-        overrides = entry.get("backbone_kwargs") or {}
-        if not isinstance(overrides, Mapping) or not all(isinstance(v, Mapping) for v in overrides.values()):
-            problems.append(f"{where}.backbone_kwargs: expected a mapping backbone -> kwargs, got {overrides!r}")
-        else:
-            for bname, kwargs in overrides.items():
-                if bname not in backbones:
-                    problems.append(f"{where}.backbone_kwargs: " + _unknown("backbone (not in the preset's backbones)",
-                                                                           bname, list(backbones)))
-                    continue
-                _spec, factory = catalog.backbone(bname)
-                problems += backbone_kwarg_problems(f"{where}.backbone_kwargs.{bname}", factory, kwargs)
-        problems += _sweep_problems(f"{where}.backbone_sweep", entry.get("backbone_sweep") or {}, backbones, catalog)
-        knobs = entry.get("knobs") or {}
-        if not isinstance(knobs, Mapping):
-            problems.append(f"{where}.knobs: expected a mapping, got {knobs!r}")
-            continue
-        problems += kwarg_problems(f"{where}.knobs (task {tname!r})", accepted_kwargs(catalog.task_class(tname)),
-                                   knobs, noun="keyword")
-        problems += _memory_problems(where, catalog.task_class(tname), knobs, entry, data, backbones)
+        problems += _task_entry_problems(label, entry, data, catalog, backbones, known_variants, known_tasks)
     if problems:
         raise PresetError(source, problems)
 
@@ -641,187 +629,3 @@ def _sweep_problems(where: str, sweep: Any, backbones: Mapping[str, Any], catalo
             for value in values:
                 problems += backbone_kwarg_problems(f"{where}.{bname}.{key}", factory, {key: value})
     return problems
-
-
-# -- expansion -----------------------------------------------------------------
-@dataclass
-class GridCell:
-    """One entry of the grid: a runnable :class:`~attnzoo.cell.Cell`, or an ``n/a`` pair with its reason.
-
-    ``cell`` is exactly what :func:`attnzoo.harness.run.run_cell` takes; an n/a
-    entry keeps its cell (seed 0, the first learning rate) only to show its config.
-    """
-
-    id: str
-    task: str              # the preset's label (usually the task name)
-    backbone: str
-    variant: str           # attention name, or "none" for baselines
-    cell: Cell
-    status: str = "pending"  # "pending" or "n/a"
-    reason: str | None = None
-
-    @property
-    def runnable(self) -> bool:
-        return self.status != "n/a"
-
-    @property
-    def seed(self) -> int | None:
-        return self.cell.seed if self.runnable else None
-
-    @property
-    def lr(self) -> float | None:
-        return self.cell.lr if self.runnable else None
-
-    def label(self) -> str:
-        base = f"{self.task} / {self.backbone} / {self.variant}"
-        if not self.runnable:
-            return base
-        wd = "" if self.cell.weight_decay == cell_default("weight_decay") else f" / wd {self.cell.weight_decay:g}"
-        return f"{base} / seed {self.seed} / lr {self.lr:g}{wd}"
-
-    def na_row(self) -> Row:
-        """The results row an ``n/a`` pair leaves behind (the report prints its reason)."""
-        return Row.empty("n/a", self.reason)
-
-
-def empty_row(status: str, error: str | None) -> dict[str, Any]:
-    """Deprecated: ``Row.empty(status, error).to_json()`` (the one row with no measurements)."""
-    return Row.empty(status, error).to_json()
-
-
-def _matches(name: str, patterns: Iterable[str] | None) -> bool:
-    if patterns is None:
-        return True
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def check_filters(
-    preset: Preset,
-    *,
-    variants: Iterable[str] | None = None,
-    tasks: Iterable[str] | None = None,
-    backbones: Iterable[str] | None = None,
-    catalog: Catalog | None = None,
-) -> None:
-    """Raise :class:`FilterError` for every filter pattern that matches nothing, with close matches.
-
-    A typo never narrows the grid silently, even when the other names in the list match.
-    """
-    catalog = catalog or Catalog()
-    entries = preset.tasks
-    pools = {
-        "variant": ("--variants", [*catalog.variant_names(), BASELINE], variants, "registered variants ('none' = "
-                    "the baselines)"),
-        "task": ("--tasks", sorted({e.label for e in entries} | {e.task for e in entries}), tasks,
-                 f"the tasks of preset {preset.name!r}"),
-        "backbone": ("--backbones", list(preset.backbones), backbones, f"the backbones of preset {preset.name!r}"),
-    }
-    problems = []
-    for kind, (flag, pool, patterns, where) in pools.items():
-        for pat in patterns or ():
-            if not fnmatch.filter(pool, pat):
-                hint = close_matches(pat, pool)
-                problems.append(f"{flag}: {pat!r} matches none of {where}"
-                                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
-                                + f" (known: {', '.join(sorted(pool))})")
-    if problems:
-        raise FilterError(problems)
-
-
-def expand(
-    preset: Preset,
-    *,
-    variants: Iterable[str] | None = None,
-    tasks: Iterable[str] | None = None,
-    backbones: Iterable[str] | None = None,
-    catalog: Catalog | None = None,
-) -> list[GridCell]:
-    """Every cell of the preset, n/a pairs included, in a stable order.
-
-    Order: seed-major (a grid stopped half-way still has whole seeds), then
-    task, backbone, variant, learning rate, as the preset lists them. Whether a
-    pair fits is decided here, once, by :func:`attnzoo.errors.fit_reason`.
-
-    :param variants, tasks, backbones: extra fnmatch filters (the CLI's
-        ``--variants`` etc.); ``"none"`` selects the baselines.
-    :raises FilterError: a filter pattern matches nothing (see :func:`check_filters`).
-    """
-    catalog = catalog or Catalog()
-    variant_filter = list(variants) if variants is not None else None
-    task_filter = list(tasks) if tasks is not None else None
-    backbone_filter = list(backbones) if backbones is not None else None
-    check_filters(preset, variants=variant_filter, tasks=task_filter, backbones=backbone_filter, catalog=catalog)
-    all_variants = catalog.variant_names()
-    att_kwargs = dict(preset.data.get("attention_kwargs") or {})
-    shared = preset.cell_options()
-
-    # (task label, backbone, variant label, cell, [(lr, weight decay or None)], n/a reason)
-    pairs: list[tuple[str, str, str, Cell, list[tuple[float, float | None]], str | None]] = []
-    for entry in preset.tasks:
-        if not _matches(entry.label, task_filter) and not _matches(entry.task, task_filter):
-            continue
-        task_spec = catalog.task_class(entry.task).spec
-        for bname, bkwargs in preset.backbones.items():
-            if not _matches(bname, entry.backbones) or not _matches(bname, backbone_filter):
-                continue
-            settings = entry.backbone_settings(bname, {**bkwargs, **entry.backbone_kwargs.get(bname, {})})
-            bspec, _factory = catalog.backbone(bname)
-            mode = getattr(bspec, "attention", "required")
-            names: list[str | None] = []
-            if mode != "none":
-                names += [v for v in all_variants if _matches(v, preset.variants) and _matches(v, entry.variants)
-                          and _matches(v, variant_filter)
-                          and not (entry.exclude_variants and _matches(v, entry.exclude_variants))]
-            if mode in ("none", "optional") and preset.baselines and _matches(BASELINE, variant_filter):
-                names.append(None)
-            budget = entry.budget
-            data = {} if entry.train_size is None else {"train_size": entry.train_size}
-            for bkwargs, vname in ((kw, v) for kw in settings for v in names):
-                vspec = catalog.variant(vname)[0] if vname is not None else None
-                cell = Cell(
-                    task=entry.task, task_kwargs=entry.knobs, backbone=bname, backbone_kwargs=bkwargs,
-                    attention=vname, attention_kwargs=dict(att_kwargs.get(vname) or {}) if vname else {},
-                    max_steps=budget.max_steps, batch_size=budget.batch_size, warmup_steps=budget.warmup_steps,
-                    schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared, **data,
-                )
-                grid = [(lr, wd) for lr in budget.lrs for wd in (budget.weight_decays or (None,))]
-                pairs.append((entry.label, bname, vname or BASELINE, cell, grid, fit_reason(bspec, task_spec, vspec)))
-
-    out: list[GridCell] = []
-    for label, bname, vlabel, cell, _lrs, reason in pairs:
-        if reason is not None:
-            ident = {"na": True, "task_label": label, "task": cell.task, "task_kwargs": cell.task_kwargs,
-                     "backbone": cell.backbone, "attention": cell.attention}
-            if digest(ident) not in {g.id for g in out}:  # a swept backbone's settings share one n/a entry
-                out.append(GridCell(digest(ident), label, bname, vlabel, cell, "n/a", reason))
-    for seed in preset.seeds:
-        for label, bname, vlabel, base, lrs, reason in pairs:
-            if reason is not None:
-                continue
-            for lr, wd in lrs:
-                cell = base.replace(seed=int(seed), lr=float(lr), **({} if wd is None else {"weight_decay": wd}))
-                out.append(GridCell(cell.id(label), label, bname, vlabel, cell))
-    return out
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N`` (e.g. ``$SLURM_ARRAY_TASK_ID/4``)."""
-    try:
-        i_str, n_str = text.split("/")
-        i, n = int(i_str), int(n_str)
-    except ValueError:
-        raise ValueError(f"--shard: expected I/N such as 0/4, got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard: need N >= 1 and 0 <= I < N (shards are numbered from 0), got {text!r}")
-    return i, n
-
-
-def shard(cells: list[GridCell], index: int, count: int) -> list[GridCell]:
-    """The cells of shard ``index`` of ``count``: decided by each cell's id alone,
-
-    so the split is deterministic, the shards are disjoint and their union is
-    the grid, and a cell keeps its shard when the grid grows.
-    """
-    if count == 1:
-        return list(cells)
-    return [c for c in cells if int(c.id, 16) % count == index]

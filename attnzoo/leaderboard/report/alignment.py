@@ -3,7 +3,7 @@
 Rows carry :func:`attnzoo.diagnostics.diagnose`'s result in ``row["alignment"]``; this module reads
 it (no model, no Lightning) for
 
-- :func:`alignment_table` / :func:`markdown` / :func:`html_parts`: per entry of a task, the best-matching
+- :func:`alignment_table` (printed by the markdown and HTML writers): per entry of a task, the best-matching
   layer/head's gold mass, alignment accuracy, AER and entropy, the mean gold mass over every layer and
   head, and the uniform-attention ablation, each the median over the entry's seeds;
 - :func:`export_attention` (``attnzoo bench export-attention DIR CELL_ID``): one cell's maps in the
@@ -12,16 +12,15 @@ it (no model, no Lightning) for
 
 from __future__ import annotations
 
-import html
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from attnzoo.leaderboard.report import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
     from attnzoo.tasks import Task
 
-__all__ = ["ALIGNMENT_NOTE", "alignment_table", "finding_lines", "markdown", "html_parts", "task_of", "bertviz_payload",
+__all__ = ["ALIGNMENT_NOTE", "alignment_table", "finding_lines", "task_of", "bertviz_payload",
            "export_attention", "find_row"]
 
 #: what the table is and is not (printed under it)
@@ -95,27 +94,6 @@ def finding_lines(tasks: dict[str, list[Entry]]) -> dict[str, str]:
                          "diagnostics' 64 test examples → the same with uniform attention): "
                          + "; ".join(p[1] for p in parts) + ".")
     return out
-
-
-def markdown(task: str, entries: list[Entry]) -> list[str]:
-    """The task's alignment table as markdown lines (empty when there is none)."""
-    from attnzoo.leaderboard.report import _md_table
-
-    table = alignment_table(entries)
-    if table is None:
-        return []
-    return [f"### {task}: alignment", "", _md_table(*table), "", f"*{ALIGNMENT_NOTE}*", ""]
-
-
-def html_parts(task: str, entries: list[Entry]) -> list[str]:
-    """The task's alignment table as HTML fragments (empty when there is none)."""
-    from attnzoo.leaderboard.report import _html_table
-
-    table = alignment_table(entries)
-    if table is None:
-        return []
-    return [f"<h3>{html.escape(task)}: alignment</h3>", _html_table(*table),
-            f'<p class="note">{html.escape(ALIGNMENT_NOTE)}</p>']
 
 
 def task_of(row: dict[str, Any]) -> Task | None:

@@ -1,6 +1,6 @@
 """The inductive-bias study (issue 22): how far can a network without attention go?
 
-From the report's aggregated entries (:func:`attnzoo.leaderboard.report.aggregate`: the learning rate best on
+From the report's aggregated entries (:func:`attnzoo.leaderboard.report.aggregation.aggregate`: the learning rate best on
 validation, the median over seeds, steps-to-solve with censoring, all reused), this module joins every
 setting of one task at one sequence length, whatever its preset label (``mqar-T64`` for attention and
 ``mqar-T64-mlp`` for the MLP sweep are one panel), into :class:`StudyPoint` s, and from them draws
@@ -28,7 +28,7 @@ from attnzoo.leaderboard.grid import BASELINE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from attnzoo.leaderboard.report import Entry
+    from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["StudyPoint", "points", "is_study", "accuracy_vs_params_figure", "steps_vs_length_figure",
            "controls_figure", "findings", "render"]
@@ -150,14 +150,14 @@ def _sci(x: float | None) -> str:
 
 # -- figures ------------------------------------------------------------------------------------
 def _styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    from attnzoo.leaderboard.plots import series_styles
+    from attnzoo.leaderboard.report.plots import series_styles
 
     return series_styles(list(names), [n.startswith("MLP") for n in names])
 
 
 def _params_axis(ax: Any, pts: Sequence[StudyPoint]) -> None:
     """Log x of parameter counts with the report's short labels (``20k``, ``1.5M``), which never overprint."""
-    from attnzoo.leaderboard.plots import _log_ticks
+    from attnzoo.leaderboard.report.plots import _log_ticks
 
     ax.set_xscale("log")
     xs = [p.params for p in pts if p.params]
@@ -188,7 +188,7 @@ def _legend(fig: Figure, axes: Sequence[Any]) -> None:
 
 def accuracy_vs_params_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """Median test accuracy against parameters (log x): a row per lookup task, a panel per length."""
-    from attnzoo.leaderboard.plots import _plt, plain_log
+    from attnzoo.leaderboard.report.plots import _plt, plain_log
 
     fresh = [p for p in _fresh(pts) if p.form != "control" and p.params and p.median is not None]
     rows = _lookup_tasks(fresh)
@@ -237,7 +237,7 @@ def _best_steps(pts: Sequence[StudyPoint]) -> tuple[float, bool] | None:
 def steps_vs_length_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """Steps-to-solve of the fastest MLP and the fastest attention model against the sequence length, one panel
     per lookup task; a setting never solved is an open marker at its budget (censored)."""
-    from attnzoo.leaderboard.plots import _plt, plain_log
+    from attnzoo.leaderboard.report.plots import _plt, plain_log
 
     fresh = [p for p in _fresh(pts) if p.form != "control"]
     tasks = _lookup_tasks(fresh)
@@ -275,7 +275,7 @@ def steps_vs_length_figure(pts: Sequence[StudyPoint]) -> Figure | None:
 def controls_figure(pts: Sequence[StudyPoint]) -> Figure | None:
     """The MLPs on the controls (accuracy vs parameters per depth) and, beside them, train vs test accuracy of
     every finite-training-set row (memorization)."""
-    from attnzoo.leaderboard.plots import _plt, plain_log
+    from attnzoo.leaderboard.report.plots import _plt, plain_log
 
     controls = [p for p in _fresh(pts) if p.form == "control" and p.is_mlp and p.params and p.median is not None]
     finite = [p for p in pts if p.train_size is not None and p.median is not None]
@@ -407,7 +407,7 @@ def findings(pts: Sequence[StudyPoint]) -> list[str]:
 def render(tasks: dict[str, list[Entry]], directory: Path) -> list[str]:
     """Draw the study's figures into ``directory`` and return the markdown section (figures and findings);
     ``[]`` (and no file) when the results hold no study."""
-    from attnzoo.leaderboard.plots import _save_optional
+    from attnzoo.leaderboard.report.plots import _save_optional
 
     pts = points(tasks)
     if not is_study(pts):
