@@ -129,9 +129,13 @@ class _Categorical(torch.autograd.Function):
         use_z = bool(sel) and g_z is not None
         if use_z:
             b, tk, _ = value.shape
-            c3 = c.view(b, -1).clone()
-            c3[sel] -= (g_z * z).sum(dim=-1)  # - <g_z, z>, [len(sel), Tq]: cheap
-            c = c3.view(-1)
+            gz_z = (g_z * z).sum(dim=-1)  # (len(sel), Tq) <g_z, z>: cheap
+            if len(sel) == b:  # no index: a list index is copied to the device, which waits for it
+                c = (c.view(b, -1) - gz_z).view(-1)
+            else:
+                c3 = c.view(b, -1).clone()
+                c3[sel] -= gz_z
+                c = c3.view(-1)
         if g_h is not None:
             grad = torch.addcmul(c[:, None], scores, g_h[:, None], value=-1)  # (N, Tk): c - g_H S, fresh
             if g_alpha is not None:
