@@ -289,8 +289,8 @@ class HardAttention(Attention):
             index = (work.detach() + noise).argmax(dim=-1)  # (B, Tq)
             log_prob = alpha.gather(-1, index[..., None]).squeeze(-1).log()  # (B, Tq), for the NaN check only
         # NaN in, NaN out: a NaN score on an allowed key makes the row's alpha NaN (argmax or the CDF would
-        # otherwise pick some key, and its finite value would hide the fault). torch.where, not `if bad.any()`,
-        # which would wait for the device on every call.
+        # otherwise pick some key, and its finite value would hide the fault). Off the CPU, torch.where on every
+        # call: `if bad.any()` would wait for the device.
         bad = torch.isnan(log_prob)[..., None]  # (B, Tq, 1)
         if scores.dtype != work.dtype:
             alpha, log_prob, entropy = alpha.to(scores.dtype), log_prob.to(scores.dtype), entropy.to(scores.dtype)
