@@ -236,6 +236,21 @@ def _is_oom(exc: BaseException) -> bool:
 # --------------------------------------------------------------------------- building the cases
 
 
+def _reseed(seed: int, device: torch.device) -> None:
+    """``torch.manual_seed(seed)`` for the generators a step on ``device`` draws from, at a fraction of its cost.
+
+    ``torch.manual_seed`` also queues a lazy CUDA seeding with a formatted stack trace while CUDA is not
+    initialised (0.4 ms or more a call on the 2-core CPU, a tenth of a T=256 step), a cost every variant's step
+    paid and the SDPA reference's did not. The draws are the same: the same generators get the same seed.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+    elif device.type != "cpu":
+        torch.manual_seed(seed)
+
+
 def _make_step(
     name: str, length: int, batch: int, dim: int, heads: int, device: torch.device, seed: int = 0,
     options: dict[str, Any] | None = None,
@@ -317,7 +332,7 @@ def _make_step(
             p.grad = None
         # The same random draws every step: a stochastic variant (hard's samples and coin tosses)
         # then does the same work in every repeat, and best-of-repeats cannot pick a lucky cheap draw.
-        torch.manual_seed(seed)
+        _reseed(seed, device)
         kwargs: dict[str, Any] = {"need_weights": False, **extra}
         if spec.stateful:
             kwargs["state"] = module.initial_state(batch, device=device)

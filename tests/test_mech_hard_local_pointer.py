@@ -368,6 +368,124 @@ def test_hard_nan_query_gives_nan_row(estimator, train):
             assert torch.isnan(out.aux["log_prob"][0, 2]) or (expected == 1.0 and train)
 
 
+# ----------------------------------------------------------------------------- hard without host reads
+
+
+def _hard_run(estimator, expected_prob, mask_kind, seed=1, b=6, dtype=torch.float32):
+    """One seeded training call of hard and its gradients (q, k, v, W_a), with the RNG state after it."""
+    torch.manual_seed(0)
+    att = create_attention("hard", 8, 8, 3, estimator=estimator, expected_prob=expected_prob).train()
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, 4, 8, generator=g), torch.randn(b, 7, 8, generator=g), torch.randn(b, 7, 3, generator=g))
+    q, k, v = (t.to(dtype).requires_grad_() for t in (q, k, v))
+    att = att.to(dtype)
+    mask = None
+    if mask_kind == "query":
+        mask = torch.ones(b, 4, 7, dtype=torch.bool)
+        mask[1, 2] = False  # a fully masked row
+        mask[3, :, 5:] = False
+    elif mask_kind == "key":
+        km = torch.ones(b, 7, dtype=torch.bool)
+        km[2, 4:] = False
+        mask = km[:, None, :].expand(b, 4, 7)
+    torch.manual_seed(5)
+    out = att(q, k, v, mask=mask, need_weights=True)
+    rng = torch.get_rng_state()
+    loss = (out.context * torch.arange(1.0, 4.0)).sum() + (out.weights * 0.5).sum() + out.aux["entropy"].sum()
+    if estimator == "reinforce":
+        loss = loss + out.aux["log_prob"].sum()
+    grads = torch.autograd.grad(loss, [q, k, v, att.base.W_a.weight])
+    return out, rng, grads
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+def test_hard_draws_are_pinned(estimator):
+    """Same seed, same draws: which examples take the expected context, which key each query samples,
+    and how much of the global RNG stream the call consumes (recorded before the host-read-free path landed)."""
+    pinned = {
+        "reinforce": ([False, True, False, False, True, True],
+                      [[5, 0, 5, 5], [5, 3, 0, 5], [0, 6, 4, 3], [0, 4, 1, 3], [5, 3, 3, 1], [6, 2, 2, 0]],
+                      [0.16613507270812988, 0.2636159658432007]),
+        "gumbel": ([False, True, False, False, False, True],
+                   [[0, 4, 5, 0], [5, 3, 0, 5], [4, 3, 5, 5], [0, 0, 0, 1], [5, 3, 4, 1], [6, 2, 2, 0]],
+                   [0.3370249271392822, 0.12584495544433594]),
+    }
+    took, idx, after = pinned[estimator]
+    out, rng, _ = _hard_run(estimator, 0.5, "query")
+    assert ((out.weights != 0).sum(-1) > 1).any(-1).tolist() == took
+    assert out.weights.argmax(-1).tolist() == idx  # a sample, or alpha's argmax where the example took z
+    torch.set_rng_state(rng)
+    assert torch.rand(2).tolist() == after
+
+
+def _no_host_reads(monkeypatch):
+    """Make hard take its off-CPU path on the CPU, and fail on any read of a tensor's values on the host."""
+    import attnzoo.mechanisms.hard as hard
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("hard read a tensor's values on the host (a device sync on a GPU)")
+
+    monkeypatch.setattr(hard, "_host_readable", lambda t: False)
+    for name in ("tolist", "item", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+@pytest.mark.parametrize("expected_prob", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("mask_kind", [None, "key", "query"])
+def test_hard_device_path_matches_the_host_path(monkeypatch, estimator, expected_prob, mask_kind):
+    """Off the CPU hard never reads a value on the host (no device sync): every example's expected context
+    is formed and picked per example. It makes the same draws from the same RNG stream as the host path (the
+    CPU's, kept as the reference), the same numbers where its arithmetic is the same (no or every example
+    taking z: bitwise) and to float rounding otherwise, gradients included; a fully masked row gives zeros."""
+    ref, ref_rng, ref_grads = _hard_run(estimator, expected_prob, mask_kind)
+    with monkeypatch.context() as m:
+        _no_host_reads(m)
+        out, rng, grads = _hard_run(estimator, expected_prob, mask_kind)
+    assert torch.equal(rng, ref_rng)
+    exact = expected_prob in (0.0, 1.0)
+    pairs = [(out.context, ref.context), (out.weights, ref.weights), *zip(grads, ref_grads)]
+    pairs += [(out.aux[k], ref.aux[k]) for k in ref.aux]
+    for ours, theirs in pairs:
+        if exact:
+            assert torch.equal(ours, theirs)
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    for t in (out.context, out.weights, *grads, *out.aux.values()):
+        assert torch.isfinite(t).all()
+    if mask_kind == "query":
+        assert (out.context[1, 2] == 0).all() and (out.weights[1, 2] == 0).all()
+
+
+def test_hard_device_path_without_mask_or_expected_context_reads_nothing(monkeypatch):
+    """Eval mode and plain sampling take no host read either."""
+    q, k, v = rand_qkv(3, 4, 6)
+    for train, prob in ((False, 0.5), (True, 0.0)):
+        att = create_attention("hard", 8, 8, 3, expected_prob=prob).train(train)
+        with monkeypatch.context() as m:
+            _no_host_reads(m)
+            out = att(q, k, v, mask=torch.ones(3, 4, 6, dtype=torch.bool), need_weights=True)
+        assert torch.isfinite(out.context).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_hard_on_cuda_never_syncs():
+    """On CUDA a training step of hard (sampling, the expected context, a mask) makes no host-device sync."""
+    dev = torch.device("cuda")
+    att = create_attention("hard", 8, 8, 3).train().to(dev)
+    q, k, v = (t.to(dev).requires_grad_() for t in rand_qkv(4, 5, 7))
+    mask = torch.ones(4, 5, 7, dtype=torch.bool, device=dev)
+    mask[1, 2] = False
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = att.attend(q, k, v, mask, need_weights=True)  # hard's own code, past the contract's checks
+        (out.context.sum() + out.aux["log_prob"].sum() + out.aux["entropy"].sum()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.context).all()
+
+
 # ----------------------------------------------------------------------------- local
 
 

@@ -129,9 +129,13 @@ class _Categorical(torch.autograd.Function):
         use_z = bool(sel) and g_z is not None
         if use_z:
             b, tk, _ = value.shape
-            c3 = c.view(b, -1).clone()
-            c3[sel] -= (g_z * z).sum(dim=-1)  # - <g_z, z>, [len(sel), Tq]: cheap
-            c = c3.view(-1)
+            gz_z = (g_z * z).sum(dim=-1)  # (len(sel), Tq) <g_z, z>: cheap
+            if len(sel) == b:  # no index: a list index is copied to the device, which waits for it
+                c = (c.view(b, -1) - gz_z).view(-1)
+            else:
+                c3 = c.view(b, -1).clone()
+                c3[sel] -= gz_z
+                c = c3.view(-1)
         if g_h is not None:
             grad = torch.addcmul(c[:, None], scores, g_h[:, None], value=-1)  # (N, Tk): c - g_H S, fresh
             if g_alpha is not None:
@@ -202,6 +206,12 @@ class HardAttention(Attention):
     A NaN score on an allowed key (a NaN in the query, or in a key the row may
     see) gives that row a NaN context, ``log_prob`` and entropy.
 
+    Off the CPU the call reads no value on the host (no device sync): the coin
+    tosses stay on the device, every example's expected context is formed and
+    each example picks its own; on the CPU, where reading is free, only the
+    examples that took it are computed. Both make the same draws from the same
+    random numbers and agree to float rounding.
+
     Shapes: query ``[B, Tq, Dq]``, key ``[B, Tk, Dk]``, value ``[B, Tk, Dv]`` ->
     context ``[B, Tq, Dv]``; weights ``[B, Tq, Tk]`` (the one-hot sample, or alpha
     for an example that took the expected context; only when asked for);
@@ -252,25 +262,20 @@ class HardAttention(Attention):
 
     def attend(self, query, key, value, mask, *, state=None, need_weights=True) -> AttentionOutput:
         b, tq, _ = query.shape
-        tk, dv = key.shape[1], value.shape[-1]
+        tk = key.shape[1]
         scores = self.base.score(query, key)  # (B, Tq, Tk)
         work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores  # softmax in >= fp32
-        has_key = None  # (B, Tq) or (B, 1) bool; None: every row has a key
-        if mask is not None:
-            rows = mask[:, :1] if mask.stride(1) == 0 else mask  # a key mask stays [B, 1, Tk]
-            work = work.masked_fill(~rows, _fill_value(work.dtype))  # (B, Tq, Tk)
-            has_key = rows.any(dim=-1)
-            if bool(has_key.all()):
-                has_key = None
+        work, has_key = _mask_scores(work, mask)
         sampling = self.training
         gumbel = sampling and self.estimator == "gumbel"
         u = torch.rand(b * tq, device=scores.device, dtype=work.dtype) if sampling and not gumbel else None
-        sel: list[int] = []
-        take = None
+        take, sel = None, []
         if sampling and self.expected_prob > 0:
             # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
             take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
-            sel = take.nonzero().flatten().tolist()
+            # Off the CPU, reading which examples took it would wait for the device: every example's
+            # expected context is formed instead, and `take` picks per example below.
+            sel = take.nonzero().flatten().tolist() if _host_readable(take) else list(range(b))
         v_work = value if value.dtype == work.dtype else value.to(work.dtype)
         alpha, index, log_prob, entropy, soft_ctx = _Categorical.apply(
             work.reshape(b * tq, tk), u, v_work if sel else None, sel)
@@ -284,10 +289,9 @@ class HardAttention(Attention):
             index = (work.detach() + noise).argmax(dim=-1)  # (B, Tq)
             log_prob = alpha.gather(-1, index[..., None]).squeeze(-1).log()  # (B, Tq), for the NaN check only
         # NaN in, NaN out: a NaN score on an allowed key makes the row's alpha NaN (argmax or the CDF would
-        # otherwise pick some key, and its finite value would hide the fault).
-        # No `if bad.any()`: that would be a host sync on every call on CUDA; where() on [B, Tq, Dv] is cheap
-        # and leaves every non-NaN row's numbers as they are.
-        bad = torch.isnan(log_prob)  # (B, Tq)
+        # otherwise pick some key, and its finite value would hide the fault). Off the CPU, torch.where on every
+        # call: `if bad.any()` would wait for the device.
+        bad = torch.isnan(log_prob)[..., None]  # (B, Tq, 1)
         if scores.dtype != work.dtype:
             alpha, log_prob, entropy = alpha.to(scores.dtype), log_prob.to(scores.dtype), entropy.to(scores.dtype)
         if has_key is not None:
@@ -295,7 +299,10 @@ class HardAttention(Attention):
             entropy = entropy * has_key
             log_prob = log_prob * has_key
 
-        context = value.gather(1, index[..., None].expand(b, tq, dv))  # (B, Tq, Dv) a_{s_t}
+        rows = (index + torch.arange(b, device=index.device)[:, None] * tk).view(-1)  # (B*Tq,) rows of [B*Tk, Dv]
+        # index_select of rows: the values gather() would pick, in a fraction of its time (and its backward,
+        # index_add, sums each row's gradients in the same order as gather's scatter_add).
+        context = value.reshape(b * tk, -1).index_select(0, rows).view(b, tq, -1)  # (B, Tq, Dv) a_{s_t}
         weights = None
         if need_weights:
             weights = alpha.new_zeros(b, tq, tk).scatter_(-1, index[..., None], 1.0)  # (B, Tq, Tk) one-hot
@@ -307,30 +314,60 @@ class HardAttention(Attention):
             if weights is not None:
                 weights = weights + st
         if sel:
-            soft_ctx = soft_ctx.to(value.dtype)  # (n, Tq, Dv) sum_i alpha_i a_i
-            if len(sel) == b:
-                context = soft_ctx
-                if weights is not None:
-                    weights = alpha.to(weights.dtype)
-            else:
-                idx = torch.tensor(sel, device=value.device)
-                context = context.index_copy(0, idx, soft_ctx)
-                if weights is not None:
-                    weights = weights.index_copy(0, idx, alpha.index_select(0, idx).to(weights.dtype))
+            context, weights = _take_expected(take, sel, soft_ctx.to(value.dtype), alpha, context, weights)
             log_prob = log_prob.masked_fill(take[:, None], 0.0)  # no choice was made: no score-function term
         if has_key is not None:
             context = context * has_key[..., None].to(context.dtype)  # a fully masked row: zero context
             if weights is not None:
                 weights = weights * has_key[..., None]
-        nan = context.new_tensor(float("nan"))
-        context = torch.where(bad[..., None], nan, context)
-        if weights is not None:
-            weights = torch.where(bad[..., None], nan, weights)
-
+        if not _host_readable(bad) or bool(bad.any()):  # where() with no NaN row changes no number
+            context = torch.where(bad, float("nan"), context)
+            if weights is not None:
+                weights = torch.where(bad, float("nan"), weights)
         aux = {"entropy": entropy, "probs": alpha}
         if self.estimator == "reinforce":
             aux["log_prob"] = log_prob
         return AttentionOutput(context, weights if need_weights else None, state, aux)
+
+
+def _host_readable(t: Tensor) -> bool:
+    """Whether reading ``t``'s values on the host is free: on the CPU it is, on a GPU it waits for the device."""
+    return t.device.type == "cpu"
+
+
+def _mask_scores(work: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Masked keys' scores set to :func:`_fill_value`, and which rows have a key.
+
+    :returns: the scores ``[B, Tq, Tk]``, and ``[B, Tq]`` or ``[B, 1]`` bool (a key mask stays one row), or
+        None where every row has a key: known for free on the CPU only; elsewhere the caller multiplies by
+        the flags (by 1 where a row has a key, which changes no number) rather than wait for the device.
+    """
+    if mask is None:
+        return work, None
+    rows = mask[:, :1] if mask.stride(1) == 0 else mask  # a key mask stays [B, 1, Tk]
+    work = work.masked_fill(~rows, _fill_value(work.dtype))  # (B, Tq, Tk)
+    has_key = rows.any(dim=-1)
+    if _host_readable(has_key) and bool(has_key.all()):
+        return work, None
+    return work, has_key
+
+
+def _take_expected(
+    take: Tensor, sel: list[int], soft_ctx: Tensor, alpha: Tensor, context: Tensor, weights: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """The expected context ``soft_ctx`` ``[len(sel), Tq, Dv]`` (and alpha as the weights) for the examples
+    that took it (``take [B]``); ``sel`` lists them, or every example when ``take`` was not read on the host."""
+    if not _host_readable(take):  # soft_ctx holds every example: pick per example on the device
+        pick = take[:, None, None]  # (B, 1, 1)
+        context = torch.where(pick, soft_ctx, context)
+        return context, (torch.where(pick, alpha.to(weights.dtype), weights) if weights is not None else None)
+    if len(sel) == context.shape[0]:  # every example took it
+        return soft_ctx, (alpha.to(weights.dtype) if weights is not None else None)
+    idx = torch.tensor(sel, device=context.device)
+    context = context.index_copy(0, idx, soft_ctx)
+    if weights is not None:
+        weights = weights.index_copy(0, idx, alpha.index_select(0, idx).to(weights.dtype))
+    return context, weights
 
 
 SPECS: dict[str, tuple[AttentionSpec, Any]] = {
