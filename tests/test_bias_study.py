@@ -76,6 +76,10 @@ def test_backbone_sweep_is_the_product_and_checked():
     kws = [(g.cell.backbone_kwargs["num_layers"], g.cell.backbone_kwargs["hidden"]) for g in grid]
     assert sorted(kws) == [(a, b) for a in (1, 2) for b in (8, 16, 32)]
     assert all(g.cell.backbone_kwargs["d_model"] == 8 for g in grid)
+    # the progress line names the setting: six cells, six labels, each with its own values
+    assert len({g.label() for g in grid}) == len(grid)
+    assert all(f"(num_layers={g.cell.backbone_kwargs['num_layers']}, hidden={g.cell.backbone_kwargs['hidden']})"
+               in g.label() for g in grid)
     with pytest.raises(PresetError, match="backbone_sweep.mlp.widht"):
         load_preset(_preset(backbone_sweep={"mlp": {"widht": [1]}}))
     with pytest.raises(PresetError, match="non-empty list"):

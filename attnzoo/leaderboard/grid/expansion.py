@@ -57,6 +57,7 @@ class GridCell:
     cell: Cell
     status: str = "pending"  # "pending" or "n/a"
     reason: str | None = None
+    swept: tuple[str, ...] = ()  # backbone kwargs a `backbone_sweep` set: the label shows their values
 
     @property
     def runnable(self) -> bool:
@@ -71,7 +72,9 @@ class GridCell:
         return self.cell.lr if self.runnable else None
 
     def label(self) -> str:
-        base = f"{self.task} / {self.backbone} / {self.variant}"
+        # a sweep's cells differ only in these kwargs; without them 18 progress lines would read alike
+        setting = ", ".join(f"{k}={self.cell.backbone_kwargs.get(k)}" for k in self.swept)
+        base = f"{self.task} / {self.backbone}{f' ({setting})' if setting else ''} / {self.variant}"
         if not self.runnable:
             return base
         wd = "" if self.cell.weight_decay == cell_default("weight_decay") else f" / wd {self.cell.weight_decay:g}"
@@ -148,8 +151,8 @@ def expand(
     att_kwargs = dict(preset.data.get("attention_kwargs") or {})
     shared = preset.cell_options()
 
-    # (task label, backbone, variant label, cell, [(lr, weight decay or None)], n/a reason)
-    pairs: list[tuple[str, str, str, Cell, list[tuple[float, float | None]], str | None]] = []
+    # (task label, backbone, variant label, cell, [(lr, weight decay or None)], n/a reason, swept kwargs)
+    pairs: list[tuple[str, str, str, Cell, list[tuple[float, float | None]], str | None, tuple[str, ...]]] = []
     for entry in preset.tasks:
         if not _matches(entry.label, task_filter) and not _matches(entry.task, task_filter):
             continue
@@ -178,22 +181,23 @@ def expand(
                     schedule=budget.schedule, val_every=budget.val_every, lr=budget.lrs[0], **shared, **data,
                 )
                 grid = [(lr, wd) for lr in budget.lrs for wd in (budget.weight_decays or (None,))]
-                pairs.append((entry.label, bname, vname or BASELINE, cell, grid, fit_reason(bspec, task_spec, vspec)))
+                pairs.append((entry.label, bname, vname or BASELINE, cell, grid, fit_reason(bspec, task_spec, vspec),
+                              tuple(entry.backbone_sweep.get(bname) or ())))
 
     out: list[GridCell] = []
-    for label, bname, vlabel, cell, _lrs, reason in pairs:
+    for label, bname, vlabel, cell, _lrs, reason, _swept in pairs:
         if reason is not None:
             ident = {"na": True, "task_label": label, "task": cell.task, "task_kwargs": cell.task_kwargs,
                      "backbone": cell.backbone, "attention": cell.attention}
             if digest(ident) not in {g.id for g in out}:  # a swept backbone's settings share one n/a entry
                 out.append(GridCell(digest(ident), label, bname, vlabel, cell, "n/a", reason))
     for seed in preset.seeds:
-        for label, bname, vlabel, base, lrs, reason in pairs:
+        for label, bname, vlabel, base, lrs, reason, swept in pairs:
             if reason is not None:
                 continue
             for lr, wd in lrs:
                 cell = base.replace(seed=int(seed), lr=float(lr), **({} if wd is None else {"weight_decay": wd}))
-                out.append(GridCell(cell.id(label), label, bname, vlabel, cell))
+                out.append(GridCell(cell.id(label), label, bname, vlabel, cell, swept=swept))
     return out
 
 
