@@ -44,7 +44,7 @@ def _head(report: Report) -> list[str]:
     md += [f"- **{k}**: {escape.md(v)}" for k, v in report.provenance]
     md += ["", "## Findings", "", "From [findings.md](findings.md): each task's claims checked against these "
            "results.", ""]
-    md += [f"- {escape.md(f.task)}: {escape.md(f.sentence)}" for f in report.findings]
+    md += [f"- {escape.md(f.sentence)}" for f in report.findings]  # the claim opens with its task
     return md + ["", *report.study_md]
 
 
