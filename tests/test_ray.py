@@ -26,7 +26,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from attnzoo.cell import Cell  # noqa: E402
-from attnzoo.leaderboard import cli as bench_cli  # noqa: E402
+from attnzoo.commands import bench as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
                                              executor_from_args, fingerprint_differences, is_loopback)
@@ -140,7 +140,7 @@ def test_embedded_ray_matches_inline_on_real_smoke_cells():
 #: `attnzoo bench ARGS` through executor_from_args (what cli.py calls); prints what the executor saw
 DRIVER = """
 import argparse, json, sys
-from attnzoo.leaderboard import cli
+from attnzoo.commands import bench as cli
 from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments, executor_from_args
 p = argparse.ArgumentParser()
 cli.configure_parser(p)
