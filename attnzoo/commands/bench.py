@@ -343,6 +343,9 @@ def _run_bench(args: argparse.Namespace, executor: Any, catalog: Any, argv: list
         if args.dry_run:
             _print_plan(plan, args)
             return 0
+        problem = _unwritable(plan.out)  # may create the folder: the probe needs somewhere to write
+        if problem:
+            raise BenchProblems([problem])
         try:  # before the folder is looked at: a second writer is refused before it decides anything
             stack.enter_context(OutLock(plan.out, command=shlex.join(["attnzoo", *argv])))
         except OutDirLocked as exc:
@@ -397,9 +400,6 @@ def plan_bench(args: argparse.Namespace, *, catalog: Any = None) -> BenchPlan:
         out = Path(args.out or against.default_out(reference, _patterns(args.variants) or []))
     else:
         out = Path(args.out or Path("bench-out") / f"{preset.name}{shard_tag}")
-    problem = _unwritable(out) if not args.dry_run else None
-    if problem:
-        raise BenchProblems([problem])
     jobs = args.jobs
     if jobs is None:  # small models train best as one single-threaded cell per core
         from attnzoo.leaderboard.executors import cpu_count
