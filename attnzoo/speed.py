@@ -247,29 +247,41 @@ def _make_step(
         return torch.randn(*shape, generator=g).to(device).requires_grad_(True)
 
     if name in (SDPA, NAIVE):
-        fn = _sdpa if name == SDPA else _naive
-        if heads > 1:
-            mod = _Projections(dim, heads, fn).to(device)
-            x = leaf(batch, length, dim)
-            call = f"proj + {name} over {heads} heads"
+        return _reference_step(name, length, batch, dim, heads, device, leaf)
+    return _variant_step(name, length, batch, dim, heads, device, leaf, seed, options)
 
-            def forward() -> Tensor:
-                return mod(x)
 
-        else:
-            q, k, v = leaf(batch, length, dim), leaf(batch, length, dim), leaf(batch, length, dim)
-            call = f"{name}(q, k, v)"
+def _reference_step(name: str, length: int, batch: int, dim: int, heads: int, device: torch.device,
+                    leaf: Callable[..., Tensor]) -> tuple[Callable[[], None], str]:
+    """SDPA's or the naive reference's step (with ``heads`` > 1: behind the same four projections)."""
+    fn = _sdpa if name == SDPA else _naive
+    if heads > 1:
+        mod = _Projections(dim, heads, fn).to(device)
+        x = leaf(batch, length, dim)
+        call = f"proj + {name} over {heads} heads"
 
-            def forward() -> Tensor:
-                return fn(q, k, v)
+        def forward() -> Tensor:
+            return mod(x)
 
-        def step() -> None:
-            for p in [*(mod.parameters() if heads > 1 else []), *([x] if heads > 1 else [q, k, v])]:
-                p.grad = None
-            forward().sum().backward()
+    else:
+        q, k, v = leaf(batch, length, dim), leaf(batch, length, dim), leaf(batch, length, dim)
+        call = f"{name}(q, k, v)"
 
-        return step, call
+        def forward() -> Tensor:
+            return fn(q, k, v)
 
+    def step() -> None:
+        for p in [*(mod.parameters() if heads > 1 else []), *([x] if heads > 1 else [q, k, v])]:
+            p.grad = None
+        forward().sum().backward()
+
+    return step, call
+
+
+def _variant_step(name: str, length: int, batch: int, dim: int, heads: int, device: torch.device,
+                  leaf: Callable[..., Tensor], seed: int,
+                  options: dict[str, Any] | None) -> tuple[Callable[[], None], str]:
+    """A registered variant's step (``name`` may carry call settings in brackets, :func:`split_series`)."""
     from attnzoo.contract import causal_mask, mark_causal
     from attnzoo.registry import create_attention, get_spec, length_kwargs
 
@@ -286,27 +298,15 @@ def _make_step(
     grad = how.get("grad")
     x = leaf(batch, length, dim)
     kv: tuple[Tensor, ...] = ()
-    if query_only:
-        call = "m(x, state=initial_state(B))"
-    elif spec.self_attention and grad is None:
-        call = "m(x)"
-    else:
+    if not query_only and not (spec.self_attention and grad is None):
         kv = (leaf(batch, length, dim), leaf(batch, length, dim))
-        call = "m(q, k, v)"
     if grad is not None:
         for t, which in zip((x, *kv), "qkv"):
             t.requires_grad_(which in grad)
-        call += f", only {'+'.join(grad)} requiring grad"
     extra: dict[str, Any] = {}
     if how.get("causal"):
         extra["mask"] = mark_causal(causal_mask(length, device=device)[None].expand(batch, length, length))
-        call += ", causal mask (tagged: SDPA is_causal)"
-    if options:
-        call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
-    if wrap:
-        call = f"MultiHead({heads}) " + call
-    elif heads > 1:
-        call += " (single head: spec says multihead=False)"
+    call = _describe_call(query_only, bool(kv), grad, bool(extra), options, heads, wrap)
     leaves = [t for t in (x, *kv) if t.requires_grad]
 
     def step() -> None:
@@ -325,6 +325,23 @@ def _make_step(
         loss.backward()
 
     return step, call
+
+
+def _describe_call(query_only: bool, cross: bool, grad: str | None, causal: bool, options: dict[str, Any],
+                   heads: int, wrap: bool) -> str:
+    """How a variant's step calls it, as the tables print it (``m(q, k, v), only q requiring grad``)."""
+    call = "m(x, state=initial_state(B))" if query_only else "m(q, k, v)" if cross else "m(x)"
+    if grad is not None:
+        call += f", only {'+'.join(grad)} requiring grad"
+    if causal:
+        call += ", causal mask (tagged: SDPA is_causal)"
+    if options:
+        call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
+    if wrap:
+        call = f"MultiHead({heads}) " + call
+    elif heads > 1:
+        call += " (single head: spec says multihead=False)"
+    return call
 
 
 # --------------------------------------------------------------------------- the run
@@ -421,71 +438,21 @@ def run_speed(
     rows: list[SpeedRow] = []
     prev: dict[str, SpeedRow | None] = {name: None for name in series}
     done: dict[str, list[SpeedRow]] = {name: [] for name in series}
-
-    def fail(row: SpeedRow, exc: BaseException) -> None:
-        row.status = "oom" if _is_oom(exc) else "error"
-        row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
-        row.time_ms = row.peak_mb = None
-        if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
-            log(traceback.format_exc())
-
     for T in lengths:
         # Build every series at this length, then time them round-robin (repeat r of every
         # series before repeat r + 1), so a burst of load from other processes hits all
         # series alike and the ratios to SDPA/naive stay fair.
-        cells: list[tuple[SpeedRow, Callable[[], None] | None]] = []
-        number: dict[int, int] = {}
+        cells: list[tuple[SpeedRow, Callable[[], None] | None, int]] = []
         for name in series:
             row = SpeedRow(name, T, batch, dim, heads, str(dev))
-            p = prev[name]
-            if p is not None and p.status in ("skipped", "oom"):
-                row.status, row.error = "skipped", f"longer than T={p.length}, which was {p.status}"
-            elif p is not None and p.status == "ok" and p.time_ms is not None:
-                # growth exponent: the slope between the last two measured lengths (clamped to
-                # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
-                k_t = k_m = 2.0
-                if len(done[name]) >= 2:
-                    k_t = min(3.0, max(1.0, fit_slope(done[name][-2:], "time_ms") or 2.0))
-                    k_m = min(3.0, max(1.0, fit_slope(done[name][-2:], "peak_mb") or 2.0))
-                est_s = p.time_ms * (T / p.length) ** k_t * (repeats + 2) / 1e3
-                est_mb = (p.peak_mb or 0.0) * (T / p.length) ** k_m
-                if est_s > max_seconds:
-                    row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
-                elif est_mb > budget_mb:
-                    row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
-            step = None
-            if row.status == "ok":
-                try:
-                    step, row.call = _make_step(name, T, batch, dim, heads, dev, options=options_for(name, options))
-                    t_warm = time.perf_counter()
-                    step()  # warm-up
-                    _sync(dev)
-                    # timeit's autorange: each sample runs enough steps to last min_sample_ms
-                    number[id(row)] = max(1, min(1000, int(min_sample_ms / 1e3 / max(time.perf_counter() - t_warm, 1e-6))))
-                except Exception as exc:  # noqa: BLE001 - an error row, timm style
-                    fail(row, exc)
-                    step = None
-            cells.append((row, step))
-        times: dict[int, list[float]] = {id(r): [] for r, _ in cells}
-        row_number = {id(r): number.get(id(r), 1) for r, _ in cells}
-        for _ in range(max(1, repeats)):
-            for row, step in cells:
-                if step is None or row.status != "ok":
-                    continue
-                try:
-                    times[id(row)].append(measure_step(step, dev, 1, warmup=0, number=row_number[id(row)]))
-                except Exception as exc:  # noqa: BLE001
-                    fail(row, exc)
-        for row, step in cells:
-            if step is not None and row.status == "ok":
-                row.time_ms = min(times[id(row)])  # best of repeats (as timeit)
-                try:
-                    row.peak_mb = peak_memory_mb(step, dev)
-                except Exception as exc:  # noqa: BLE001
-                    fail(row, exc)
-            if log:
-                what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
-                log(f"  {row.variant:<14} T={T:<6} {what}")
+            _skip_if_predicted(row, prev[name], done[name], repeats=repeats, max_seconds=max_seconds,
+                               budget_mb=budget_mb)
+            step, number = (_prepare(row, dev, options_for(name, options), min_sample_ms, log)
+                            if row.status == "ok" else (None, 1))
+            cells.append((row, step, number))
+        _time_round_robin(cells, dev, repeats, log)
+        for row, step, _ in cells:
+            _finish(row, step, dev, log)
             rows.append(row)
             prev[row.variant] = row
             if row.status == "ok":
@@ -497,6 +464,80 @@ def run_speed(
     rows.sort(key=lambda r: (order[r.variant], r.length))
     _fill_ratios(rows)
     return rows
+
+
+def _fail(row: SpeedRow, exc: BaseException, log: Callable[[str], None] | None) -> None:
+    """Record ``exc`` on ``row`` (``oom`` or ``error``, its first line) instead of raising (timm style)."""
+    row.status = "oom" if _is_oom(exc) else "error"
+    row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+    row.time_ms = row.peak_mb = None
+    if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
+        log(traceback.format_exc())
+
+
+def _skip_if_predicted(row: SpeedRow, p: SpeedRow | None, done: Sequence[SpeedRow], *, repeats: int,
+                       max_seconds: float, budget_mb: float) -> None:
+    """Mark ``row`` skipped when the previous length ``p`` was, or its cost predicted from ``p`` is too high."""
+    if p is not None and p.status in ("skipped", "oom"):
+        row.status, row.error = "skipped", f"longer than T={p.length}, which was {p.status}"
+    elif p is not None and p.status == "ok" and p.time_ms is not None:
+        # growth exponent: the slope between the last two measured lengths (clamped to
+        # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
+        k_t = k_m = 2.0
+        if len(done) >= 2:
+            k_t = min(3.0, max(1.0, fit_slope(done[-2:], "time_ms") or 2.0))
+            k_m = min(3.0, max(1.0, fit_slope(done[-2:], "peak_mb") or 2.0))
+        est_s = p.time_ms * (row.length / p.length) ** k_t * (repeats + 2) / 1e3
+        est_mb = (p.peak_mb or 0.0) * (row.length / p.length) ** k_m
+        if est_s > max_seconds:
+            row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
+        elif est_mb > budget_mb:
+            row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
+
+
+def _prepare(row: SpeedRow, dev: torch.device, options: dict[str, Any], min_sample_ms: float,
+             log: Callable[[str], None] | None) -> tuple[Callable[[], None] | None, int]:
+    """Build ``row``'s step and warm it up: ``(step, steps per timed sample)``; ``(None, 1)`` when it failed."""
+    try:
+        step, row.call = _make_step(row.variant, row.length, row.batch, row.dim, row.heads, dev, options=options)
+        t_warm = time.perf_counter()
+        step()  # warm-up
+        _sync(dev)
+        # timeit's autorange: each sample runs enough steps to last min_sample_ms
+        return step, max(1, min(1000, int(min_sample_ms / 1e3 / max(time.perf_counter() - t_warm, 1e-6))))
+    except Exception as exc:  # noqa: BLE001 - an error row, timm style
+        _fail(row, exc, log)
+        return None, 1
+
+
+def _time_round_robin(cells: Sequence[tuple[SpeedRow, Callable[[], None] | None, int]], dev: torch.device,
+                      repeats: int, log: Callable[[str], None] | None) -> None:
+    """Time every live cell ``repeats`` times, one sample of each in turn; the best sample is the figure."""
+    times: dict[int, list[float]] = {id(r): [] for r, _, _ in cells}
+    for _ in range(max(1, repeats)):
+        for row, step, number in cells:
+            if step is None or row.status != "ok":
+                continue
+            try:
+                times[id(row)].append(measure_step(step, dev, 1, warmup=0, number=number))
+            except Exception as exc:  # noqa: BLE001
+                _fail(row, exc, log)
+    for row, step, _ in cells:
+        if step is not None and row.status == "ok":
+            row.time_ms = min(times[id(row)])  # best of repeats (as timeit)
+
+
+def _finish(row: SpeedRow, step: Callable[[], None] | None, dev: torch.device,
+            log: Callable[[str], None] | None) -> None:
+    """Measure a timed row's peak memory, then log the row's line."""
+    if step is not None and row.status == "ok":
+        try:
+            row.peak_mb = peak_memory_mb(step, dev)
+        except Exception as exc:  # noqa: BLE001
+            _fail(row, exc, log)
+    if log:
+        what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
+        log(f"  {row.variant:<14} T={row.length:<6} {what}")
 
 
 def options_for(name: str, options: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
