@@ -28,8 +28,9 @@ ray = pytest.importorskip("ray")
 from attnzoo.cell import Cell  # noqa: E402
 from attnzoo.commands import bench as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
+from attnzoo.commands.bench import executor_from_args  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
-                                             executor_from_args, fingerprint_differences, is_loopback)
+                                             fingerprint_differences, is_loopback)
 from attnzoo.leaderboard.runner import InlineExecutor, LocalExecutor, run_grid  # noqa: E402
 from attnzoo.leaderboard.store import ResultStore, read_rows  # noqa: E402
 
@@ -137,11 +138,12 @@ def test_embedded_ray_matches_inline_on_real_smoke_cells():
 
 
 # -- (2) a real cluster started by hand, reached by --ray-address ------------------------
-#: `attnzoo bench ARGS` through executor_from_args (what cli.py calls); prints what the executor saw
+#: `attnzoo bench ARGS` through executor_from_args (what commands/bench.py calls); prints what the executor saw
 DRIVER = """
 import argparse, json, sys
 from attnzoo.commands import bench as cli
-from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments, executor_from_args
+from attnzoo.commands.bench import executor_from_args
+from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments
 p = argparse.ArgumentParser()
 cli.configure_parser(p)
 if "--backend" not in p._option_string_actions:

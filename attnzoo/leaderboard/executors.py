@@ -8,13 +8,12 @@ The boundary is one function, :func:`attnzoo.harness.run.run_cell` (a
   between cells, ``torch`` threads = cores / jobs each);
 - :class:`attnzoo.leaderboard.ray_backend.RayExecutor`: Ray core tasks (``--backend ray``).
 
-:func:`executor_from_args` is how the CLI picks one. Another backend (SLURM...)
+:func:`attnzoo.commands.bench.executor_from_args` is how the CLI picks one. Another backend (SLURM...)
 implements the same :class:`Executor` interface.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import contextlib
 import importlib
@@ -44,7 +43,6 @@ __all__ = [
     "LocalExecutor",
     "cpu_count",
     "execute_cell",
-    "executor_from_args",
 ]
 
 #: the harness's cell runner, imported lazily in the worker (it imports Lightning)
@@ -396,32 +394,3 @@ def _stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
         p.join(timeout=max(0.0, deadline - time.monotonic()))
     if manager is not None:
         manager.join(timeout=max(0.1, deadline - time.monotonic()))
-
-
-def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
-                       start: bool = True) -> Executor:
-    """The executor ``attnzoo bench``'s options ask for.
-
-    ``--backend local`` (or none) gives a :class:`LocalExecutor` with ``jobs``
-    workers; ``--backend ray`` a :class:`~attnzoo.leaderboard.ray_backend.RayExecutor`,
-    started at once when ``start`` (connection, address and preflight checks), so
-    problems surface before the grid runs and ``slots`` is the cluster's.
-
-    :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
-    :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
-    """
-    run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
-    if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
-        jobs = getattr(args, "jobs", None) or cpu_count()
-    jobs = int(jobs)
-    if getattr(args, "backend", "local") != "ray":
-        executor: Executor = LocalExecutor(jobs, run_cell)
-    else:
-        from attnzoo.leaderboard.ray_backend import ray_executor_from_args  # imports ray only now
-
-        executor = ray_executor_from_args(args, jobs=jobs, run_cell=run_cell, start=start)
-    if getattr(args, "group", None) is not None:
-        from attnzoo.leaderboard.grouping import GroupPolicy
-
-        executor.group = GroupPolicy(args.group, getattr(args, "group_size", None))
-    return executor

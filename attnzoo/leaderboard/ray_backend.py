@@ -102,7 +102,6 @@ __all__ = [
     "RayBackendError",
     "RayExecutor",
     "add_ray_arguments",
-    "executor_from_args",
     "ray_executor_from_args",
     "fingerprint",
     "fingerprint_differences",
@@ -695,7 +694,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str,
                            start: bool = True) -> RayExecutor:
     """The :class:`RayExecutor` ``--backend ray`` and its options ask for (see
-    :func:`attnzoo.leaderboard.executors.executor_from_args`, which the CLI calls)."""
+    :func:`attnzoo.commands.bench.executor_from_args`, which the CLI calls)."""
     _import_ray()
     executor = RayExecutor(
         address=getattr(args, "ray_address", None),
@@ -707,11 +706,3 @@ def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: Run
         run_cell=run_cell,
     )
     return executor.start() if start else executor
-
-
-def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
-                       start: bool = True) -> Executor:
-    """Deprecated alias of :func:`attnzoo.leaderboard.executors.executor_from_args`."""
-    from attnzoo.leaderboard.executors import executor_from_args as _pick
-
-    return _pick(args, jobs=jobs, run_cell=run_cell, start=start)
