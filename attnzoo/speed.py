@@ -1,4 +1,4 @@
-"""``attnzoo speed``: forward+backward time and peak memory of every variant vs. SDPA and a naive reference.
+"""Forward+backward time and peak memory of every variant vs. SDPA and a naive reference (``attnzoo speed``).
 
 For each registered variant (plugins included) matching ``--variants`` and each
 sequence length T, one training step is timed: build inputs ``[B, T, D]`` that
@@ -11,7 +11,7 @@ references on the same shapes:
 - ``[naive]``: ``softmax(q k^T / sqrt(d)) v`` with the T x T matrix materialised.
 
 With ``--heads H > 1`` variants that allow it run inside
-:class:`~attnzoo.mechanisms.MultiHeadAttention` and the references get the same
+:class:`~attnzoo.multihead.MultiHeadAttention` and the references get the same
 four projections, so the comparison stays like for like.
 
 How the variants are called: self-attention variants get ``m(x)``; cross-only
@@ -70,7 +70,6 @@ import csv
 import fnmatch
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -86,8 +85,6 @@ from torch import Tensor, nn
 
 __all__ = [
     "SpeedRow",
-    "configure_parser",
-    "main",
     "run_speed",
     "measure_step",
     "peak_memory_mb",
@@ -265,29 +262,41 @@ def _make_step(
         return torch.randn(*shape, generator=g).to(device).requires_grad_(True)
 
     if name in (SDPA, NAIVE):
-        fn = _sdpa if name == SDPA else _naive
-        if heads > 1:
-            mod = _Projections(dim, heads, fn).to(device)
-            x = leaf(batch, length, dim)
-            call = f"proj + {name} over {heads} heads"
+        return _reference_step(name, length, batch, dim, heads, device, leaf)
+    return _variant_step(name, length, batch, dim, heads, device, leaf, seed, options)
 
-            def forward() -> Tensor:
-                return mod(x)
 
-        else:
-            q, k, v = leaf(batch, length, dim), leaf(batch, length, dim), leaf(batch, length, dim)
-            call = f"{name}(q, k, v)"
+def _reference_step(name: str, length: int, batch: int, dim: int, heads: int, device: torch.device,
+                    leaf: Callable[..., Tensor]) -> tuple[Callable[[], None], str]:
+    """SDPA's or the naive reference's step (with ``heads`` > 1: behind the same four projections)."""
+    fn = _sdpa if name == SDPA else _naive
+    if heads > 1:
+        mod = _Projections(dim, heads, fn).to(device)
+        x = leaf(batch, length, dim)
+        call = f"proj + {name} over {heads} heads"
 
-            def forward() -> Tensor:
-                return fn(q, k, v)
+        def forward() -> Tensor:
+            return mod(x)
 
-        def step() -> None:
-            for p in [*(mod.parameters() if heads > 1 else []), *([x] if heads > 1 else [q, k, v])]:
-                p.grad = None
-            forward().sum().backward()
+    else:
+        q, k, v = leaf(batch, length, dim), leaf(batch, length, dim), leaf(batch, length, dim)
+        call = f"{name}(q, k, v)"
 
-        return step, call
+        def forward() -> Tensor:
+            return fn(q, k, v)
 
+    def step() -> None:
+        for p in [*(mod.parameters() if heads > 1 else []), *([x] if heads > 1 else [q, k, v])]:
+            p.grad = None
+        forward().sum().backward()
+
+    return step, call
+
+
+def _variant_step(name: str, length: int, batch: int, dim: int, heads: int, device: torch.device,
+                  leaf: Callable[..., Tensor], seed: int,
+                  options: dict[str, Any] | None) -> tuple[Callable[[], None], str]:
+    """A registered variant's step (``name`` may carry call settings in brackets, :func:`split_series`)."""
     from attnzoo.contract import causal_mask, mark_causal
     from attnzoo.registry import create_attention, get_spec, length_kwargs
 
@@ -304,27 +313,15 @@ def _make_step(
     grad = how.get("grad")
     x = leaf(batch, length, dim)
     kv: tuple[Tensor, ...] = ()
-    if query_only:
-        call = "m(x, state=initial_state(B))"
-    elif spec.self_attention and grad is None:
-        call = "m(x)"
-    else:
+    if not query_only and not (spec.self_attention and grad is None):
         kv = (leaf(batch, length, dim), leaf(batch, length, dim))
-        call = "m(q, k, v)"
     if grad is not None:
         for t, which in zip((x, *kv), "qkv"):
             t.requires_grad_(which in grad)
-        call += f", only {'+'.join(grad)} requiring grad"
     extra: dict[str, Any] = {}
     if how.get("causal"):
         extra["mask"] = mark_causal(causal_mask(length, device=device)[None].expand(batch, length, length))
-        call += ", causal mask (tagged: SDPA is_causal)"
-    if options:
-        call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
-    if wrap:
-        call = f"MultiHead({heads}) " + call
-    elif heads > 1:
-        call += " (single head: spec says multihead=False)"
+    call = _describe_call(query_only, bool(kv), grad, bool(extra), options, heads, wrap)
     leaves = [t for t in (x, *kv) if t.requires_grad]
 
     def step() -> None:
@@ -343,6 +340,23 @@ def _make_step(
         loss.backward()
 
     return step, call
+
+
+def _describe_call(query_only: bool, cross: bool, grad: str | None, causal: bool, options: dict[str, Any],
+                   heads: int, wrap: bool) -> str:
+    """How a variant's step calls it, as the tables print it (``m(q, k, v), only q requiring grad``)."""
+    call = "m(x, state=initial_state(B))" if query_only else "m(q, k, v)" if cross else "m(x)"
+    if grad is not None:
+        call += f", only {'+'.join(grad)} requiring grad"
+    if causal:
+        call += ", causal mask (tagged: SDPA is_causal)"
+    if options:
+        call += " with " + ", ".join(f"{k}={v!r}" for k, v in options.items())
+    if wrap:
+        call = f"MultiHead({heads}) " + call
+    elif heads > 1:
+        call += " (single head: spec says multihead=False)"
+    return call
 
 
 # --------------------------------------------------------------------------- the run
@@ -384,7 +398,7 @@ def _extras(names: Sequence[str], device: torch.device) -> list[str]:
         if device.type == "cuda" and n == "scaled-dot":
             out.append("scaled-dot[causal=True]")
         if device.type == "cuda" and n in ("additive", "pointer"):
-            from attnzoo.mechanisms.additive import triton_available
+            from attnzoo.mechanisms import triton_available
 
             if triton_available():
                 out.append(f"{n}[impl='triton']")
@@ -439,71 +453,21 @@ def run_speed(
     rows: list[SpeedRow] = []
     prev: dict[str, SpeedRow | None] = {name: None for name in series}
     done: dict[str, list[SpeedRow]] = {name: [] for name in series}
-
-    def fail(row: SpeedRow, exc: BaseException) -> None:
-        row.status = "oom" if _is_oom(exc) else "error"
-        row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
-        row.time_ms = row.peak_mb = None
-        if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
-            log(traceback.format_exc())
-
     for T in lengths:
         # Build every series at this length, then time them round-robin (repeat r of every
         # series before repeat r + 1), so a burst of load from other processes hits all
         # series alike and the ratios to SDPA/naive stay fair.
-        cells: list[tuple[SpeedRow, Callable[[], None] | None]] = []
-        number: dict[int, int] = {}
+        cells: list[tuple[SpeedRow, Callable[[], None] | None, int]] = []
         for name in series:
             row = SpeedRow(name, T, batch, dim, heads, str(dev))
-            p = prev[name]
-            if p is not None and p.status in ("skipped", "oom"):
-                row.status, row.error = "skipped", f"longer than T={p.length}, which was {p.status}"
-            elif p is not None and p.status == "ok" and p.time_ms is not None:
-                # growth exponent: the slope between the last two measured lengths (clamped to
-                # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
-                k_t = k_m = 2.0
-                if len(done[name]) >= 2:
-                    k_t = min(3.0, max(1.0, fit_slope(done[name][-2:], "time_ms") or 2.0))
-                    k_m = min(3.0, max(1.0, fit_slope(done[name][-2:], "peak_mb") or 2.0))
-                est_s = p.time_ms * (T / p.length) ** k_t * (repeats + 2) / 1e3
-                est_mb = (p.peak_mb or 0.0) * (T / p.length) ** k_m
-                if est_s > max_seconds:
-                    row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
-                elif est_mb > budget_mb:
-                    row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
-            step = None
-            if row.status == "ok":
-                try:
-                    step, row.call = _make_step(name, T, batch, dim, heads, dev, options=options_for(name, options))
-                    t_warm = time.perf_counter()
-                    step()  # warm-up
-                    _sync(dev)
-                    # timeit's autorange: each sample runs enough steps to last min_sample_ms
-                    number[id(row)] = max(1, min(1000, int(min_sample_ms / 1e3 / max(time.perf_counter() - t_warm, 1e-6))))
-                except Exception as exc:  # noqa: BLE001 - an error row, timm style
-                    fail(row, exc)
-                    step = None
-            cells.append((row, step))
-        times: dict[int, list[float]] = {id(r): [] for r, _ in cells}
-        row_number = {id(r): number.get(id(r), 1) for r, _ in cells}
-        for _ in range(max(1, repeats)):
-            for row, step in cells:
-                if step is None or row.status != "ok":
-                    continue
-                try:
-                    times[id(row)].append(measure_step(step, dev, 1, warmup=0, number=row_number[id(row)]))
-                except Exception as exc:  # noqa: BLE001
-                    fail(row, exc)
-        for row, step in cells:
-            if step is not None and row.status == "ok":
-                row.time_ms = min(times[id(row)])  # best of repeats (as timeit)
-                try:
-                    row.peak_mb = peak_memory_mb(step, dev)
-                except Exception as exc:  # noqa: BLE001
-                    fail(row, exc)
-            if log:
-                what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
-                log(f"  {row.variant:<14} T={T:<6} {what}")
+            _skip_if_predicted(row, prev[name], done[name], repeats=repeats, max_seconds=max_seconds,
+                               budget_mb=budget_mb)
+            step, number = (_prepare(row, dev, options_for(name, options), min_sample_ms, log)
+                            if row.status == "ok" else (None, 1))
+            cells.append((row, step, number))
+        _time_round_robin(cells, dev, repeats, log)
+        for row, step, _ in cells:
+            _finish(row, step, dev, log)
             rows.append(row)
             prev[row.variant] = row
             if row.status == "ok":
@@ -515,6 +479,80 @@ def run_speed(
     rows.sort(key=lambda r: (order[r.variant], r.length))
     _fill_ratios(rows)
     return rows
+
+
+def _fail(row: SpeedRow, exc: BaseException, log: Callable[[str], None] | None) -> None:
+    """Record ``exc`` on ``row`` (``oom`` or ``error``, its first line) instead of raising (timm style)."""
+    row.status = "oom" if _is_oom(exc) else "error"
+    row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+    row.time_ms = row.peak_mb = None
+    if log and os.environ.get("ATTNZOO_SPEED_TRACEBACK"):
+        log(traceback.format_exc())
+
+
+def _skip_if_predicted(row: SpeedRow, p: SpeedRow | None, done: Sequence[SpeedRow], *, repeats: int,
+                       max_seconds: float, budget_mb: float) -> None:
+    """Mark ``row`` skipped when the previous length ``p`` was, or its cost predicted from ``p`` is too high."""
+    if p is not None and p.status in ("skipped", "oom"):
+        row.status, row.error = "skipped", f"longer than T={p.length}, which was {p.status}"
+    elif p is not None and p.status == "ok" and p.time_ms is not None:
+        # growth exponent: the slope between the last two measured lengths (clamped to
+        # [1, 3]), else 2 (quadratic attention); NTM-like O(T) variants then run further.
+        k_t = k_m = 2.0
+        if len(done) >= 2:
+            k_t = min(3.0, max(1.0, fit_slope(done[-2:], "time_ms") or 2.0))
+            k_m = min(3.0, max(1.0, fit_slope(done[-2:], "peak_mb") or 2.0))
+        est_s = p.time_ms * (row.length / p.length) ** k_t * (repeats + 2) / 1e3
+        est_mb = (p.peak_mb or 0.0) * (row.length / p.length) ** k_m
+        if est_s > max_seconds:
+            row.status, row.error = "skipped", f"predicted {est_s:.0f} s > --max-seconds {max_seconds:g}"
+        elif est_mb > budget_mb:
+            row.status, row.error = "skipped", f"predicted {est_mb:.0f} MiB > half the device memory"
+
+
+def _prepare(row: SpeedRow, dev: torch.device, options: dict[str, Any], min_sample_ms: float,
+             log: Callable[[str], None] | None) -> tuple[Callable[[], None] | None, int]:
+    """Build ``row``'s step and warm it up: ``(step, steps per timed sample)``; ``(None, 1)`` when it failed."""
+    try:
+        step, row.call = _make_step(row.variant, row.length, row.batch, row.dim, row.heads, dev, options=options)
+        t_warm = time.perf_counter()
+        step()  # warm-up
+        _sync(dev)
+        # timeit's autorange: each sample runs enough steps to last min_sample_ms
+        return step, max(1, min(1000, int(min_sample_ms / 1e3 / max(time.perf_counter() - t_warm, 1e-6))))
+    except Exception as exc:  # noqa: BLE001 - an error row, timm style
+        _fail(row, exc, log)
+        return None, 1
+
+
+def _time_round_robin(cells: Sequence[tuple[SpeedRow, Callable[[], None] | None, int]], dev: torch.device,
+                      repeats: int, log: Callable[[str], None] | None) -> None:
+    """Time every live cell ``repeats`` times, one sample of each in turn; the best sample is the figure."""
+    times: dict[int, list[float]] = {id(r): [] for r, _, _ in cells}
+    for _ in range(max(1, repeats)):
+        for row, step, number in cells:
+            if step is None or row.status != "ok":
+                continue
+            try:
+                times[id(row)].append(measure_step(step, dev, 1, warmup=0, number=number))
+            except Exception as exc:  # noqa: BLE001
+                _fail(row, exc, log)
+    for row, step, _ in cells:
+        if step is not None and row.status == "ok":
+            row.time_ms = min(times[id(row)])  # best of repeats (as timeit)
+
+
+def _finish(row: SpeedRow, step: Callable[[], None] | None, dev: torch.device,
+            log: Callable[[str], None] | None) -> None:
+    """Measure a timed row's peak memory, then log the row's line."""
+    if step is not None and row.status == "ok":
+        try:
+            row.peak_mb = peak_memory_mb(step, dev)
+        except Exception as exc:  # noqa: BLE001
+            _fail(row, exc, log)
+    if log:
+        what = f"{row.time_ms:9.2f} ms {row.peak_mb:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
+        log(f"  {row.variant:<14} T={row.length:<6} {what}")
 
 
 def options_for(name: str, options: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -795,151 +833,3 @@ def _plot(rows: Sequence[SpeedRow], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        vals = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints like 64,128,256, got {text!r}") from None
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive ints, got {text!r}")
-    return vals
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``attnzoo speed``."""
-    parser.add_argument("--lengths", type=_int_list, default=None,
-                        help="comma-separated sequence lengths (default CPU: 64,...,4096 with --max-seconds; CUDA: 128,...,8192)")
-    parser.add_argument("--batch", type=int, default=4, help="batch size B (default 4)")
-    parser.add_argument("--dim", type=int, default=64, help="model/feature size D (default 64)")
-    parser.add_argument("--heads", type=int, default=1,
-                        help="heads; >1 wraps multihead-capable variants in MultiHeadAttention and gives the references the same projections (default 1)")
-    parser.add_argument("--variants", default="*", metavar="PATTERN",
-                        help="fnmatch pattern(s), comma-separated, e.g. '*dot*,additive' (default all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per cell, best reported (default 3)")
-    parser.add_argument("--out", default="bench-out/speed", metavar="DIR", help="where speed.md/csv/png go (default bench-out/speed)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
-    parser.add_argument("--max-seconds", type=float, default=60.0,
-                        help="skip a cell predicted to take longer than this (default 60)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
-    parser.add_argument("--no-baselines", action="store_true", help="do not run the SDPA and naive references")
-    parser.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="PATTERN:KEY=VALUE",
-                        help="constructor kwargs for matching variants, repeatable, e.g. -o 'local-*:window=32' "
-                             "(values are Python literals)")
-    parser.add_argument("--min-sample-ms", type=float, default=100.0,
-                        help="each timed sample repeats a short step until it lasts this long, mean per step "
-                             "(default 100; 0: one step per sample)")
-    parser.add_argument("--no-flush-denormal", action="store_true",
-                        help="keep denormal floats (default: flush them to zero for the run; an unscaled dot "
-                             "score on random inputs underflows exp() into denormals, which x86 CPUs compute "
-                             "~5x slower, so the figure would time the CPU's slow path, not the mechanism)")
-    parser.add_argument("--no-targets", action="store_true",
-                        help="skip the target checks (SDPA parity; additive B=4,T=4096 memory)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the benchmark, print the tables, write the files. 0 on success (error cells included), 2 on bad options."""
-    device = getattr(args, "device", "auto") or "auto"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("CUDA is not available")
-    except (RuntimeError, ValueError) as exc:
-        print(f"attnzoo speed: --device {device!r}: {exc}", file=sys.stderr)
-        return 2
-    threads_before = torch.get_num_threads()
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    flush = not getattr(args, "no_flush_denormal", False)
-    # set_flush_denormal reports whether the CPU supports it; there is no getter, so put back "off".
-    flushed = torch.set_flush_denormal(True) if flush else False
-    try:
-        return _main(args, dev, flushed)
-    finally:
-        torch.set_num_threads(threads_before)
-        if flushed:
-            torch.set_flush_denormal(False)
-
-
-def _main(args: argparse.Namespace, dev: torch.device, flushed: bool = False) -> int:
-    lengths = args.lengths or list(DEFAULT_CUDA_LENGTHS if dev.type == "cuda" else DEFAULT_CPU_LENGTHS)
-    try:
-        names = _select(getattr(args, "variants", "*"), dev)
-    except ValueError as exc:
-        print(f"attnzoo speed: --variants: {exc}", file=sys.stderr)
-        return 2
-    if not names:
-        from attnzoo.registry import list_attention
-
-        print(f"attnzoo speed: no variant matches {args.variants!r} (known: {', '.join(list_attention())})", file=sys.stderr)
-        return 2
-    if args.heads > 1 and args.dim % args.heads:
-        print(f"attnzoo speed: --dim {args.dim} is not divisible by --heads {args.heads}", file=sys.stderr)
-        return 2
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"attnzoo speed: {len(names)} variant(s) x {len(lengths)} length(s) on {dev}")
-    t0 = time.perf_counter()
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    options = list(getattr(args, "option", None) or [])
-    rows = run_speed(names, lengths, batch=args.batch, dim=args.dim, heads=args.heads, repeats=args.repeats,
-                     device=dev, max_seconds=args.max_seconds, baselines=not args.no_baselines, log=log,
-                     options=options, min_sample_ms=getattr(args, "min_sample_ms", 100.0))
-    targets: list[str] = []
-    if not args.no_targets:
-        targets = sdpa_target(rows) + local_target(rows) + cliff_target(rows) + hard_target(rows)
-        if getattr(args, "variants", "*") in ("*", None) or "additive" in names:
-            log("  additive memory target (B=4, T=4096, hidden=64) ...")
-            targets.append(additive_memory_target(dev))
-    meta = {
-        "command": (f"attnzoo speed --lengths {','.join(map(str, lengths))} --batch {args.batch} --dim {args.dim} "
-                    f"--heads {args.heads} --variants '{args.variants}' --repeats {args.repeats} --device {dev} "
-                    f"--max-seconds {args.max_seconds:g} --min-sample-ms {getattr(args, 'min_sample_ms', 100.0):g}"
-                    + (" --no-baselines" if args.no_baselines else "")
-                    + (" --no-targets" if args.no_targets else "")
-                    + "".join(f" -o '{p}:" + ",".join(f"{k}={v!r}" for k, v in kw.items()) + "'" for p, kw in options)
-                    + (" --no-flush-denormal" if getattr(args, "no_flush_denormal", False) else "")),
-        "flush_denormal": flushed,
-        "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({platform.processor() or platform.machine()})"),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average_start": load_start,
-        "load_average_end": " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
-        "cpus": os.cpu_count(),
-        "batch": args.batch, "dim": args.dim, "heads": args.heads, "repeats": args.repeats,
-        "lengths": ",".join(map(str, lengths)),
-        "wall_s": round(time.perf_counter() - t0, 1),
-    }
-    paths = write_outputs(rows, args.out, meta=meta, targets=targets)
-    print(f"forward+backward time, ms (ours/SDPA x / ours/naive x), B={args.batch} D={args.dim} heads={args.heads} {dev}")
-    print(format_table(rows, "time"))
-    print()
-    print("peak memory of the step, MiB")
-    print(format_table(rows, "memory"))
-    if targets:
-        print()
-        print("targets:")
-        print("\n".join(targets))
-    errs = _errors(rows)
-    if errs:
-        print()
-        print("not measured:")
-        print("\n".join(f"  {e}" for e in errs))
-    print()
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
-
-def _standalone(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnzoo speed", description=__doc__.splitlines()[0])
-    configure_parser(parser)
-    return main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(_standalone())

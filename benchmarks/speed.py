@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from attnzoo.speed import _standalone
+from attnzoo.commands.speed import _standalone
 
 if __name__ == "__main__":
     sys.exit(_standalone(sys.argv[1:]))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from attnzoo.leaderboard import against
-from attnzoo.leaderboard import cli as bench_cli
+from attnzoo.commands import bench as bench_cli
 from attnzoo.leaderboard.grid import expand, load_preset
 from attnzoo.leaderboard.executors import InlineExecutor
 from attnzoo.leaderboard.store import RESULTS, read_rows

@@ -12,22 +12,6 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "attnzoo"
 
-#: modules still in a circle while issue 26's other steps land (the report pipeline, the executors'
-#: backend table); empty this as they do, so the test then holds for every module
-PENDING_CIRCLES = {
-    "attnzoo.leaderboard.alignment", "attnzoo.leaderboard.findings", "attnzoo.leaderboard.plots",
-    "attnzoo.leaderboard.report", "attnzoo.leaderboard.study", "attnzoo.results",
-    "attnzoo.leaderboard.executors", "attnzoo.leaderboard.grouping", "attnzoo.leaderboard.ray_backend",
-}
-#: functions still over the limit, likewise (module:function)
-PENDING_LONG = {
-    "attnzoo.leaderboard.cli:_run_bench", "attnzoo.leaderboard.grid:validate_preset",
-    "attnzoo.leaderboard.report:build_report", "attnzoo.speed:run_speed", "attnzoo.harness.grouped:fit",
-    "attnzoo.speed:_make_step", "attnzoo.leaderboard.report:_html_page", "attnzoo.leaderboard.cli:configure_parser",
-    "attnzoo.mechanisms.hard:attend",
-}
-#: modules outside mechanisms/ that still import a mechanism module directly
-PENDING_MECHANISM_IMPORTS = {"attnzoo.speed"}
 MAX_LINES = 80
 
 
@@ -113,7 +97,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_circle():
-    circles = [c for c in _circles(_graph()) if not set(c) <= PENDING_CIRCLES]
+    circles = _circles(_graph())
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
 
 
@@ -125,8 +109,7 @@ def test_the_circle_finder_finds_one():
 def test_only_mechanisms_import_mechanism_modules():
     """Everything else reaches a variant through the registry (or the mechanisms package's lazy exports)."""
     bad = sorted(f"{m} imports {t}" for m, targets in _graph().items() for t in targets
-                 if t.startswith("attnzoo.mechanisms.") and not m.startswith("attnzoo.mechanisms")
-                 and m not in PENDING_MECHANISM_IMPORTS)
+                 if t.startswith("attnzoo.mechanisms.") and not m.startswith("attnzoo.mechanisms"))
     assert not bad, "\n".join(bad)
 
 
@@ -136,6 +119,6 @@ def test_no_function_over_80_lines():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_LINES and f"{module}:{node.name}" not in PENDING_LONG:
+                if lines > MAX_LINES:
                     long.append(f"{module}:{node.name} ({lines} lines)")
     assert not long, "functions over 80 lines (split them):\n" + "\n".join(sorted(long))

@@ -7,7 +7,8 @@ import argparse
 import pytest
 
 from attnzoo.leaderboard.backend import DEFAULT_RUN_CELL, Executor
-from attnzoo.leaderboard.executors import BACKENDS, LocalExecutor, executor_from_args
+from attnzoo.commands.bench import executor_from_args
+from attnzoo.leaderboard.executors import BACKENDS, LocalExecutor
 from attnzoo.leaderboard.grouping import GroupPolicy
 
 

@@ -12,7 +12,7 @@ import pytest
 from attnzoo.leaderboard.grid import FilterError, expand, load_preset
 from tests.test_leaderboard import PRESET, FakeCatalog, _args, _fake_preset_file, fake_run_cell
 
-from attnzoo.leaderboard import cli as bench_cli
+from attnzoo.commands import bench as bench_cli
 from attnzoo.leaderboard.executors import InlineExecutor
 
 
@@ -92,7 +92,7 @@ def test_read_only_file_system_is_refused(tmp_path, capsys, monkeypatch):
 def test_bench_and_fit_name_a_failed_plugin(fresh_plugins, capsys):
     """A plugin that failed to load is said at the start of bench and fit, not only by `attnzoo list`."""
     from attnzoo import plugins
-    from attnzoo.harness import fit
+    from attnzoo.commands import fit
 
     class BrokenEntryPoint:
         name, value, dist = "broken-one", "nowhere.at.all", None

@@ -87,7 +87,7 @@ def test_resolve_lists_every_mismatch_and_one_fit_error():
 
 def test_one_default_each_fit_and_presets_read_the_cell():
     """`attnzoo fit`'s flags and a preset's missing keys both fall back to the Cell's field defaults."""
-    from attnzoo.harness import fit
+    from attnzoo.commands import fit
 
     parser = argparse.ArgumentParser()
     fit.configure_parser(parser)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from attnzoo.leaderboard import cli as bench_cli
+from attnzoo.commands import bench as bench_cli
 from attnzoo.leaderboard.export import export, lm_eval_results
 from attnzoo.leaderboard.store import ResultStore
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from attnzoo.leaderboard import cli as bench_cli
+from attnzoo.commands import bench as bench_cli
 from attnzoo.leaderboard.grid import expand, load_preset
 from attnzoo.leaderboard.lock import LOCK_NAME, OutDirLocked, OutLock
 from attnzoo.leaderboard.store import RESULTS, read_rows

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from attnzoo.harness import fit
+from attnzoo.commands import fit
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnzoo.cell import Cell, Row
-from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor, executor_from_args
+from attnzoo.commands.bench import executor_from_args
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor
 from attnzoo.leaderboard.grid import GridCell
 from attnzoo.leaderboard.grouping import CPU_GROUPED_BACKBONES, GridGroup, GroupPolicy, plan
 from attnzoo.leaderboard.progress import describe_row

@@ -264,7 +264,7 @@ def test_training_adds_estimator_only_with_log_prob(stub_backbones, backbone, ex
 
 # -- fit CLI ------------------------------------------------------------------------
 def _fit_args(*argv: str) -> argparse.Namespace:
-    from attnzoo.harness.fit import configure_parser
+    from attnzoo.commands.fit import configure_parser
 
     p = argparse.ArgumentParser()
     configure_parser(p)
@@ -272,7 +272,7 @@ def _fit_args(*argv: str) -> argparse.Namespace:
 
 
 def test_fit_unknown_name_and_bad_pair_exit_2(capsys):
-    from attnzoo.harness.fit import main
+    from attnzoo.commands.fit import main
 
     assert main(_fit_args("--task", "copi")) == 2
     assert "copy" in capsys.readouterr().err
@@ -281,7 +281,7 @@ def test_fit_unknown_name_and_bad_pair_exit_2(capsys):
 
 
 def test_fit_prints_table_with_chance(capsys):
-    from attnzoo.harness.fit import main
+    from attnzoo.commands.fit import main
 
     rc = main(_fit_args("--task", "copy", "--backbone", "transformer", "--attention", "scaled-dot",
                         "--task-kwargs", "length=4", "--backbone-kwargs", '{"d_model": 16, "num_layers": 1}',
@@ -293,7 +293,7 @@ def test_fit_prints_table_with_chance(capsys):
 
 
 def test_fit_parse_kwargs():
-    from attnzoo.harness.fit import parse_kwargs
+    from attnzoo.commands.fit import parse_kwargs
 
     assert parse_kwargs(["a=1", "b=x", '{"c": [1, 2]}', "d=true"], "x") == {"a": 1, "b": "x", "c": [1, 2], "d": True}
     with pytest.raises(ValueError, match="key=value"):
@@ -301,7 +301,7 @@ def test_fit_parse_kwargs():
 
 
 def test_fit_default_attention_follows_backbone():
-    from attnzoo.harness.fit import _default_attention
+    from attnzoo.commands.fit import _default_attention
 
     assert _default_attention("transformer") == "scaled-dot"
     assert _default_attention("mlp") is None

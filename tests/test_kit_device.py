@@ -17,7 +17,7 @@ import torch
 
 from attnzoo.registry import list_attention
 from attnzoo.testing import check_attention
-from attnzoo.testing import cli as check_cli
+from attnzoo.commands import check as check_cli
 from attnzoo.testing.conformance import resolve_device
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

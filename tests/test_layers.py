@@ -1,4 +1,4 @@
-"""Data flows one way: CLI -> leaderboard -> harness -> backbones -> mechanisms, never back.
+"""Data flows one way: commands -> leaderboard -> harness -> backbones -> mechanisms, never back.
 
 Checked on the source (every ``import`` in every module, function-level ones
 included), so a shortcut that only works because an import is deferred fails
@@ -17,23 +17,27 @@ PKG = Path(__file__).resolve().parents[1] / "attnzoo"
 #: layer -> packages/modules it must never import (at any depth, deferred imports included)
 FORBIDDEN = {
     "mechanisms": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.tasks", "attnzoo.backbones", "attnzoo.cli",
-                   "attnzoo.cell", "lightning"),
-    "tasks": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.backbones", "attnzoo.cli", "lightning"),
-    "backbones": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
-    "cell.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+                   "attnzoo.commands", "attnzoo.cell", "lightning"),
+    "tasks": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.backbones", "attnzoo.cli", "attnzoo.commands", "lightning"),
+    "backbones": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
+    "cell.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
     "registry.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.tasks", "attnzoo.backbones", "attnzoo.mechanisms",
-                    "lightning"),
-    "resolve.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+                    "attnzoo.commands", "lightning"),
+    "resolve.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
     # the core: the contract, the multi-head combinator, specs and errors sit below everything else
     "contract.py": ("attnzoo.",),
     "multihead.py": ("attnzoo.registry", "attnzoo.mechanisms", "attnzoo.backbones", "attnzoo.tasks", "attnzoo.cell",
                      "lightning"),
     "errors.py": ("attnzoo.",),
-    "testing": ("attnzoo.mechanisms", "attnzoo.harness", "attnzoo.leaderboard", "lightning"),
     "plugins.py": ("attnzoo.harness", "attnzoo.leaderboard", "lightning"),
-    "harness": ("attnzoo.leaderboard", "attnzoo.cli"),
-    "leaderboard": ("attnzoo.cli",),
-    "__init__.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "lightning"),
+    "harness": ("attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands"),
+    "leaderboard": ("attnzoo.cli", "attnzoo.commands"),
+    # the libraries the commands call take typed arguments and return values: no way back up
+    "testing": ("attnzoo.mechanisms", "attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands",
+                "lightning"),
+    "speed.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
+    "newplugin.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
+    "__init__.py": ("attnzoo.harness", "attnzoo.leaderboard", "attnzoo.cli", "attnzoo.commands", "lightning"),
 }
 
 
@@ -57,8 +61,6 @@ def _modules(layer: str) -> list[Path]:
 def test_no_import_against_the_flow(layer):
     bad = []
     for path in _modules(layer):
-        if path.name in ("tasks.py", "backbones.py") and path.parent.name == "harness":
-            continue  # deprecated aliases of the moved packages
         for lineno, name in _imports(path):
             if any(name == f or name.startswith(f if f.endswith(".") else f + ".") for f in FORBIDDEN[layer]):
                 bad.append(f"{path.relative_to(PKG.parent)}:{lineno} imports {name}")

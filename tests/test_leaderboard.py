@@ -21,7 +21,7 @@ import pytest
 
 from attnzoo.backbones.base import BackboneSpec
 from attnzoo.tasks.base import Task, TaskSpec
-from attnzoo.leaderboard import cli as bench_cli
+from attnzoo.commands import bench as bench_cli
 from attnzoo.leaderboard.grid import (BASELINE, Catalog, PresetError, cell_id, expand, load_preset, parse_shard,
                                       shard)
 from attnzoo.leaderboard.progress import LineProgress
@@ -467,7 +467,7 @@ def test_cli_parser_subcommands():
 
 
 def test_bench_module_does_not_import_lightning():
-    code = ("import sys, attnzoo.leaderboard.cli, attnzoo.leaderboard.report, attnzoo.leaderboard.runner; "
+    code = ("import sys, attnzoo.commands.bench, attnzoo.leaderboard.report, attnzoo.leaderboard.runner; "
             "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

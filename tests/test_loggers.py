@@ -12,7 +12,7 @@ import pytest
 
 from attnzoo import loggers as lg
 from attnzoo.cell import Cell
-from attnzoo.harness import fit
+from attnzoo.commands import fit
 from attnzoo.harness.run import run_cell
 
 TINY = Cell(task="copy", backbone="seq2seq", attention="dot", task_kwargs={"length": 3},
@@ -148,7 +148,7 @@ def test_fit_logs_csv_by_default_and_none_turns_it_off(tmp_path, capsys):
 
 
 def test_bench_puts_each_cells_logs_under_out_logs_cell_id(tmp_path, monkeypatch):
-    from attnzoo.leaderboard import cli as bench_cli
+    from attnzoo.commands import bench as bench_cli
     from attnzoo.leaderboard.executors import InlineExecutor
     from attnzoo.leaderboard.store import read_rows
     from tests.test_leaderboard import FakeCatalog, _fake_preset_file, fake_run_cell

@@ -26,9 +26,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from attnzoo.cell import Cell  # noqa: E402
-from attnzoo.leaderboard import cli as bench_cli  # noqa: E402
+from attnzoo.commands import bench as bench_cli  # noqa: E402
 from attnzoo.leaderboard.grid import GridCell, Preset, expand, load_preset  # noqa: E402
-from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor, executor_from_args  # noqa: E402
+from attnzoo.commands.bench import executor_from_args  # noqa: E402
+from attnzoo.leaderboard.executors import InlineExecutor, LocalExecutor  # noqa: E402
 from attnzoo.leaderboard.ray_backend import (RayBackendError, RayExecutor, add_ray_arguments,  # noqa: E402
                                              fingerprint_differences, is_loopback)
 from attnzoo.leaderboard.runner import run_grid  # noqa: E402
@@ -138,11 +139,11 @@ def test_embedded_ray_matches_inline_on_real_smoke_cells():
 
 
 # -- (2) a real cluster started by hand, reached by --ray-address ------------------------
-#: `attnzoo bench ARGS` through executor_from_args (what cli.py calls); prints what the executor saw
+#: `attnzoo bench ARGS` through executor_from_args (what commands/bench.py calls); prints what the executor saw
 DRIVER = """
 import argparse, json, sys
-from attnzoo.leaderboard import cli
-from attnzoo.leaderboard.executors import executor_from_args
+from attnzoo.commands import bench as cli
+from attnzoo.commands.bench import executor_from_args
 from attnzoo.leaderboard.ray_backend import RayBackendError, add_ray_arguments
 p = argparse.ArgumentParser()
 cli.configure_parser(p)

@@ -13,17 +13,18 @@ import torch
 
 import attnzoo
 from attnzoo import speed
+from attnzoo.commands import speed as speed_cmd
 from attnzoo.contract import Attention
 
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    speed.configure_parser(p)
+    speed_cmd.configure_parser(p)
     return p.parse_args(list(argv))
 
 
 def test_tiny_run_has_a_row_per_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = speed.main(_args("--lengths", "16,32", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path),
+    rc = speed_cmd.main(_args("--lengths", "16,32", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path),
                           "--no-targets", "--max-seconds", "600",
                           "--batch", "2", "--dim", "16", "--threads", "1"))
     assert rc == 0
@@ -80,7 +81,7 @@ def test_peak_memory_sees_the_score_matrix() -> None:
 def test_slope_and_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [speed.SpeedRow("v", t, 1, 8, 1, "cpu", time_ms=float(t) ** 2) for t in (8, 16, 32)]
     assert speed.fit_slope(rows) == pytest.approx(2.0)
-    assert speed.main(_args("--variants", "no-such-*", "--no-targets")) == 2
+    assert speed_cmd.main(_args("--variants", "no-such-*", "--no-targets")) == 2
     assert "no variant matches" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _args("--lengths", "a,b")
@@ -151,7 +152,7 @@ def test_local_and_hard_targets() -> None:
 
 
 def test_denormals_are_flushed_for_the_run_and_said_so(tmp_path: Path) -> None:
-    rc = speed.main(_args("--lengths", "8", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path),
+    rc = speed_cmd.main(_args("--lengths", "8", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path),
                           "--no-targets", "--variants", "dot", "--no-baselines", "--threads", "1"))
     assert rc == 0
     md = (tmp_path / "speed.md").read_text()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 import attnzoo
 from attnzoo.contract import Attention, AttentionOutput, ScoreAttention, masked_softmax
 from attnzoo.testing import CHECKS, ConformanceReport, check_attention
-from attnzoo.testing import cli as check_cli
+from attnzoo.commands import check as check_cli
 
 
 @contextmanager

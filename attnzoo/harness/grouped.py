@@ -12,7 +12,8 @@ stacked along a leading member dimension (:func:`torch.func.stack_module_state`)
 - **optimizer**: AdamW (decay on matrices only, eps 1e-8, betas 0.9/0.999) with its own learning rate and
   weight decay, the cell's warmup and schedule (:func:`~attnzoo.harness.module.lr_factor`), gradients
   clipped to norm :data:`~attnzoo.harness.module.GRAD_CLIP` per member: torch's single-tensor AdamW
-  written once over the stacked tensors, a vector of learning rates broadcast over the member dimension;
+  written once over the stacked tensors (:class:`_StackedAdamW`), a vector of learning rates broadcast
+  over the member dimension;
 - **validation** every ``cell.validation_interval()`` steps (and at the end when the last step is not on
   it), the curve's ``[step, mean train loss since the last point, val main metric]``, then the test
   splits and the attention map: each member evaluated alone, its parameters copied into one plain model
@@ -276,7 +277,6 @@ class _GroupTrainer:
     def fit(self) -> None:
         import torch
 
-        from attnzoo.harness.module import GRAD_CLIP, lr_factor
         from attnzoo.harness.run import CPU_PEAK_KIND
 
         cell, members, E = self.cells[0], self.members, len(self.members)
@@ -285,13 +285,10 @@ class _GroupTrainer:
         cuda = dev.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(dev)
-        total, warmup = max(1, int(cell.max_steps)), max(0, int(cell.warmup_steps))
+        total = max(1, int(cell.max_steps))
         val_every = cell.validation_interval()
-        lrs = torch.tensor([c.lr for c in self.cells], dtype=torch.float64)
-        wds = torch.tensor([c.weight_decay for c in self.cells], dtype=torch.float64)
         leaves = {n: self.params[n].requires_grad_(True) for n in self.names}
-        exp_avg = {n: torch.zeros_like(p) for n, p in leaves.items()}
-        exp_avg_sq = {n: torch.zeros_like(p) for n, p in leaves.items()}
+        optimizer = _StackedAdamW(self, leaves, total)
         alive = torch.ones(E, dtype=torch.bool, device=dev)
         died_at = torch.full((E,), -1, dtype=torch.long, device=dev)
         died_loss = torch.zeros(E, device=dev)
@@ -299,30 +296,8 @@ class _GroupTrainer:
         count = 0
         step = 0
         train_time = 0.0
-        beta1, beta2 = _BETAS
-
-        def view(x: Any, like: Any) -> Any:  # [E] -> [E, 1, ...] against a stacked tensor
-            return x.view(-1, *([1] * (like.dim() - 1)))
-
-        def sync() -> None:
-            if cuda:
-                torch.cuda.synchronize(dev)
-
-        clocks = self.clocks
-
-        def start() -> float:
-            sync()
-            if clocks is not None:
-                clocks.start()
-            return time.perf_counter()
-
-        def stop(since: float) -> float:
-            sync()
-            if clocks is not None:
-                clocks.stop()
-            return time.perf_counter() - since
-
-        t0 = start()
+        clock = _Clock(dev, self.clocks)
+        t0 = clock.start()
         for step in range(total):
             batches = [m.next_batch() for m in members]
             for m, b in zip(members, batches):
@@ -340,39 +315,14 @@ class _GroupTrainer:
             count += 1
             # A dead member's slice may hold NaN from here on: nothing reads it again (its row is
             # "diverged"), and no op mixes members, so the others cannot see it.
-            # A parameter the loss does not reach (location's key projection) gets no gradient and, as
-            # in torch's AdamW, no update and no decay either. vmap's weight gradients come transposed
-            # (stride 1 on the member's input dim): made contiguous once, the elementwise updates run
-            # at full speed.
-            grads = [None if g is None else g.contiguous()
-                     for g in torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)]
-            # clip_grad_norm_ per member: the norm of the per-tensor norms
-            norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads
-                                 if g is not None]).norm(2, dim=0)  # (E,)
-            coef = (GRAD_CLIP / (norms + 1e-6)).clamp(max=1.0)
-            t = step + 1
-            bc1, bc2_sqrt = 1 - beta1 ** t, math.sqrt(1 - beta2 ** t)
-            lr_now = lrs * lr_factor(step, cell.schedule, warmup, total)  # float64, as LambdaLR's group["lr"]
-            step_size = (-(lr_now / bc1)).to(dev, torch.float32)
-            shrink = (1 - lr_now * wds).to(dev, torch.float32)
-            with torch.no_grad():
-                for (n, p), g in zip(leaves.items(), grads):
-                    if g is None:
-                        continue
-                    g.mul_(view(coef, g))
-                    if self.decays[n]:
-                        p.mul_(view(shrink, p))
-                    exp_avg[n].lerp_(g, 1 - beta1)
-                    exp_avg_sq[n].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    denom = exp_avg_sq[n].sqrt().div_(bc2_sqrt).add_(_EPS)
-                    p.add_(exp_avg[n].mul(view(step_size, p)).div_(denom))  # addcdiv's order: (value * t1) / t2
+            optimizer.step(step, losses)
             if (step + 1) % val_every == 0:
-                train_time += stop(t0)
+                train_time += clock.stop(t0)
                 self._validate(step + 1, loss_sum, count, alive, died_at)
                 loss_sum = torch.zeros(E, device=dev)
                 count = 0
-                t0 = start()
-        train_time += stop(t0)
+                t0 = clock.start()
+        train_time += clock.stop(t0)
         steps_done = step + 1
         self._finish_rows(steps_done, train_time, alive, died_at, died_loss, loss_sum, count, cuda, CPU_PEAK_KIND)
 
@@ -485,3 +435,88 @@ class _GroupTrainer:
                         model, member.task, first_examples(member.eval_sets["test"], DIAGNOSTIC_BATCH), self.device)
             row["status"] = "ok"
             row["error"] = None
+
+
+class _Clock:
+    """Training time without validation: wall-clock seconds (device synchronised first), and the
+    group's CPU clocks (``clocks.start()``/``stop()``) around the same spans."""
+
+    def __init__(self, device: Any, clocks: Any) -> None:
+        self.device = device
+        self.clocks = clocks
+
+    def _sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self) -> float:
+        self._sync()
+        if self.clocks is not None:
+            self.clocks.start()
+        return time.perf_counter()
+
+    def stop(self, since: float) -> float:
+        self._sync()
+        if self.clocks is not None:
+            self.clocks.stop()
+        return time.perf_counter() - since
+
+
+class _StackedAdamW:
+    """torch's single-tensor AdamW written once over the stacked parameters: per member its own learning
+    rate and weight decay (vectors broadcast over the member dimension), its own gradient clipping."""
+
+    def __init__(self, trainer: Any, leaves: dict[str, Any], total: int) -> None:
+        import torch
+
+        cell = trainer.cells[0]
+        self.leaves = leaves
+        self.decays = trainer.decays
+        self.device = trainer.device
+        self.schedule, self.warmup, self.total = cell.schedule, max(0, int(cell.warmup_steps)), total
+        self.lrs = torch.tensor([c.lr for c in trainer.cells], dtype=torch.float64)
+        self.wds = torch.tensor([c.weight_decay for c in trainer.cells], dtype=torch.float64)
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in leaves.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in leaves.items()}
+
+    def step(self, step: int, losses: Any) -> None:
+        """Backpropagate the members' ``losses`` [E] and update every member's parameters (0-based ``step``)."""
+        import torch
+
+        from attnzoo.harness.module import GRAD_CLIP, lr_factor
+
+        leaves, dev = self.leaves, self.device
+        beta1, beta2 = _BETAS
+        # A parameter the loss does not reach (location's key projection) gets no gradient and, as
+        # in torch's AdamW, no update and no decay either. vmap's weight gradients come transposed
+        # (stride 1 on the member's input dim): made contiguous once, the elementwise updates run
+        # at full speed.
+        grads = [None if g is None else g.contiguous()
+                 for g in torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)]
+        # clip_grad_norm_ per member: the norm of the per-tensor norms
+        norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads
+                             if g is not None]).norm(2, dim=0)  # (E,)
+        coef = (GRAD_CLIP / (norms + 1e-6)).clamp(max=1.0)
+        t = step + 1
+        bc1, bc2_sqrt = 1 - beta1 ** t, math.sqrt(1 - beta2 ** t)
+        lr_now = self.lrs * lr_factor(step, self.schedule, self.warmup, self.total)  # float64, as LambdaLR's group["lr"]
+        step_size = (-(lr_now / bc1)).to(dev, torch.float32)
+        shrink = (1 - lr_now * self.wds).to(dev, torch.float32)
+        with torch.no_grad():
+            for (n, p), g in zip(leaves.items(), grads):
+                if g is None:
+                    continue
+                g.mul_(_member_view(coef, g))
+                if self.decays[n]:
+                    p.mul_(_member_view(shrink, p))
+                self.exp_avg[n].lerp_(g, 1 - beta1)
+                self.exp_avg_sq[n].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = self.exp_avg_sq[n].sqrt().div_(bc2_sqrt).add_(_EPS)
+                p.add_(self.exp_avg[n].mul(_member_view(step_size, p)).div_(denom))  # addcdiv's order: (value * t1) / t2
+
+
+def _member_view(x: Any, like: Any) -> Any:
+    """[E] -> [E, 1, ...] against a stacked tensor."""
+    return x.view(-1, *([1] * (like.dim() - 1)))

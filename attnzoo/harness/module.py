@@ -16,14 +16,10 @@ plain ``nn.Module`` built by the backbone's factory from the backbone registry
 - Optimiser: AdamW (weight decay on matrices only) with linear warmup and the
   cell's schedule (cosine decay to zero, warmup-stable-decay, or constant; :func:`lr_factor`),
   stepped every optimizer step; gradients clipped to norm :data:`GRAD_CLIP` first.
-- Steps per call: the module optimises by hand (Lightning's manual optimization), so one
-  ``training_step`` call can run ``cell.call_steps()`` optimizer steps on as many consecutive
-  batches of the stream. Lightning's loop costs about 0.3 ms per call on a CPU, over 10% of a
-  small model's step; each step still goes through ``manual_backward`` and the Lightning
-  optimizer (precision plugins, loss scaling and DDP work as before; where they would call
-  nothing but ``loss.backward()`` and ``optimizer.step()`` the module calls those), in automatic
-  optimization's order (forward, zero_grad, backward, clip, step, schedule), so every update is
-  the same, bit for bit, for any number of steps per call.
+- Steps per call: the module optimises by hand, so one ``training_step`` call can run
+  ``cell.call_steps()`` optimizer steps, every update the same, bit for bit, as one step per
+  call. That machinery (and what it skips of Lightning's per-step dispatch) is
+  :class:`~attnzoo.harness.throughput.FastSteps`, this module's base class.
 - Metrics (torchmetrics, synced under DDP): token accuracy over scored
   positions and exact-sequence accuracy (every scored position right), for
   ``val``, ``test`` and ``test_long`` (a second test dataloader), and per slice
@@ -36,29 +32,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from attnzoo.cell import WSD_DECAY_FRACTION, Cell
-from attnzoo.errors import AttnzooError, PairDoesNotFit
+from attnzoo.errors import PairDoesNotFit
 from attnzoo.resolve import Resolved, resolve
 from attnzoo.harness.data import default_test_splits
+from attnzoo.harness.throughput import FastSteps, TrainingDiverged, move_batch
 from attnzoo.tasks import Task
 
 __all__ = ["AttnzooModule", "TrainingDiverged", "PairDoesNotFit", "attention_map", "build_model", "build_optimizer",
            "example_scores", "masked_cross_entropy", "resolve"]
-
-
-class TrainingDiverged(AttnzooError, FloatingPointError):
-    """The training loss became NaN or infinite (``run_cell`` reports status ``"diverged"``)."""
-
-    def __init__(self, step: int, loss: float) -> None:
-        self.step = step
-        self.loss = loss
-        super().__init__(f"training loss became {loss} at step {step}")
 
 
 def build_task(resolved: Resolved) -> Task:
@@ -122,84 +109,8 @@ def _sanitize(name: str) -> str:
 #: gradient norm clipping before every optimizer step (Pascanu et al. 2013)
 GRAD_CLIP = 1.0
 
-#: attributes set on the module many times a step that are never parameters, buffers or submodules:
-#: Lightning's ``_current_fx_name`` (set around every hook call, ~50 times a step). They skip
-#: ``nn.Module.__setattr__``'s checks, as Lightning's own ``_ResultMetric`` does.
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
-#: devices where ``Tensor.to(..., non_blocking=True)`` is not asynchronous (as Lightning's batch_to)
-_BLOCKING_DEVICE_TYPES = ("cpu", "mps")
 
-
-_BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
-_STEP_HOOKS = ("on_before_optimizer_step",)
-
-
-def _dispatch_is_empty(module: L.LightningModule, trainer: L.Trainer, optimizer: Any) -> bool:
-    """Whether Lightning's backward and optimizer step would do nothing but ``loss.backward()``, the
-    module's ``on_before_optimizer_step`` (the clipping) and ``optimizer.step()``: one device, a
-    precision plugin that does not scale the loss, no callback hook on either, no module hook on the
-    backward. Then the module makes those calls itself, between the step-progress callbacks Lightning's
-    manual loop gives the optimizer (so ``global_step`` counts as before); on a small model's CPU step
-    the dispatch it skips is about 4%.
-    """
-    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-    from lightning.pytorch.strategies import SingleDeviceStrategy
-
-    precision = trainer.precision_plugin
-    plain = type(precision) is Precision or (type(precision) is MixedPrecision and precision.scaler is None)
-    if type(trainer.strategy) is not SingleDeviceStrategy or not plain:
-        return False
-    if not (callable(getattr(optimizer, "_on_before_step", None)) and callable(getattr(optimizer, "_on_after_step", None))
-            and hasattr(optimizer, "optimizer")):
-        return False  # a Lightning whose optimizer wrapper is built differently: keep its own path
-    if any(getattr(type(module), h) is not getattr(L.LightningModule, h) for h in (*_BACKWARD_HOOKS, "backward")):
-        return False
-    return not any(getattr(type(cb), h) is not getattr(L.Callback, h) for cb in trainer.callbacks
-                   for h in (*_BACKWARD_HOOKS, *_STEP_HOOKS))
-
-
-def _is_flat(batch: Any) -> bool:
-    return type(batch) is dict and all(isinstance(v, Tensor) for v in batch.values())
-
-
-def _move(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    if all(v.device == device for v in batch.values()):
-        return batch
-    if device.type in _BLOCKING_DEVICE_TYPES:
-        return {k: v.to(device) for k, v in batch.items()}
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-class _Pending:
-    """A finiteness flag of a training loss, read one step later so the host does not wait for the device.
-
-    ``flag`` is a host copy (pinned, written asynchronously) of ``~isfinite(loss)``; ``event``
-    marks when that copy is done.
-    """
-
-    __slots__ = ("step", "flag", "loss", "event")
-
-    def __init__(self, step: int, bad: Tensor, loss: Tensor) -> None:
-        self.step = step
-        self.loss = loss
-        self.event = None
-        if bad.device.type == "cuda":
-            self.flag = torch.empty((), dtype=torch.bool, pin_memory=True)
-            self.flag.copy_(bad, non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:
-            self.flag = bad
-
-    def check(self) -> None:
-        """:raises TrainingDiverged: the loss of ``step`` was not finite."""
-        if self.event is not None:
-            self.event.synchronize()
-        if bool(self.flag):
-            raise TrainingDiverged(self.step, float(self.loss))
-
-
-class AttnzooModule(L.LightningModule):
+class AttnzooModule(FastSteps):
     """Train and evaluate a backbone with an attention variant on a task: one :class:`~attnzoo.cell.Cell`.
 
     Everything it reads (names, kwargs, learning rate, schedule, estimator
@@ -254,25 +165,9 @@ class AttnzooModule(L.LightningModule):
         # Per-step counters live in a plain dict: assigning module attributes every step goes
         # through nn.Module.__setattr__, and the loss sum stays on the device (no host sync per step).
         self._train = {"loss_sum": None, "loss_count": 0, "tokens": 0}
-        #: steps a non-finite loss may go unnoticed: 0 reads the flag at once (CPU: free); on an
-        #: accelerator the flag is read a step late, so the host does not wait for the device every step
-        self.divergence_lag: int | None = None
-        self._pending: list[_Pending] = []
-        self._log_train_loss = True
-        self._last_ce: Tensor | None = None  # the last step's train loss, logged once per call
-        self._world = 1
-        self._direct: bool | None = False
-        # By hand, so one call can run several steps (module docstring); clipping is ours as well.
-        self.automatic_optimization = False
         #: micro-batches per optimizer step (the Trainer's accumulate_grad_batches, which Lightning
         #: leaves to the module under manual optimization)
         self.accumulate = int(cell.trainer.get("accumulate_grad_batches") or 1)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @property
     def tokens_seen(self) -> int:
@@ -316,57 +211,6 @@ class AttnzooModule(L.LightningModule):
         return term
 
     # -- training ---------------------------------------------------------
-    def on_train_start(self) -> None:
-        trainer = self.trainer
-        # Nothing reads a logged train loss without a progress bar or a logger; self.log costs
-        # about as much per step as a small model's optimizer step, so log only for a reader.
-        self._log_train_loss = trainer.progress_bar_callback is not None or bool(trainer.loggers)
-        self._world = int(trainer.world_size)
-        self._direct = None  # decided at the first step, once the optimizer is wrapped
-        if self.divergence_lag is None:
-            self.divergence_lag = 0 if self.device.type == "cpu" else 1
-
-    def training_step(self, batch: dict[str, Tensor] | list[dict[str, Tensor]], batch_idx: int) -> None:
-        """One call: an optimizer step on each ``accumulate`` consecutive batches of ``batch``.
-
-        :param batch: one batch (a dict of ``[N, T]`` tensors) or a list of them (``FreshBatches``'
-            ``per_item``); a list's batches are used in order, and a step the budget has no room
-            for is not taken.
-        """
-        batches = [batch] if isinstance(batch, dict) else batch
-        opt = self.optimizers()
-        sched = self.lr_schedulers()
-        a = self.accumulate
-        step = self.global_step
-        steps = -(-len(batches) // a)
-        max_steps = self.trainer.max_steps
-        if max_steps >= 0:
-            steps = min(steps, max_steps - step)
-        if self._direct is None:
-            self._direct = _dispatch_is_empty(self, self.trainer, opt)
-        direct = self._direct
-        for s in range(steps):
-            group = batches[s * a:(s + 1) * a]
-            for i, micro in enumerate(group):
-                loss = self._train_loss(micro, step + s)
-                if i == 0:
-                    opt.zero_grad()  # after the first forward, as automatic optimization orders it
-                loss = loss / len(group) if len(group) > 1 else loss
-                if direct:
-                    loss.backward()
-                else:
-                    self.manual_backward(loss)
-            if direct:  # what opt.step() would call here, in its order (see _dispatch_is_empty)
-                opt._on_before_step()
-                self.on_before_optimizer_step(opt.optimizer)
-                opt.optimizer.step()
-                opt._on_after_step()
-            else:
-                opt.step()
-            sched.step()
-        if self._log_train_loss and steps > 0:  # once per call: Lightning keeps only a call's last value
-            self.log("train/loss", self._last_ce, prog_bar=True)
-
     def _train_loss(self, batch: dict[str, Tensor], step: int) -> Tensor:
         """The training loss of one batch (cross-entropy, plus REINFORCE's term) at optimizer step ``step``,
         with the bookkeeping."""
@@ -390,49 +234,6 @@ class AttnzooModule(L.LightningModule):
         # (same numbers), without its dispatch, which costs a small model's step a few percent.
         params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-
-    def _check_finite(self, loss: Tensor, step: int) -> None:
-        """Stop at a NaN/inf loss: at once (lag 0, and always under DDP), else ``divergence_lag`` steps late.
-
-        :raises TrainingDiverged: with the step whose loss was not finite.
-        """
-        if self._world > 1:  # every rank must stop at the same step: decide together now
-            bad = not math.isfinite(loss.detach().item())
-            if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
-                raise TrainingDiverged(step, float(loss.detach()))
-            return
-        lag = self.divergence_lag or 0
-        if not lag:  # on the CPU reading the value costs nothing: stop at this very step
-            value = loss.detach().item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(step, value)
-            return
-        bad = ~torch.isfinite(loss.detach())
-        self._pending.append(_Pending(step, bad, loss.detach()))
-        while len(self._pending) > lag:
-            self._pending.pop(0).check()
-
-    def _flush_pending(self) -> None:
-        """Read every flag still unread (before validation and at the end of training)."""
-        pending, self._pending = self._pending, []
-        for p in pending:
-            p.check()
-
-    def on_validation_start(self) -> None:
-        self._flush_pending()
-
-    def on_train_end(self) -> None:
-        self._flush_pending()
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # The tasks' batches are flat dicts of tensors (a list of them for several steps per call);
-        # Lightning's generic collection walk costs more per step than moving them. Anything else
-        # goes the generic way.
-        if type(batch) is list and all(_is_flat(b) for b in batch):
-            return [_move(b, device) for b in batch]
-        if _is_flat(batch):
-            return _move(batch, device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self) -> Any:
         opt, sched = build_optimizer(self, self.cell)
@@ -520,7 +321,7 @@ def alignment_diagnostics(model: nn.Module, task: Task, batch: dict[str, Tensor]
     start = time.perf_counter()
     devices = [device] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        out = diagnose(model, task, _move(batch, device), task.spec.metric)
+        out = diagnose(model, task, move_batch(batch, device), task.spec.metric)
     if out is not None:
         out["time_s"] = round(time.perf_counter() - start, 4)
     return out

@@ -6,7 +6,7 @@
 - :mod:`~attnzoo.leaderboard.runner`: the driver loop;
 - :mod:`~attnzoo.leaderboard.report`: leaderboard.md/.csv/.html and the figures, from results.jsonl alone
   (aggregate -> analyse -> render);
-- :mod:`~attnzoo.leaderboard.cli`: the command line.
+- the command line is :mod:`attnzoo.commands.bench`.
 
 Nothing here imports Lightning: cells run through :func:`attnzoo.harness.run.run_cell`
 in worker processes, which import it lazily.

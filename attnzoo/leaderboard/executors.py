@@ -8,14 +8,13 @@ The boundary is one function, :func:`attnzoo.harness.run.run_cell` (a
   between cells, ``torch`` threads = cores / jobs each);
 - :class:`attnzoo.leaderboard.ray_backend.RayExecutor`: Ray core tasks (``--backend ray``).
 
-:data:`BACKENDS` is the table of ``--backend`` names, and :func:`executor_from_args` how the CLI picks one.
+:data:`BACKENDS` is the table of ``--backend`` names; :func:`attnzoo.commands.bench.executor_from_args` picks a row.
 Another backend (SLURM...) implements the :class:`~attnzoo.leaderboard.backend.Executor` interface and is one
 more row.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import multiprocessing
 import multiprocessing.forkserver
@@ -35,7 +34,7 @@ from attnzoo.leaderboard.signals import deferred
 if TYPE_CHECKING:
     from attnzoo.leaderboard.grid import GridCell
 
-__all__ = ["InlineExecutor", "LocalExecutor", "BackendFactory", "BACKENDS", "executor_from_args"]
+__all__ = ["InlineExecutor", "LocalExecutor", "BackendFactory", "BACKENDS"]
 
 
 class InlineExecutor(Executor):
@@ -259,31 +258,6 @@ def _stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
         p.join(timeout=max(0.0, deadline - time.monotonic()))
     if manager is not None:
         manager.join(timeout=max(0.1, deadline - time.monotonic()))
-
-
-def executor_from_args(args: argparse.Namespace, *, jobs: int | None = None, run_cell: RunCell | str | None = None,
-                       start: bool = True) -> Executor:
-    """The executor ``attnzoo bench``'s options ask for.
-
-    ``--backend local`` (or none) gives a :class:`LocalExecutor` with ``jobs``
-    workers; ``--backend ray`` a :class:`~attnzoo.leaderboard.ray_backend.RayExecutor`,
-    started at once when ``start`` (connection, address and preflight checks), so
-    problems surface before the grid runs and ``slots`` is the cluster's.
-
-    :param jobs: local workers / embedded Ray CPUs (default ``args.jobs``, else one per core).
-    :raises RayBackendError: Ray missing, no connection, auth, mismatched workers.
-    :raises ValueError: a ``--backend`` that is not a row of :data:`BACKENDS` (the factory of each).
-    """
-    run_cell = run_cell or getattr(args, "run_cell", None) or DEFAULT_RUN_CELL
-    if jobs is None:  # the caller's resolved --jobs wins; else the flag; else one per core
-        jobs = getattr(args, "jobs", None) or cpu_count()
-    name = getattr(args, "backend", None) or "local"
-    if name not in BACKENDS:
-        raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
-    executor = BACKENDS[name](args, jobs=int(jobs), run_cell=run_cell, start=start)
-    if getattr(args, "group", None) is not None:
-        executor.group = GroupPolicy(args.group, getattr(args, "group_size", None))
-    return executor
 
 
 class BackendFactory(Protocol):

@@ -694,8 +694,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 def ray_executor_from_args(args: argparse.Namespace, *, jobs: int, run_cell: RunCell | str,
                            start: bool = True) -> RayExecutor:
     """The :class:`RayExecutor` ``--backend ray`` and its options ask for: the ``ray`` row of
-    :data:`attnzoo.leaderboard.executors.BACKENDS` (:func:`~attnzoo.leaderboard.executors.executor_from_args`
-    picks it)."""
+    :data:`attnzoo.leaderboard.executors.BACKENDS` (:func:`attnzoo.commands.bench.executor_from_args` picks it)."""
     _import_ray()
     executor = RayExecutor(
         address=getattr(args, "ray_address", None),

@@ -1,4 +1,4 @@
-"""``attnzoo bench verify DIR...``: do committed results reproduce with today's code?
+"""Do committed results reproduce with today's code? (``attnzoo bench verify DIR...``)
 
 Each chosen row's own recorded cell (``row["cell"]``: every knob, seed and learning
 rate the run used) is trained again, in worker processes with the torch thread count
@@ -13,20 +13,18 @@ when a change alters the numerics until the references are regenerated.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from attnzoo.cell import Cell, Row
 from attnzoo.errors import AttnzooError
-from attnzoo.leaderboard.store import latest_rows, one_config, read_rows, sanitize
+from attnzoo.leaderboard.store import sanitize
 
-__all__ = ["COMPARED", "choose", "compare", "configure_parser", "main", "verify"]
+__all__ = ["COMPARED", "VERIFIABLE", "choose", "compare", "verify"]
 
 #: what a cell computes (deterministic on one machine); timings, memory and provenance are not compared
 COMPARED = ("status", "main_metric", "main_value", "metrics", "chance", "params", "steps", "curve", "attention_map")
@@ -137,67 +135,3 @@ def verify(rows: Sequence[dict[str, Any]], *, jobs: int = 1, run_cell: Any = Non
         executor.close(cancel=True)
         raise
     return results
-
-
-def _recorded_on(rows: Sequence[dict[str, Any]]) -> str:
-    """The machines and torch builds the rows record (bit-exact results need the same CPU kernels)."""
-    seen = sorted({f"{(r.get('provenance') or {}).get('device') or '?'}, torch "
-                   f"{(r.get('provenance') or {}).get('torch_version') or '?'}" for r in rows})
-    return "; ".join(seen) or "?"
-
-
-def _here() -> str:
-    from attnzoo.leaderboard.backend import _cpu_model
-
-    try:
-        import torch
-
-        version = torch.__version__
-    except ImportError:  # pragma: no cover
-        version = "?"
-    return f"cpu: {_cpu_model()}, torch {version}"
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dirs", metavar="DIR", nargs="+", help="results folder(s) with a results.jsonl")
-    p.add_argument("--sample", type=int, metavar="N", help="rerun N cells of each DIR (default: every cell)")
-    p.add_argument("--cheapest", action="store_true",
-                   help="with --sample: the N cells with the least recorded CPU time (what CI runs)")
-    p.add_argument("--cells", nargs="+", metavar="ID", help="rerun these cell ids (one DIR)")
-    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="worker processes (default: one per core)")
-    p.add_argument("--run-cell", default=None, help=argparse.SUPPRESS)
-
-
-def main(args: argparse.Namespace) -> int:
-    from attnzoo.leaderboard.backend import cpu_count
-
-    if args.cells and len(args.dirs) > 1:
-        print("attnzoo bench verify: --cells takes one DIR", file=sys.stderr)
-        return 2
-    if args.sample is not None and args.sample < 1:
-        print(f"attnzoo bench verify: --sample must be >= 1, got {args.sample}", file=sys.stderr)
-        return 2
-    chosen: list[dict[str, Any]] = []
-    for d in args.dirs:
-        path = Path(d) / "results.jsonl"
-        if not path.exists():
-            print(f"attnzoo bench verify: no results.jsonl in {d}", file=sys.stderr)
-            return 2
-        try:
-            rows = latest_rows(one_config(read_rows(path), where=str(path)))
-            picked = choose(rows, sample=args.sample, cells=args.cells, cheapest=args.cheapest)
-        except AttnzooError as exc:
-            print(f"attnzoo bench verify: {exc}", file=sys.stderr)
-            return 2
-        print(f"{d}: rerunning {len(picked)} of {sum(r.get('status') in VERIFIABLE for r in rows)} cell(s) "
-              f"(config {rows[0].get('config_hash') if rows else '?'}); recorded on {_recorded_on(picked)}",
-              flush=True)
-        chosen += picked
-    print(f"today: {_here()}", flush=True)
-    results = verify(chosen, jobs=args.jobs or cpu_count(), run_cell=args.run_cell)
-    differ = sum(bool(d) for _, _, d in results)
-    print(f"{len(results) - differ} identical, {differ} different of {len(results)} cell(s)")
-    if differ:
-        print("today's code does not reproduce these results: regenerate the folder with the command in its "
-              "README (or find the change that altered the numerics)", file=sys.stderr)
-    return 1 if differ else 0

@@ -23,6 +23,8 @@ _EXPORTS = {
     "LocalPredictiveAttention": "local",
     "PointerAttention": "pointer",
     "NTMAttention": "ntm",
+    # whether the fused additive kernel can run here (speed lists its rows only then)
+    "triton_available": "additive",
     # the core's combinator (attnzoo.multihead), still reachable here for code written before it moved
     "MultiHeadAttention": "attnzoo.multihead",
 }

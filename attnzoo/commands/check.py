@@ -1,10 +1,7 @@
 """``attnzoo check NAME [--json]``: run the conformance kit on one registered variant.
 
-The lead's CLI wires it as::
-
-    p = sub.add_parser("check", help="run the conformance kit on a variant")
-    attnzoo.testing.cli.configure_parser(p)
-    p.set_defaults(func=attnzoo.testing.cli.main)
+The checks are :func:`attnzoo.testing.check_attention`'s; this module parses the flags and prints
+its report.
 
 Exit status: 0 all checks passed (skips allowed), 1 a check failed, 2 unknown name or bad option.
 
@@ -109,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-if __name__ == "__main__":  # python -m attnzoo.testing.cli NAME
+if __name__ == "__main__":  # python -m attnzoo.commands.check NAME
     p = argparse.ArgumentParser(prog="attnzoo check", description=__doc__.splitlines()[0])
     configure_parser(p)
     sys.exit(main(p.parse_args()))

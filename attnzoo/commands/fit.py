@@ -20,7 +20,7 @@ training stream (the rank is mixed into the data seed, so the effective batch
 is ``batch_size * devices``), evaluation batches are split across ranks and the
 metrics are synced by torchmetrics. Only rank 0 prints.
 
-Lightning is imported only inside :func:`main`, so ``attnzoo --help`` stays fast.
+Lightning is imported only inside :func:`main` (by the harness), so ``attnzoo --help`` stays fast.
 """
 
 from __future__ import annotations
