@@ -188,7 +188,7 @@ class Results(Sequence[Row]):
         if self._entries is None:
             from attnzoo.leaderboard.report.aggregation import aggregate
 
-            self._entries = aggregate([r.to_json() for r in self._rows])
+            self._entries = aggregate(self._rows)  # the typed Rows themselves: the report reads attributes
         return self._entries
 
     def summary(self) -> Summary:

@@ -67,7 +67,7 @@ def test_maps_are_drawn_with_token_labels_and_gold_boxes(rows) -> None:
     fig = plots.attention_figure("date-format", entries)
     ax = fig.axes[0]
     e = entries[0]
-    sample = e.rows[0]["alignment"]["sample"]
+    sample = e.rows[0].alignment["sample"]
     task = alignment.task_of(e.rows[0])
     assert [t.get_text() for t in ax.get_xticklabels()] == task.decode(sample["src"])
     boxes = [p for p in ax.patches if isinstance(p, Rectangle)]

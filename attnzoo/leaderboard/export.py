@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from attnzoo.cell import Row
+
 __all__ = ["FORMATS", "export", "lm_eval_results"]
 
 FORMATS = ("lm-eval",)
@@ -53,18 +55,18 @@ def _subtask(label: str, metric_key: str) -> tuple[str, str] | None:
     return "/".join([label, *where]), parts[-1]
 
 
-def _timestamp(rows: Iterable[dict[str, Any]]) -> float | None:
-    stamps = [str((r.get("provenance") or {}).get("timestamp") or "") for r in rows]
+def _timestamp(rows: Iterable[Row]) -> float | None:
+    stamps = [str((r.provenance or {}).get("timestamp") or "") for r in rows]
     stamps = [s for s in stamps if s]
     if not stamps:
         return None
     return float(calendar.timegm(time.strptime(max(stamps), "%Y-%m-%dT%H:%M:%SZ")))
 
 
-def lm_eval_results(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def lm_eval_results(rows: Iterable[Row | dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(variant, backbone): lm-eval results document}`` for every pair with a finished run.
 
-    :param rows: stored rows (``results.jsonl``), any schema.
+    :param rows: stored rows (``results.jsonl``'s JSON objects or :class:`~attnzoo.cell.Row`), any schema.
     """
     from attnzoo import __version__
     from attnzoo.leaderboard.report.aggregation import aggregate
@@ -72,7 +74,7 @@ def lm_eval_results(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dic
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     for label, entries in aggregate(rows).items():
         for e in entries:
-            ok = [r for r in e.rows if r.get("status") == "ok"]
+            ok = [r for r in e.rows if r.status == "ok"]
             if not ok:
                 continue  # n/a, or no seed at the best lr finished: lm-eval has no way to say so
             key = (e.variant, e.backbone_name or e.backbone)
@@ -80,18 +82,18 @@ def lm_eval_results(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dic
             name = label if e.backbone == key[1] else f"{label} [{e.backbone}]"
             per_task: dict[str, dict[str, list[float]]] = {}
             for r in ok:
-                for metric_key, v in (r.get("metrics") or {}).items():
+                for metric_key, v in (r.metrics or {}).items():
                     where = _subtask(name, metric_key)
                     if where is not None and isinstance(v, (int, float)) and math.isfinite(v):
                         per_task.setdefault(where[0], {}).setdefault(where[1], []).append(float(v))
-            cell = ok[0].get("cell") if isinstance(ok[0].get("cell"), dict) else {}
+            cell = ok[0].cell if isinstance(ok[0].cell, dict) else {}
             for task, metrics in per_task.items():
                 entry: dict[str, Any] = {"alias": task if task == name else " - " + task[len(name) + 1:]}
                 for metric, values in sorted(metrics.items()):
                     entry[f"{metric},none"] = statistics.fmean(values)
                     entry[f"{metric}_stderr,none"] = _stderr(values)
                 doc["results"][task] = entry
-                doc["versions"][task] = ok[0].get("config_hash") or "unversioned"
+                doc["versions"][task] = ok[0].config_hash or "unversioned"
                 doc["n-shot"][task] = 0
                 doc["higher_is_better"][task] = {m: True for m in metrics}
                 if cell.get("test_size"):
@@ -105,13 +107,13 @@ def lm_eval_results(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dic
                 "attention_kwargs": cell.get("attention_kwargs", {}), "main_metric": e.main_metric,
                 "chance": e.chance, "solve_threshold": e.threshold, "max_steps": cell.get("max_steps"),
                 "batch_size": cell.get("batch_size"), "lr": e.best_lr, "lrs": e.lrs,
-                "seeds": [r.get("seed") for r in ok], "seeds_not_ok": [r.get("seed") for r in e.rows if r not in ok],
-                "preset": ok[0].get("preset"),
+                "seeds": [r.seed for r in ok], "seeds_not_ok": [r.seed for r in e.rows if r not in ok],
+                "preset": ok[0].preset,
             }
-            prov = ok[0].get("provenance") or {}
+            prov = ok[0].provenance or {}
             doc["git_hash"] = doc["git_hash"] or prov.get("git_commit")
             doc["config"]["device"] = doc["config"]["device"] or prov.get("device")
-            doc["config"]["random_seed"] = sorted({*doc["config"]["random_seed"], *(r.get("seed") for r in ok)})
+            doc["config"]["random_seed"] = sorted({*doc["config"]["random_seed"], *(r.seed for r in ok)})
             when = _timestamp(ok)
             if when is not None:
                 doc["date"] = max(doc["date"] or 0.0, when)

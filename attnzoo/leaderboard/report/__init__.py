@@ -17,7 +17,8 @@
 
 The stages, one module each:
 
-- :mod:`.aggregation`: rows -> :class:`Entry` per (task label, backbone, variant), summarized over seeds;
+- :mod:`.aggregation`: typed rows (:class:`~attnzoo.cell.Row`, as :mod:`attnzoo.results` reads them) -> :class:`Entry`
+  per (task label, backbone, variant), summarized over seeds; no stage after it reads a row as a dict;
 - :mod:`.tables`, :mod:`.findings`, :mod:`.mad`, :mod:`.alignment`: analyses, format-neutral;
   :mod:`.analysis` bundles them into one :class:`~.analysis.Report`;
 - :mod:`.plots`, :mod:`.study`: the figures; :mod:`.markdown`, :mod:`.csv`, :mod:`.html`: one writer per format.

@@ -6,6 +6,11 @@ seeds, a seed that did not finish counting 0), and the seeds at that learning ra
 (:class:`SeedSummary`): median, min–max, every seed, the solved rate against the task's threshold and the
 steps to solve.
 
+Its input is typed: :class:`~attnzoo.cell.Row` records as :mod:`attnzoo.results` reads them from the store
+(a Row already holds the cell's identity: ``task`` label, ``task_name``, ``backbone``, ``variant``, ``seed``, ``lr``,
+``cell``), and every later stage reads their attributes. JSON objects are still accepted at the public entry
+points and read as Rows there (:func:`typed_rows`).
+
 **Summaries over seeds.** A seed that diverged, failed or ran out of memory at the
 chosen learning rate scored nothing: it counts as 0 in the median and the spread
 (so a variant that diverges on two seeds of three cannot rank on its third), is
@@ -23,15 +28,15 @@ import functools
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnzoo.leaderboard.store import latest_rows
+from attnzoo.cell import Row, canonical_json
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD, NO_ATTENTION as BASELINE, TaskSpec
 
-__all__ = ["Entry", "SeedSummary", "aggregate", "seed_summary", "solve_threshold", "steps_to_solve", "median_steps",
-           "task_spec", "NOT_OK", "PEAK_MEM_NOTE"]
+__all__ = ["Entry", "SeedSummary", "aggregate", "typed_rows", "latest", "cell_of", "seed_summary", "solve_threshold",
+           "steps_to_solve", "median_steps", "task_spec", "NOT_OK", "PEAK_MEM_NOTE"]
 
 
 #: statuses of a run that produced no number
@@ -65,6 +70,29 @@ def _sibling_metric(main_metric: str | None, split: str) -> str | None:
     return f"{split}/{main_metric.split('/', 1)[1]}"
 
 
+def typed_rows(rows: Iterable[Row | Mapping[str, Any]]) -> list[Row]:
+    """The report's input as :class:`~attnzoo.cell.Row` records: the public entry points still take the JSON
+    objects of ``results.jsonl`` (tests, ``bench --against``), so they are read here, once, and every stage
+    after this reads attributes (a Row passes through as it is)."""
+    return [Row.from_json(r) for r in rows]
+
+
+def latest(rows: Iterable[Row]) -> list[Row]:
+    """One row per cell id, a later row replacing an earlier one (a retried cell), in first-seen order:
+    :func:`attnzoo.leaderboard.store.latest_rows` on typed rows (a row without an id is its own cell)."""
+    by_id: dict[str, Row] = {}
+    for row in rows:
+        key = row.cell_id or canonical_json(row.to_json())
+        by_id.pop(key, None)
+        by_id[key] = row
+    return list(by_id.values())
+
+
+def cell_of(row: Row) -> dict[str, Any]:
+    """The stored cell of ``row`` (its JSON object), or ``{}`` for a row written without one (schema 1, n/a)."""
+    return row.cell if isinstance(row.cell, dict) else {}
+
+
 @functools.lru_cache(maxsize=None)
 def task_spec(name: str | None) -> TaskSpec | None:
     """The registered :class:`TaskSpec` called ``name``, or None (unknown here, or the registry fails to load:
@@ -79,26 +107,26 @@ def task_spec(name: str | None) -> TaskSpec | None:
         return None
 
 
-def solve_threshold(task_name: str | None, rows: Sequence[dict[str, Any]] = ()) -> float:
+def solve_threshold(task_name: str | None, rows: Sequence[Row] = ()) -> float:
     """The main-metric level at which a seed counts as solved: a row's own ``solve_threshold``
     (rows written by a harness that records it), else the registered task's
     :attr:`~attnzoo.tasks.TaskSpec.solve_threshold`, else :data:`DEFAULT_SOLVE_THRESHOLD`
     (a plugin task that is not installed where the report is built)."""
     for r in rows:
-        t = _num(r.get("solve_threshold"))
+        t = _num(r.extra.get("solve_threshold"))  # a plugin's column: not a Row field
         if t is not None:
             return t
     spec = task_spec(task_name)
     return float(spec.solve_threshold) if spec is not None else DEFAULT_SOLVE_THRESHOLD
 
 
-def _peak_mb(row: dict[str, Any]) -> float | None:
+def _peak_mb(row: Row) -> float | None:
     """The cell's own peak memory, or None where the row's figure is not one (CPU rows; see PEAK_MEM_NOTE)."""
-    value = _num(row.get("peak_mem_mb"))
-    kind = row.get("peak_mem_kind")
+    value = _num(row.peak_mem_mb)
+    kind = row.peak_mem_kind
     if isinstance(kind, str):
         return value if kind.startswith("cuda") else None
-    device = str((row.get("provenance") or {}).get("device") or "")
+    device = str((row.provenance or {}).get("device") or "")
     return value if device.startswith("cuda") else None
 
 
@@ -113,9 +141,8 @@ def steps_to_solve(curve: Sequence[Any], threshold: float) -> int | None:
     return None
 
 
-def _row_max_steps(row: dict[str, Any]) -> int | None:
-    cell = row.get("cell") if isinstance(row.get("cell"), dict) else {}
-    steps = _num(cell.get("max_steps")) or _num(row.get("steps"))
+def _row_max_steps(row: Row) -> int | None:
+    steps = _num(cell_of(row).get("max_steps")) or _num(row.steps)
     return int(steps) if steps else None
 
 
@@ -193,21 +220,23 @@ class SeedSummary:
         return f"not by step {self.max_steps}" if self.max_steps else "never"
 
 
-def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: float | None) -> SeedSummary | None:
+def seed_summary(rows: Sequence[Row | Mapping[str, Any]], key: str | None,
+                 threshold: float | None) -> SeedSummary | None:
     """:class:`SeedSummary` of metric ``key`` (``None``: the row's ``main_value``) over ``rows`` (one per seed).
 
     :returns: None when no finished seed has the metric at all (e.g. ``test_long`` of a
         fixed-length model, which cannot run at another length).
     """
+    typed = typed_rows(rows)  # a Row passes through; a JSON object (a test's) is read once
     seeds, status, values = [], [], []
-    for r in rows:
-        st = str(r.get("status"))
-        seeds.append(r.get("seed"))
+    for r in typed:
+        st = str(r.status)
+        seeds.append(r.seed)
         status.append(st)
         if st != "ok":
             values.append(None)
             continue
-        v = _num(r.get("main_value")) if key is None else _num((r.get("metrics") or {}).get(key))
+        v = _num(r.main_value) if key is None else _num((r.metrics or {}).get(key))
         values.append(v)
     if "ok" in status and all(v is None for v in values):
         return None  # the seeds that finished have no such metric; those that did not cannot say either
@@ -217,8 +246,8 @@ def seed_summary(rows: Sequence[dict[str, Any]], key: str | None, threshold: flo
     solved = sum(1 for v in values if v is not None and threshold is not None and v >= threshold - 1e-12)
     steps: list[int | None] = []
     if key is None and threshold is not None:  # steps-to-solve: the main metric's validation curve
-        steps = [steps_to_solve(r.get("curve") or [], threshold) if s == "ok" else None for r, s in zip(rows, status)]
-    budgets = [b for b in (_row_max_steps(r) for r in rows) if b is not None]
+        steps = [steps_to_solve(r.curve or [], threshold) if s == "ok" else None for r, s in zip(typed, status)]
+    budgets = [b for b in (_row_max_steps(r) for r in typed) if b is not None]
     return SeedSummary(seeds, status, values, scores, _median(counted), min(counted) if counted else None,
                        max(counted) if counted else None, threshold, solved, steps,
                        max(budgets) if budgets else None)
@@ -256,7 +285,7 @@ class Entry:
     peak_mem_hidden: bool = False      # a CPU figure was left out (see PEAK_MEM_NOTE)
     train_time_s: float | None = None
     notes: str = ""
-    rows: list[dict[str, Any]] = field(default_factory=list)  # rows at the best lr, by seed
+    rows: list[Row] = field(default_factory=list)  # rows at the best lr, by seed
 
     @property
     def label(self) -> str:
@@ -296,55 +325,55 @@ class Entry:
         return f"failed: {self.reason}" if self.reason else "failed"
 
 
-def _first_error(rows: Sequence[dict[str, Any]]) -> str:
-    first = next((r for r in rows if r.get("error")), rows[0])
-    lines = str(first.get("error") or "").strip().splitlines()
+def _first_error(rows: Sequence[Row]) -> str:
+    first = next((r for r in rows if r.error), rows[0])
+    lines = str(first.error or "").strip().splitlines()
     # the last traceback line names the exception; a plain message is one line anyway
     message = (lines[-1] if lines else "")[:160]
-    kind = str(first.get("status"))
+    kind = str(first.status)
     return message if kind == "failed" and message else f"{kind}: {message}".rstrip(": ")
 
 
-def _entry(task: str, backbone: str, variant: str, rows: list[dict[str, Any]]) -> Entry:
+def _entry(task: str, backbone: str, variant: str, rows: list[Row]) -> Entry:
     e = Entry(task, backbone, variant)
     first = rows[0]
-    cell = first.get("cell") if isinstance(first.get("cell"), dict) else {}
-    e.task_name = str(first.get("task_name") or cell.get("task") or task)
-    e.backbone_name = str(cell.get("backbone") or first.get("backbone") or backbone)
+    cell = cell_of(first)
+    e.task_name = str(first.task_name or cell.get("task") or task)
+    e.backbone_name = str(cell.get("backbone") or first.backbone or backbone)
     e.backbone_kwargs = dict(cell.get("backbone_kwargs") or {})
     e.threshold = solve_threshold(e.task_name, rows)
-    na = [r for r in rows if r.get("status") == "n/a"]
-    runs = [r for r in rows if r.get("status") != "n/a"]
-    e.chance = _median(_num(r.get("chance")) for r in rows)
+    na = [r for r in rows if r.status == "n/a"]
+    runs = [r for r in rows if r.status != "n/a"]
+    e.chance = _median(_num(r.chance) for r in rows)
     if not runs:
-        e.status, e.reason = "n/a", (na[0].get("error") if na else None) or "does not fit"
+        e.status, e.reason = "n/a", (na[0].error if na else None) or "does not fit"
         return e
-    e.main_metric = next((r.get("main_metric") for r in runs if r.get("main_metric")), None)
+    e.main_metric = next((r.main_metric for r in runs if r.main_metric), None)
     val_key = _sibling_metric(e.main_metric, "val")
-    by_lr: dict[float, list[dict[str, Any]]] = {}
+    by_lr: dict[float, list[Row]] = {}
     for r in runs:
-        by_lr.setdefault(float(r.get("lr") or 0.0), []).append(r)
+        by_lr.setdefault(float(r.lr or 0.0), []).append(r)
     e.lrs = sorted(by_lr)
 
     def score(lr: float) -> tuple[float, float]:
         # mean validation metric over seeds; a failed or diverged seed counts as 0
         vals = []
         for r in by_lr[lr]:
-            v = _num((r.get("metrics") or {}).get(val_key)) if val_key else None
+            v = _num((r.metrics or {}).get(val_key)) if val_key else None
             if v is None:
-                v = _num(r.get("main_value")) if val_key is None else None
-            vals.append(v if (r.get("status") == "ok" and v is not None) else 0.0)
-        ok = sum(r.get("status") == "ok" for r in by_lr[lr])
+                v = _num(r.main_value) if val_key is None else None
+            vals.append(v if (r.status == "ok" and v is not None) else 0.0)
+        ok = sum(r.status == "ok" for r in by_lr[lr])
         return (statistics.fmean(vals) if vals else 0.0, ok)
 
     best = max(e.lrs, key=lambda lr: (score(lr), -lr))
-    chosen = sorted(by_lr[best], key=lambda r: (r.get("seed") is None, r.get("seed")))
-    ok_rows = [r for r in chosen if r.get("status") == "ok"]
+    chosen = sorted(by_lr[best], key=lambda r: (r.seed is None, r.seed))
+    ok_rows = [r for r in chosen if r.status == "ok"]
     e.best_lr = best
     e.rows = chosen
     e.summary = seed_summary(chosen, None, e.threshold)
     if not ok_rows:
-        statuses = {str(r.get("status")) for r in chosen}
+        statuses = {str(r.status) for r in chosen}
         e.status = statuses.pop() if len(statuses) == 1 and statuses <= {"diverged", "oom"} else "failed"
         e.reason = _first_error(chosen)
     if e.summary is not None:
@@ -354,32 +383,31 @@ def _entry(task: str, backbone: str, variant: str, rows: list[dict[str, Any]]) -
     if not ok_rows:
         e.mean = e.std = None  # nothing finished: no number to show, the status says what happened
     if val_key:
-        e.val_mean = _median(_num((r.get("metrics") or {}).get(val_key)) for r in ok_rows)
+        e.val_mean = _median(_num((r.metrics or {}).get(val_key)) for r in ok_rows)
     long_key = _sibling_metric(e.main_metric, "test_long")
     if long_key and ok_rows:
         e.long_summary = seed_summary(chosen, long_key, e.threshold)
-        longs = [v for v in (_num((r.get("metrics") or {}).get(long_key)) for r in ok_rows) if v is not None]
+        longs = [v for v in (_num((r.metrics or {}).get(long_key)) for r in ok_rows) if v is not None]
         e.long_mean = statistics.fmean(longs) if longs else None
-    e.params = _median(_num(r.get("params")) for r in runs)
-    e.tokens_per_s = _median(_num(r.get("tokens_per_s")) for r in ok_rows)
+    e.params = _median(_num(r.params) for r in runs)
+    e.tokens_per_s = _median(_num(r.tokens_per_s) for r in ok_rows)
     e.peak_mem_mb = _median(_peak_mb(r) for r in ok_rows)
     e.peak_mem_hidden = any(_peak_mb(r) is None for r in ok_rows)
-    e.train_time_s = _median(_num(r.get("train_time_s")) for r in ok_rows)
+    e.train_time_s = _median(_num(r.train_time_s) for r in ok_rows)
     notes = []
     for lr in e.lrs:
         bad: dict[str, int] = {}
         for r in by_lr[lr]:
-            if r.get("status") != "ok":
-                bad[str(r.get("status"))] = bad.get(str(r.get("status")), 0) + 1
+            if r.status != "ok":
+                bad[str(r.status)] = bad.get(str(r.status), 0) + 1
         if bad:
             notes.append(f"lr {lr:g}: " + ", ".join(f"{n} {s}" for s, n in sorted(bad.items())))
     e.notes = "; ".join(notes)
     return e
 
 
-def _kwargs_key(row: dict[str, Any]) -> str:
-    cell = row.get("cell") if isinstance(row.get("cell"), dict) else {}
-    return json.dumps(cell.get("backbone_kwargs") or {}, sort_keys=True, default=str)
+def _kwargs_key(row: Row) -> str:
+    return json.dumps(cell_of(row).get("backbone_kwargs") or {}, sort_keys=True, default=str)
 
 
 def _backbone_labels(keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
@@ -402,12 +430,16 @@ def _backbone_labels(keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, st
     return labels
 
 
-def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, list[Entry]]:
-    """``{task: [Entry, ...]}`` ranked by the median (n/a and unfinished last), tasks in first-seen order."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+def aggregate(rows: Iterable[Row | Mapping[str, Any]]) -> dict[str, list[Entry]]:
+    """``{task: [Entry, ...]}`` ranked by the median (n/a and unfinished last), tasks in first-seen order.
+
+    :param rows: typed :class:`~attnzoo.cell.Row` records (as :mod:`attnzoo.results` gives them), or their
+        JSON objects (read as Rows here, once: every stage after this reads attributes).
+    """
+    groups: dict[tuple[str, str, str, str], list[Row]] = {}
     task_order: list[str] = []
-    for r in latest_rows(rows):
-        key = (str(r.get("task")), str(r.get("backbone")), str(r.get("variant")), _kwargs_key(r))
+    for r in latest(typed_rows(rows)):
+        key = (str(r.task), str(r.backbone), str(r.variant), _kwargs_key(r))
         groups.setdefault(key, []).append(r)
         if key[0] not in task_order:
             task_order.append(key[0])

@@ -1,6 +1,6 @@
 """The leaderboard's alignment diagnostics: a table per task, and the export for bertviz.
 
-Rows carry :func:`attnzoo.diagnostics.diagnose`'s result in ``row["alignment"]``; this module reads
+Rows carry :func:`attnzoo.diagnostics.diagnose`'s result in ``row.alignment``; this module reads
 it (no model, no Lightning) for
 
 - :func:`alignment_table` (printed by the markdown and HTML writers): per entry of a task, the best-matching
@@ -15,6 +15,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from attnzoo.cell import Row
 
 if TYPE_CHECKING:
     from attnzoo.leaderboard.report.aggregation import Entry
@@ -47,7 +49,7 @@ def _f(x: float | None) -> str:
 
 
 def _diagnostics(e: Entry) -> list[dict[str, Any]]:
-    return [r["alignment"] for r in e.rows if r.get("status") == "ok" and isinstance(r.get("alignment"), dict)]
+    return [r.alignment for r in e.rows if r.status == "ok" and isinstance(r.alignment, dict)]
 
 
 def alignment_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]] | None:
@@ -96,11 +98,11 @@ def finding_lines(tasks: dict[str, list[Entry]]) -> dict[str, str]:
     return out
 
 
-def task_of(row: dict[str, Any]) -> Task | None:
+def task_of(row: Row) -> Task | None:
     """The row's task object (to decode its ids), or None when it cannot be built here (a plugin's task
     that is not installed, a row without its cell)."""
-    cell = row.get("cell") or {}
-    name = cell.get("task") or row.get("task_name") or row.get("task")
+    cell = row.cell or {}
+    name = cell.get("task") or row.task_name or row.task
     try:
         from attnzoo.tasks import create_task
 
@@ -109,22 +111,22 @@ def task_of(row: dict[str, Any]) -> Task | None:
         return None
 
 
-def find_row(rows: list[dict[str, Any]], cell_id: str) -> dict[str, Any]:
+def find_row(rows: list[Row], cell_id: str) -> Row:
     """The row whose ``cell_id`` is ``cell_id`` or starts with it (a unique prefix).
 
     :raises KeyError: no row, or several, match (the message says which).
     """
-    exact = [r for r in rows if r.get("cell_id") == cell_id]
-    found = exact or [r for r in rows if str(r.get("cell_id") or "").startswith(cell_id)]
+    exact = [r for r in rows if r.cell_id == cell_id]
+    found = exact or [r for r in rows if str(r.cell_id or "").startswith(cell_id)]
     if not found:
         raise KeyError(f"CELL_ID: no row with cell id {cell_id!r}")
-    if len({r.get("cell_id") for r in found}) > 1:
-        ids = ", ".join(sorted({str(r.get("cell_id")) for r in found})[:5])
+    if len({r.cell_id for r in found}) > 1:
+        ids = ", ".join(sorted({str(r.cell_id) for r in found})[:5])
         raise KeyError(f"CELL_ID: {cell_id!r} matches several cells ({ids}); give more of it")
     return found[-1]
 
 
-def bertviz_payload(row: dict[str, Any]) -> dict[str, Any]:
+def bertviz_payload(row: Row) -> dict[str, Any]:
     """One row's stored maps in bertviz's encoder-decoder layout.
 
     ``payload["bertviz"]`` is ``{"cross_attention": [Tensor (1, heads, q, k) per layer],
@@ -140,9 +142,9 @@ def bertviz_payload(row: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    sample = (row.get("alignment") or {}).get("sample")
+    sample = (row.alignment or {}).get("sample")
     if not sample or not sample.get("layers"):
-        raise ValueError(f"cell {row.get('cell_id')!r} has no stored attention maps (no alignment diagnostics in its row)")
+        raise ValueError(f"cell {row.cell_id!r} has no stored attention maps (no alignment diagnostics in its row)")
     task = task_of(row)
     src, tgt, rows = sample["src"], sample["tgt"], sample["rows"]
     enc = task.decode(src) if task else [str(i) for i in src]
@@ -150,8 +152,8 @@ def bertviz_payload(row: dict[str, Any]) -> dict[str, Any]:
     cross = [torch.tensor(layer["heads"], dtype=torch.float32)[None] for layer in sample["layers"]]  # (1, H, q, k)
     out = {
         "bertviz": {"cross_attention": cross, "encoder_tokens": enc, "decoder_tokens": dec},
-        "cell_id": row.get("cell_id"), "task": row.get("task"), "backbone": row.get("backbone"),
-        "variant": row.get("variant"), "layers": [layer["name"] for layer in sample["layers"]],
+        "cell_id": row.cell_id, "task": row.task, "backbone": row.backbone,
+        "variant": row.variant, "layers": [layer["name"] for layer in sample["layers"]],
         "rows": rows, "gold": sample.get("gold"), "averaged": bool(sample.get("averaged")),
     }
     for key in ("memory", "writes"):
@@ -170,13 +172,14 @@ def export_attention(directory: str | Path, cell_id: str, out: str | Path | None
     """
     import torch
 
-    from attnzoo.leaderboard.store import latest_rows, read_rows
+    from attnzoo.leaderboard.report.aggregation import latest, typed_rows
+    from attnzoo.leaderboard.store import read_rows
 
-    rows = latest_rows(read_rows(directory))
+    rows = latest(typed_rows(read_rows(directory)))  # the file's JSON objects, read as Rows once
     if not rows:
         raise FileNotFoundError(f"DIR: no results in {Path(directory) / 'results.jsonl'}")
     row = find_row(rows, cell_id)
     payload = bertviz_payload(row)
-    path = Path(out) if out else Path(directory) / f"attention-{row.get('cell_id')}.pt"
+    path = Path(out) if out else Path(directory) / f"attention-{row.cell_id}.pt"
     torch.save(payload, path)
     return path

@@ -8,12 +8,13 @@ every suite's score (:mod:`~attnzoo.leaderboard.report.mad`); the figure stage t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregation import Entry
+from attnzoo.cell import Row
+from attnzoo.leaderboard.report.aggregation import Entry, typed_rows
 from attnzoo.leaderboard.report.alignment import finding_lines
 from attnzoo.leaderboard.report.findings import Finding, evaluate
 from attnzoo.leaderboard.report.mad import SuiteTable, suite_scores, suite_table, suites
@@ -26,7 +27,7 @@ __all__ = ["Report", "analyse"]
 class Report:
     """What the writers print, for one results directory.
 
-    :ivar rows: the latest row of every cell, as stored (JSON objects).
+    :ivar rows: the latest row of every cell, as typed :class:`~attnzoo.cell.Row` records.
     :ivar tasks: ``{task label: [Entry, ...]}``, ranked (:func:`~attnzoo.leaderboard.report.aggregation.aggregate`).
     :ivar overall: :func:`~attnzoo.leaderboard.report.tables.overall_table`'s headers, rows and chosen entries.
     :ivar alignment: per task label, the sentence ``findings.md`` cites from its alignment diagnostics.
@@ -36,7 +37,7 @@ class Report:
     :ivar study_md: the inductive-bias study's markdown section, set by the figure stage (``[]`` without a study).
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     tasks: dict[str, list[Entry]]
     overall: tuple[list[str], list[list[str]], dict[str, dict[str, Entry]]]
     ranks: dict[str, Ranking]
@@ -55,11 +56,17 @@ class Report:
         return [r[0] for r in self.overall[1] if r[1] != ""]
 
 
-def analyse(rows: list[dict[str, Any]], tasks: dict[str, list[Entry]], *, highlight: Sequence[str] = ()) -> Report:
-    """The :class:`Report` of ``rows`` and their aggregate ``tasks`` (no figures yet)."""
+def analyse(rows: Iterable[Row | Mapping[str, Any]], tasks: dict[str, list[Entry]], *,
+            highlight: Sequence[str] = ()) -> Report:
+    """The :class:`Report` of ``rows`` and their aggregate ``tasks`` (no figures yet).
+
+    :param rows: typed rows (:func:`build_report` passes :mod:`attnzoo.results`'); JSON objects are read as
+        Rows here, so every analysis below reads attributes.
+    """
+    typed = typed_rows(rows)
     overall = overall_table(tasks)
     ranks = rankings(tasks, overall[2])
-    tables = [suite_table(scores, s) for s in suites(rows) if (scores := suite_scores(rows, s))]
-    return Report(rows=rows, tasks=tasks, overall=overall, ranks=ranks, lead=lead_summary(tasks, ranks, overall[1]),
-                  provenance=provenance_summary(rows), findings=evaluate(tasks), alignment=finding_lines(tasks),
+    tables = [suite_table(scores, s) for s in suites(typed) if (scores := suite_scores(typed, s))]
+    return Report(rows=typed, tasks=tasks, overall=overall, ranks=ranks, lead=lead_summary(tasks, ranks, overall[1]),
+                  provenance=provenance_summary(typed), findings=evaluate(tasks), alignment=finding_lines(tasks),
                   suites=tables, highlight=set(highlight))

@@ -83,16 +83,17 @@ def build_report(directory: str | Path, *, rows: list[dict[str, Any]] | None = N
                  highlight: Sequence[str] = ()) -> list[Path]:
     """Write every table, figure and finding of ``directory`` from its ``results.jsonl``; returns the paths written.
 
-    :param rows: the rows to report instead of the directory's ``results.jsonl``.
+    :param rows: the rows to report instead of the directory's ``results.jsonl`` (its JSON objects).
     :param highlight: variants whose rows the page highlights (``bench --against``: the new variants).
     :raises FileNotFoundError: no rows.
     """
     d = Path(directory)
+    # The one place JSON objects become Rows: the store (and a caller's ``rows``) speak JSON, one_config
+    # checks their config hashes, and from here on every stage reads the typed Rows of attnzoo.results.
     res = results.from_rows(one_config(read_rows(d) if rows is None else rows, where=str(d / "results.jsonl")))
-    plain = [r.to_json() for r in res]  # typed Rows from the store, back to JSON for the tables' columns
-    if not plain:
+    if not res:
         raise FileNotFoundError(f"no results in {d / 'results.jsonl'}: nothing to report")
-    report = analyse(plain, res.entries(), highlight=highlight)
+    report = analyse(list(res), res.entries(), highlight=highlight)
     written = draw_figures(report, d)
     for name, render in WRITERS.items():
         p = d / name

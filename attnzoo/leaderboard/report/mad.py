@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from attnzoo.leaderboard.report.aggregation import _median, _num, _sibling_metric, task_spec
-from attnzoo.leaderboard.store import latest_rows
+from attnzoo.cell import Row
+from attnzoo.leaderboard.report.aggregation import (_median, _num, _sibling_metric, cell_of, latest, task_spec,
+                                                  typed_rows)
 from attnzoo.tasks.base import NO_ATTENTION as BASELINE
 
 __all__ = ["MADScore", "SuiteTable", "suite_of", "suite_tasks", "suites", "suite_scores", "suite_table",
@@ -89,9 +90,8 @@ class SuiteTable:
     notes: list[str]
 
 
-def _row_task(r: dict[str, Any]) -> str:
-    cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
-    return str(r.get("task_name") or cell.get("task") or r.get("task"))
+def _row_task(r: Row) -> str:
+    return str(r.task_name or cell_of(r).get("task") or r.task)
 
 
 def suite_of(task: str | None) -> str:
@@ -111,29 +111,29 @@ def suite_tasks(suite: str) -> list[str]:
         return []
 
 
-def suites(rows: Iterable[dict[str, Any]]) -> list[str]:
+def suites(rows: Iterable[Row]) -> list[str]:
     """The suites the rows' tasks belong to, sorted."""
     return sorted({s for s in (suite_of(_row_task(r)) for r in rows) if s})
 
 
-def _best_config_scores(rows: list[dict[str, Any]]) -> dict[Any, float]:
+def _best_config_scores(rows: list[Row]) -> dict[Any, float]:
     """``{seed: score}`` at the (lr, weight decay) whose mean validation metric over seeds is best (a seed
     that did not finish counts 0, as in the tables); MAD takes the best of its sweep per setting."""
-    by_cfg: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    by_cfg: dict[tuple[float, float], list[Row]] = {}
     for r in rows:
-        cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
-        key = (float(r.get("lr") or cell.get("lr") or 0.0), float(cell.get("weight_decay") or 0.0))
+        cell = cell_of(r)
+        key = (float(r.lr or cell.get("lr") or 0.0), float(cell.get("weight_decay") or 0.0))
         by_cfg.setdefault(key, []).append(r)
 
-    def val(r: dict[str, Any]) -> float:
-        if r.get("status") != "ok":
+    def val(r: Row) -> float:
+        if r.status != "ok":
             return 0.0
-        key = _sibling_metric(r.get("main_metric"), "val")
-        v = _num((r.get("metrics") or {}).get(key)) if key else None
-        return v if v is not None else (_num(r.get("main_value")) or 0.0)
+        key = _sibling_metric(r.main_metric, "val")
+        v = _num((r.metrics or {}).get(key)) if key else None
+        return v if v is not None else (_num(r.main_value) or 0.0)
 
     best = max(sorted(by_cfg), key=lambda k: (statistics.fmean(val(r) for r in by_cfg[k]), -k[0], -k[1]))
-    return {r.get("seed"): (_num(r.get("main_value")) or 0.0) if r.get("status") == "ok" else 0.0
+    return {r.seed: (_num(r.main_value) or 0.0) if r.status == "ok" else 0.0
             for r in by_cfg[best]}
 
 
@@ -157,30 +157,30 @@ def mad_backbone(name: str) -> str:
     return _MAD_BACKBONE[name]
 
 
-def _settings(rows: Iterable[dict[str, Any]], members: list[str]) -> tuple[dict[tuple[str, str, str, str], list[dict[str, Any]]],
-                                                                            dict[tuple[str, str, str], str]]:
+def _settings(rows: Iterable[Row], members: list[str]) -> tuple[dict[tuple[str, str, str, str], list[Row]],
+                                                              dict[tuple[str, str, str], str]]:
     """Rows of the suite's tasks by (architecture, variant, task, setting), and where a row ran on a wrapper."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str], list[Row]] = {}
     ran_on: dict[tuple[str, str, str], str] = {}
-    for r in latest_rows(rows):
+    for r in latest(rows):
         task = _row_task(r)
-        if task not in members or r.get("status") == "n/a":
+        if task not in members or r.status == "n/a":
             continue
-        cell = r.get("cell") if isinstance(r.get("cell"), dict) else {}
+        cell = cell_of(r)
         setting = json.dumps(cell.get("task_kwargs") or {}, sort_keys=True, default=str)
-        backbone = str(r.get("backbone") or cell.get("backbone"))
+        backbone = str(r.backbone or cell.get("backbone"))
         arch = mad_backbone(backbone)
         if arch != backbone:
-            ran_on[(arch, str(r.get("variant")), task)] = backbone
-        groups.setdefault((arch, str(r.get("variant")), task, setting), []).append(r)
+            ran_on[(arch, str(r.variant), task)] = backbone
+        groups.setdefault((arch, str(r.variant), task, setting), []).append(r)
     return groups, ran_on
 
 
-def suite_scores(rows: Iterable[dict[str, Any]], suite: str) -> list[MADScore]:
+def suite_scores(rows: Iterable[Row | Mapping[str, Any]], suite: str) -> list[MADScore]:
     """The score on ``suite`` of every (backbone, variant) with rows of the suite's tasks, best first (see the
     module docstring). n/a pairs are left out."""
     members = suite_tasks(suite)
-    groups, ran_on = _settings(rows, members)
+    groups, ran_on = _settings(typed_rows(rows), members)
     per: dict[tuple[str, str], dict[str, list[dict[Any, float]]]] = {}
     for (backbone, variant, task, _setting), grp in groups.items():
         per.setdefault((backbone, variant), {}).setdefault(task, []).append(_best_config_scores(grp))
@@ -247,7 +247,7 @@ def suite_table(scores: list[MADScore], suite: str) -> SuiteTable:
                       _notes(scores, suite, present, members))
 
 
-def mad_scores(rows: Iterable[dict[str, Any]]) -> list[MADScore]:
+def mad_scores(rows: Iterable[Row | Mapping[str, Any]]) -> list[MADScore]:
     """:func:`suite_scores` of the MAD suite (the tasks with ``suite="mad"``: :data:`attnzoo.tasks.mad.MAD_TASKS`)."""
     return suite_scores(rows, "mad")
 

@@ -31,6 +31,7 @@ from attnzoo.leaderboard.grid import BASELINE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from attnzoo.cell import Row
     from attnzoo.leaderboard.report.aggregation import Entry
 
 __all__ = ["series_styles", "place_labels", "heatmap", "heatmap_figure", "acc_vs_speed", "acc_vs_speed_figure",
@@ -497,9 +498,9 @@ def curves_figure(task: str, entries: list[Entry]) -> Figure | None:
     plt = _plt()
     series = []
     for e in entries:
-        row = next((r for r in e.rows if r.get("status") == "ok" and r.get("curve")), None)
+        row = next((r for r in e.rows if r.status == "ok" and r.curve), None)
         if row is not None:
-            series.append((e, row["curve"]))
+            series.append((e, row.curve))
     if not series:
         return None
     styles = series_styles([e.name for e, _ in series], [e.variant == BASELINE for e, _ in series])
@@ -579,7 +580,7 @@ def _chosen_head(diag: dict[str, Any]) -> tuple[int, int, str]:
     return 0, 0, ""
 
 
-def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
+def _sample_panel(row: Row) -> dict[str, Any] | None:
     """What a panel draws from a row's alignment sample: the chosen layer/head over the scored target rows
     and the source keys, token labels from the task, the gold positions; for the NTM its read weights
     over memory slots, with the slot each gold source step was written to."""
@@ -587,7 +588,7 @@ def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
 
     from attnzoo.leaderboard.report.alignment import task_of
 
-    diag = row.get("alignment") or {}
+    diag = row.alignment or {}
     sample = diag.get("sample")
     if not sample or not sample.get("layers"):
         return None
@@ -622,11 +623,11 @@ def _sample_panel(row: dict[str, Any]) -> dict[str, Any] | None:
             "note": f"{which} · {note}" if note else which, "mark": "gold position"}
 
 
-def _legacy_panel(row: dict[str, Any]) -> dict[str, Any] | None:
+def _legacy_panel(row: Row) -> dict[str, Any] | None:
     """A row stored before the alignment diagnostics: its one ``attention_map``, labelled by ids."""
     import numpy as np
 
-    am = row.get("attention_map")
+    am = row.attention_map
     if not am:
         return None
     try:
@@ -659,11 +660,11 @@ def attention_figure(task: str, entries: list[Entry]) -> Figure | None:
     plt = _plt()
     maps = []
     for e in entries:
-        ok = [r for r in e.rows if r.get("status") == "ok"]
-        row = next((r for r in ok if (r.get("alignment") or {}).get("sample")), None)
+        ok = [r for r in e.rows if r.status == "ok"]
+        row = next((r for r in ok if (r.alignment or {}).get("sample")), None)
         panel = _sample_panel(row) if row is not None else None
         if panel is None:
-            row = next((r for r in ok if r.get("attention_map")), None)
+            row = next((r for r in ok if r.attention_map), None)
             panel = _legacy_panel(row) if row is not None else None
         if panel is not None and np.isfinite(panel["w"]).any():
             maps.append((e, panel))

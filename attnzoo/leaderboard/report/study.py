@@ -93,8 +93,8 @@ def _form_and_length(task: str, knobs: dict[str, Any]) -> tuple[str, int] | None
 
 def _train_metric(e: Entry) -> float | None:
     key = f"train/{e.main_metric.split('/', 1)[1]}" if e.main_metric and "/" in e.main_metric else None
-    vals = [float(r["metrics"][key]) for r in e.rows if key and isinstance(r.get("metrics"), dict)
-            and isinstance(r["metrics"].get(key), (int, float))]
+    vals = [float(r.metrics[key]) for r in e.rows if key and isinstance(r.metrics, dict)
+            and isinstance(r.metrics.get(key), (int, float))]
     return statistics.median(vals) if vals else None
 
 
@@ -105,7 +105,7 @@ def points(tasks: dict[str, list[Entry]]) -> list[StudyPoint]:
         for e in entries:
             if e.status != "ok" or e.summary is None or e.backbone_name not in ("mlp", "transformer") or not e.rows:
                 continue
-            cell = e.rows[0].get("cell") if isinstance(e.rows[0].get("cell"), dict) else {}
+            cell = e.rows[0].cell if isinstance(e.rows[0].cell, dict) else {}
             placed = _form_and_length(str(e.task_name), dict(cell.get("task_kwargs") or {}))
             if placed is None:
                 continue

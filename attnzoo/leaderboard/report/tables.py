@@ -12,9 +12,11 @@ table here is ``(headers, rows)`` of strings, which each writer (:mod:`~attnzoo.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from attnzoo.cell import Row
 from attnzoo.leaderboard.report.aggregation import Entry, SeedSummary, _num
 from attnzoo.leaderboard.stats import normalize, stratified_bootstrap_ci
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD, NO_ATTENTION as BASELINE
@@ -313,29 +315,29 @@ def lead_summary(tasks: dict[str, list[Entry]], ranks: dict[str, Ranking], overa
     return " ".join(parts)
 
 
-def provenance_summary(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    ran = [r for r in rows if r.get("status") != "n/a"]
-    prov = [r.get("provenance") or {} for r in ran]
+def provenance_summary(rows: list[Row]) -> list[tuple[str, str]]:
+    ran = [r for r in rows if r.status != "n/a"]
+    prov = [r.provenance or {} for r in ran]
 
-    def values(key: str, src: list[dict[str, Any]]) -> str:
-        vals = sorted({str(p.get(key)) for p in src if p.get(key) is not None})
+    def values(src: Iterable[Any]) -> str:
+        vals = sorted({str(v) for v in src if v is not None})
         return ", ".join(vals) if vals else "–"
 
     statuses: dict[str, int] = {}
     for r in rows:
-        statuses[str(r.get("status"))] = statuses.get(str(r.get("status")), 0) + 1
-    total_train = sum(_num(r.get("train_time_s")) or 0.0 for r in ran)
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+    total_train = sum(_num(r.train_time_s) or 0.0 for r in ran)
     total_cpu = sum(_num(p.get("cpu_s")) or 0.0 for p in prov)
     stamps = sorted(p.get("timestamp") for p in prov if p.get("timestamp"))
     return [
-        ("preset", values("preset", rows)),
-        ("config hash", values("config_hash", rows)),
+        ("preset", values(r.preset for r in rows)),
+        ("config hash", values(r.config_hash for r in rows)),
         ("rows", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "0"),
-        ("attnzoo", values("attnzoo_version", prov)),
-        ("git commit", values("git_commit", prov)),
-        ("torch", values("torch_version", prov)),
-        ("device", values("device", prov)),
-        ("host", values("hostname", prov)),
+        ("attnzoo", values(p.get("attnzoo_version") for p in prov)),
+        ("git commit", values(p.get("git_commit") for p in prov)),
+        ("torch", values(p.get("torch_version") for p in prov)),
+        ("device", values(p.get("device") for p in prov)),
+        ("host", values(p.get("hostname") for p in prov)),
         ("summed train time", f"{total_train / 60:.1f} min (cells' CPU time {total_cpu / 60:.1f} min)"),
         ("first / last row", f"{stamps[0]} / {stamps[-1]}" if stamps else "–"),
     ]
