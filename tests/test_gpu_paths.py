@@ -2,7 +2,8 @@
 
 - scaled-dot / dot / general reach SDPA's fused CUDA kernels: on CUDA the call goes in 4-D (the
   fused kernels reject 3-D inputs and SDPA would silently run the math kernel), with no mask
-  when none was given; on the CPU the 4-D call gives the 3-D call's numbers;
+  when none was given; the CPU takes the 4-D call too (its flash kernel; the 3-D call would run the
+  math kernel), and it gives the 3-D call's numbers up to rounding;
 - ``impl="flex"`` (FlexAttention with a block mask from the boolean mask) equals the reference
   path on the CPU, where Flex runs eagerly and forward only: causal, padded, fully masked rows,
   a value size unlike the key's, through the multi-head wrapper;
@@ -76,10 +77,32 @@ def test_cuda_layout_is_4d_and_maskless_without_a_mask(monkeypatch):
     dotmod.sdpa_4d(q, q, q, None, 0.5)
     dotmod.sdpa_4d(q, q, q, causal_mask(5)[None].expand(2, 5, 5), 0.5)
     assert seen == [(4, 4, 4, None, False), (4, 4, 4, (4, torch.bool), False)]
-    # and the CPU branch of the variant itself still calls SDPA 3-D (CPU numbers unchanged)
+    # and the variant itself calls SDPA 4-D on the CPU too (the CPU flash kernel takes only 4-D inputs)
     seen.clear()
     create_attention("scaled-dot", 8)(q)
-    assert seen == [(3, 3, 3, None, False)]
+    assert seen == [(4, 4, 4, None, False)]
+
+
+@pytest.mark.parametrize("name", [*MULTIPLICATIVE, "content", "location"])
+@pytest.mark.parametrize("mask_name", ["none", "causal", "padded"])
+def test_cpu_calls_reach_the_flash_kernel_not_the_math_one(name, mask_name):
+    """On the CPU SDPA runs its flash kernel for 4-D inputs and its math kernel for 3-D ones; every
+    variant that calls contract.sdpa must reach the flash kernel, forward and backward."""
+    from torch.profiler import profile
+
+    from attnzoo.contract import mark_causal
+
+    b, t = 2, 6
+    masks = {"none": None, "causal": mark_causal(causal_mask(t)[None].expand(b, t, t)),
+             "padded": (torch.arange(t) < t - 2)[None, None, :].expand(b, t, t)}
+    m = create_attention(name, 8)
+    x = torch.randn(b, t, 8, requires_grad=True)
+    with profile() as prof:
+        m(x, mask=masks[mask_name]).context.sum().backward()
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops, sorted(o for o in ops if "dot_product" in o)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in ops
+    assert "aten::_scaled_dot_product_attention_math" not in ops
 
 
 @pytest.mark.parametrize("name", MULTIPLICATIVE)
