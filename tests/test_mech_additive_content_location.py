@@ -379,3 +379,38 @@ def test_masking_rules(name, need_weights):
     kk[~key_mask] = 100.0
     out_b = m(q, kk, k.detach(), mask=key_mask, need_weights=need_weights)
     torch.testing.assert_close(out_a.context, out_b.context)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 6)),
+    s_kind=st.sampled_from(["none", "row", "scalar"]),
+    zero_row=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_scaled_unit_matches_autograd_of_the_written_formula(shape, s_kind, zero_row, seed):
+    """content's fused path normalises with a hand-written backward (scaled_unit); its value and
+    gradients (x and s) equal autograd's through ``x * s / clamp(|x|, eps)``, zero rows included."""
+    from attnzoo.mechanisms.content import scaled_unit
+
+    g = torch.Generator().manual_seed(seed)
+    b, t, d = shape
+    x = torch.randn(b, t, d, generator=g, dtype=torch.float64)
+    if zero_row:
+        x[0, 0] = 0.0
+    s = {"none": None, "row": torch.rand(b, t, 1, generator=g, dtype=torch.float64) * 3,
+         "scalar": torch.tensor(1.7, dtype=torch.float64)}[s_kind]
+    up = torch.randn(b, t, d, generator=g, dtype=torch.float64)
+    leaves = [x.clone().requires_grad_(True) for _ in range(2)]
+    s_leaves = [None if s is None else s.clone().requires_grad_(True) for _ in range(2)]
+    fast = scaled_unit(leaves[0], s_leaves[0], 1e-8)
+    # vector_norm's gradient at a zero row is 0 (sqrt's would be NaN), as in the old written-out path
+    norm = torch.linalg.vector_norm(leaves[1], dim=-1, keepdim=True).clamp_min(1e-8)
+    ref = leaves[1] / norm * (1.0 if s is None else s_leaves[1])
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    (fast * up).sum().backward()
+    (ref * up).sum().backward()
+    assert torch.isfinite(leaves[0].grad).all()
+    torch.testing.assert_close(leaves[0].grad, leaves[1].grad, rtol=1e-9, atol=1e-12)
+    if s is not None:
+        torch.testing.assert_close(s_leaves[0].grad, s_leaves[1].grad, rtol=1e-9, atol=1e-12)

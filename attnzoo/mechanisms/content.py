@@ -25,7 +25,7 @@ from attnzoo.contract import AttentionOutput, ScoreAttention, masked_softmax, sd
 from attnzoo.hookspecs import hookimpl
 from attnzoo.spec import AttentionSpec
 
-__all__ = ["ContentAttention", "cosine_similarity"]
+__all__ = ["ContentAttention", "cosine_similarity", "scaled_unit"]
 
 NTM = "Graves, Wayne, Danihelka 2014. Neural Turing Machines. arXiv:1410.5401"
 NTM_URL = "https://arxiv.org/abs/1410.5401"
@@ -50,6 +50,52 @@ def cosine_similarity(u: Tensor, v: Tensor, eps: float = 1e-8) -> Tensor:
     """
     dots = torch.bmm(u, v.transpose(1, 2))  # (B, Tq, Tk)  u . v
     return dots / (_safe_norm(u, eps) * _safe_norm(v, eps).transpose(1, 2))  # / (|u| |v|)
+
+
+class _ScaledUnit(torch.autograd.Function):
+    r"""``y = x * s / max(|x|, eps)`` over the last dim, with a hand-written backward.
+
+    The fused path's ``beta_t * k_t / |k_t|`` and ``M(i) / |M(i)|`` (NTM Eq. (6) split across the two
+    sides of one SDPA call). Written out, autograd runs a norm, a clamp, a divide and a multiply, each
+    with its own backward node and full-size temporaries; here the forward is one norm and one multiply
+    and the backward two full-size passes (``x`` ``[..., D]``, ``s`` ``[..., 1]`` or a scalar):
+
+    .. math::
+        \frac{\partial L}{\partial x} = r\,g - x\,\frac{r \langle g, x\rangle}{|x|^2}\;[|x| > \epsilon],\qquad
+        \frac{\partial L}{\partial s} = \frac{\langle g, x\rangle}{\max(|x|, \epsilon)},\qquad
+        r = \frac{s}{\max(|x|, \epsilon)}
+
+    (below ``eps`` the norm is the constant ``eps``, so only ``r g`` is left; a zero row maps to zero
+    with a finite gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, s: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)  |x|
+        nc = n.clamp_min(eps)  # (..., 1)
+        r = nc.reciprocal() if s is None else s / nc  # (..., 1)  s / max(|x|, eps)
+        ctx.save_for_backward(x, n, nc, r)
+        ctx.eps = eps
+        ctx.s_shape = None if s is None else s.shape
+        return x * r  # (..., D)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, n, nc, r = ctx.saved_tensors
+        dot = torch.linalg.vecdot(g, x).unsqueeze(-1)  # (..., 1)  <g, x>
+        dx = ds = None
+        if ctx.needs_input_grad[0]:
+            c = torch.where(n > ctx.eps, r * dot / (nc * nc), 0.0)  # (..., 1)  the norm's share
+            dx = torch.addcmul(g * r, x, c, value=-1)  # (..., D)
+        if ctx.s_shape is not None and ctx.needs_input_grad[1]:
+            ds = (dot / nc).sum_to_size(ctx.s_shape)
+        return dx, ds, None
+
+
+def scaled_unit(x: Tensor, s: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """``x * s / max(|x|, eps)`` over the last dim (``s`` None: 1): ``x`` ``[..., D]``, ``s`` ``[..., 1]``
+    or a scalar tensor -> ``[..., D]``. eps is raised to the dtype's smallest normal, as in :func:`cosine_similarity`."""
+    return _ScaledUnit.apply(x, s, max(eps, torch.finfo(x.dtype).tiny))
 
 
 class ContentAttention(ScoreAttention):
@@ -155,9 +201,8 @@ class ContentAttention(ScoreAttention):
         if need_weights:
             weights = masked_softmax(self.score(query, key), mask)  # (B, Tq, Tk)  Eq. (5)
             return AttentionOutput(torch.bmm(weights, value), weights)
-        k = self.head_key(query)  # (B, Tq, Dk)
-        q_hat = k / _safe_norm(k, self.eps) * self.beta(query)  # (B, Tq, Dk)  beta * k/|k|
-        m_hat = key / _safe_norm(key, self.eps)  # (B, Tk, Dk)  M(i)/|M(i)|
+        q_hat = scaled_unit(self.head_key(query), self.beta(query), self.eps)  # (B, Tq, Dk)  beta * k/|k|
+        m_hat = scaled_unit(key, None, self.eps)  # (B, Tk, Dk)  M(i)/|M(i)|
         return AttentionOutput(sdpa(q_hat, m_hat, value, mask, scale=1.0))
 
 
