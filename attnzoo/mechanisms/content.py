@@ -69,19 +69,29 @@ class _ScaledUnit(torch.autograd.Function):
     with a finite gradient).
     """
 
-    @staticmethod
-    def forward(ctx, x: Tensor, s: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
-        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)  |x|
-        nc = n.clamp_min(eps)  # (..., 1)
-        r = nc.reciprocal() if s is None else s / nc  # (..., 1)  s / max(|x|, eps)
-        ctx.save_for_backward(x, n, nc, r)
-        ctx.eps = eps
-        ctx.s_shape = None if s is None else s.shape
-        return x * r  # (..., D)
+    # torch.func (the grouped executor's vmap) needs forward without ctx, setup_context and a vmap rule;
+    # the norm and the factor leave forward as outputs so setup_context can save them.
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        x, n, nc, r = ctx.saved_tensors
+    def forward(x: Tensor, s: Tensor | None, eps: float) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)  |x|
+        r = n.clamp_min(eps).reciprocal() if s is None else s / n.clamp_min(eps)  # (..., 1)  s / max(|x|, eps)
+        return x * r, n, r  # (..., D), (..., 1), (..., 1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        x, s, eps = inputs
+        _, n, r = output
+        ctx.mark_non_differentiable(n, r)
+        ctx.save_for_backward(x, n, r)
+        ctx.eps = eps
+        ctx.s_shape = None if s is None else s.shape
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _gn: Tensor, _gr: Tensor):  # type: ignore[override]
+        x, n, r = ctx.saved_tensors
+        nc = n.clamp_min(ctx.eps)  # (..., 1)
         dot = torch.linalg.vecdot(g, x).unsqueeze(-1)  # (..., 1)  <g, x>
         dx = ds = None
         if ctx.needs_input_grad[0]:
@@ -95,7 +105,7 @@ class _ScaledUnit(torch.autograd.Function):
 def scaled_unit(x: Tensor, s: Tensor | None = None, eps: float = 1e-8) -> Tensor:
     """``x * s / max(|x|, eps)`` over the last dim (``s`` None: 1): ``x`` ``[..., D]``, ``s`` ``[..., 1]``
     or a scalar tensor -> ``[..., D]``. eps is raised to the dtype's smallest normal, as in :func:`cosine_similarity`."""
-    return _ScaledUnit.apply(x, s, max(eps, torch.finfo(x.dtype).tiny))
+    return _ScaledUnit.apply(x, s, max(eps, torch.finfo(x.dtype).tiny))[0]
 
 
 class ContentAttention(ScoreAttention):
