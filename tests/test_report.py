@@ -447,3 +447,35 @@ def test_the_answer_paragraph_and_counts_come_from_the_data():
     assert "Across labels strong ranks first by IQM" in text
     assert counts_line(tasks).startswith("4 labels from 3 tasks (a label is a task run under one setting of the "
                                          "preset: a-long is a)")
+
+
+def _with_setting(rows: list[dict[str, Any]], knobs: dict[str, int], train_size: int | None = None):
+    for r in rows:
+        r["cell"]["task_kwargs"] = dict(knobs)
+        r["cell"]["train_size"] = train_size
+    return rows
+
+
+def test_a_study_label_split_by_model_family_is_compared_as_one():
+    """bias-small gives the MLP a label of its own (mqar-T16-mlp) beside the attention one (mqar-T16): the
+    answer paragraph and the summary figure compare the two as one; a label with other knobs or another
+    training-set size stays apart, and so does a label that has both kinds itself."""
+    from attnzoo.leaderboard.report import pair_labels
+
+    rows = _with_setting(seeds("m16", "transformer", "scaled-dot", [1.0, 1.0, 0.9], task_name="mqar"), {"T": 16})
+    rows += _with_setting(seeds("m16-mlp", "mlp", "none", [0.3, 0.3, 0.3], task_name="mqar"), {"T": 16})
+    rows += _with_setting(seeds("m32-mlp", "mlp", "none", [0.2, 0.2, 0.2], task_name="mqar"), {"T": 32})
+    rows += _with_setting(seeds("m16-n256", "mlp", "none", [0.9, 0.9, 0.9], task_name="mqar"), {"T": 16}, 256)
+    rows += _three_tasks()
+    tasks = aggregate(rows)
+    paired = pair_labels(tasks)
+    assert list(paired)[:3] == ["m16 + m16-mlp", "m32-mlp", "m16-n256"]
+    assert {e.variant for e in paired["m16 + m16-mlp"]} == {"scaled-dot", "none"}
+    assert all(lab in paired for lab in ("a", "b", "c", "a-long"))  # both kinds in one label: untouched
+    _, overall, chosen = overall_table(tasks)
+    text = lead_summary(tasks, rankings(tasks, chosen), overall)
+    assert text.startswith("On 4 of 7 comparisons (labels of one task and setting split by model family compared "
+                           "as one: m16 + m16-mlp) the best attention variant beats")
+    assert "m16 + m16-mlp 1.00 vs 0.30" in text
+    assert "No pair to compare on m32-mlp, m16-n256." in text
+    assert "Nothing reaches the solve threshold on m16-mlp, m32-mlp at this budget." in text

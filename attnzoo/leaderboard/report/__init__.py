@@ -35,10 +35,11 @@ from attnzoo.leaderboard.report.build import WRITERS, build_report, file_slug
 from attnzoo.leaderboard.report.mad import (MADScore, SuiteTable, mad_backbone, mad_scores, mad_table, suite_scores,
                                             suite_table)
 from attnzoo.leaderboard.report.tables import (AT_CHANCE, Ranking, at_chance, counts_line, format_summary, is_baseline,
-                                               lead_summary, normalized, overall_table, rankings, task_table)
+                                               lead_summary, normalized, overall_table, pair_labels, rankings,
+                                               task_table)
 
 __all__ = ["Entry", "SeedSummary", "aggregate", "build_report", "overall_table", "task_table", "file_slug",
            "seed_summary", "format_summary", "solve_threshold", "steps_to_solve", "median_steps", "task_spec",
            "PEAK_MEM_NOTE", "NOT_OK", "MADScore", "SuiteTable", "mad_backbone", "mad_scores", "mad_table",
            "suite_scores", "suite_table", "Report", "analyse", "WRITERS", "Ranking", "rankings", "normalized",
-           "at_chance", "is_baseline", "AT_CHANCE", "counts_line", "lead_summary"]
+           "at_chance", "is_baseline", "AT_CHANCE", "counts_line", "lead_summary", "pair_labels"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from attnzoo import results
 from attnzoo.leaderboard.report import csv, html, markdown, plots, study
+from attnzoo.leaderboard.report.tables import pair_labels
 from attnzoo.leaderboard.report.analysis import Report, analyse
 from attnzoo.leaderboard.store import one_config, read_rows
 
@@ -55,7 +56,7 @@ def draw_figures(report: Report, d: Path) -> list[Path]:
     """Draw every figure of ``report`` into ``d``, recording them in ``report.figures`` (and the study's section
     in ``report.study_md``); returns the files drawn."""
     tasks, figures, labels = report.tasks, report.figures, report.ranked_labels
-    if plots.summary(tasks, d / "summary.png"):
+    if plots.summary(pair_labels(tasks), d / "summary.png"):
         figures["summary"] = d / "summary.png"
     plots.heatmap(tasks, labels, report.overall[2], d / "heatmap.png")
     figures["heatmap"] = d / "heatmap.png"

@@ -22,7 +22,7 @@ from attnzoo.leaderboard.stats import normalize, stratified_bootstrap_ci
 from attnzoo.tasks.base import DEFAULT_SOLVE_THRESHOLD, NO_ATTENTION as BASELINE
 
 __all__ = ["task_table", "overall_table", "rankings", "Ranking", "normalized", "at_chance", "is_baseline",
-           "AT_CHANCE", "format_summary", "counts_line", "lead_summary", "best_pair", "provenance_summary",
+           "AT_CHANCE", "format_summary", "counts_line", "lead_summary", "best_pair", "pair_labels", "provenance_summary",
            "IQM_NOTE", "fmt"]
 
 def format_summary(s: SeedSummary | None, digits: int = 3) -> str:
@@ -277,24 +277,66 @@ def best_pair(entries: list[Entry]) -> tuple[Entry | None, Entry | None]:
     return att, base
 
 
+def _setting(entries: list[Entry]) -> tuple[Any, ...] | None:
+    """What a label trains on: its task, the task's knobs and the training-set size (None: no rows)."""
+    cell = next((r.cell for e in entries for r in e.rows if r.cell), None)
+    if cell is None:
+        return None
+    knobs = tuple(sorted((cell.get("task_kwargs") or {}).items()))
+    return cell.get("task"), repr(knobs), cell.get("train_size")
+
+
+def pair_labels(tasks: dict[str, list[Entry]]) -> dict[str, list[Entry]]:
+    """Labels compared as one where a preset split one setting by model family.
+
+    A study gives its MLP a label of its own (``mqar-T16-mlp``: more steps, a width sweep) beside the
+    attention label (``mqar-T16``), so neither has a pair to compare. A label with only attention entries
+    and labels with only baseline entries on the same task, knobs and training-set size are merged into one,
+    named ``mqar-T16 + mqar-T16-mlp``, in the first one's place; every other label stays as it is.
+    """
+    kinds = {lab: {e.variant == BASELINE for e in entries if e.has_number} for lab, entries in tasks.items()}
+    merged: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for lab, entries in tasks.items():
+        if kinds[lab] != {False} or _setting(entries) is None:
+            continue
+        partners = [other for other, es in tasks.items() if other not in taken and kinds[other] == {True}
+                    and _setting(es) == _setting(entries)]
+        if partners:
+            merged[lab] = [lab, *partners]
+            taken.update(merged[lab])
+    out: dict[str, list[Entry]] = {}
+    for lab, entries in tasks.items():
+        if lab in merged:
+            out[" + ".join(merged[lab])] = [e for member in merged[lab] for e in tasks[member]]
+        elif lab not in taken:
+            out[lab] = entries
+    return out
+
+
 def lead_summary(tasks: dict[str, list[Entry]], ranks: dict[str, Ranking], overall_rows: list[list[str]],
                  margin: float = 0.1) -> str:
     """The page's opening paragraph, from the data: on how many labels the best attention variant beats the
     best network without attention by ``margin`` or more (and which tie or go the other way), which labels
     nothing solves, and the top of the IQM ranking with the variants whose intervals overlap it."""
-    wins, ties, losses, unsolved, alone = [], [], [], [], []
-    for task, entries in tasks.items():
+    wins, ties, losses, alone = [], [], [], []
+    unsolved = [task for task, entries in tasks.items()
+                if not any(e.has_number and e.median >= e.threshold for e in entries)]
+    paired = pair_labels(tasks)
+    for task, entries in paired.items():
         att, base = best_pair(entries)
-        if not any(e.has_number and e.median >= e.threshold for e in entries):
-            unsolved.append(task)
         if att is None or base is None:
             alone.append(task)
             continue
         gap = att.median - base.median
         (wins if gap >= margin - 1e-12 else losses if gap <= -margin + 1e-12 else ties).append(
             f"{task} {att.median:.2f} vs {base.median:.2f}")
-    n = len(tasks)
-    parts = [f"On {len(wins)} of {n} labels the best attention variant beats the best network without attention "
+    n = len(paired)
+    joined = [lab for lab in paired if lab not in tasks]
+    what = f"{n} labels" if not joined else (
+        f"{n} comparisons (labels of one task and setting split by model family compared as one: "
+        f"{', '.join(joined)})")
+    parts = [f"On {len(wins)} of {what} the best attention variant beats the best network without attention "
              f"by at least {margin:.2f} (median over seeds: {'; '.join(wins) or 'none'})."]
     if ties:
         parts.append(f"They are within {margin:.2f} on {len(ties)} ({'; '.join(ties)}).")
