@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attnzoo.contract import Attention, AttentionOutput
+from attnzoo.contract import Attention, AttentionOutput, _autocast_on
 from attnzoo.hookspecs import hookimpl
+from attnzoo.mechanisms.dot import _Multiplicative
 from attnzoo.mechanisms.scoring import build_score
 from attnzoo.spec import AttentionSpec
 
@@ -167,6 +168,319 @@ class _Categorical(torch.autograd.Function):
         return grad, None, grad_v, None
 
 
+#: elements of one [rows, Tk] block of scores the fused path holds at once on the CPU (1 MiB of float32, in a
+#: core's L2 cache): each pass over a block (softmax, <alpha, S>, the backward's dS) then reads cache, not
+#: memory, and no [B, Tq, Tk] buffer but alpha (returned as aux["probs"]) is ever allocated.
+_BLOCK = 2**18
+
+#: the draw searches a row's CDF in two levels (sums of _CDF_STEP keys, then one group) above this many keys:
+#: a full cumsum is a sequential pass over the row, the group sums a vectorised one.
+_CDF_DIRECT = 512
+_CDF_STEP = 64
+
+
+#: the one block of a small call: every example and row, taken without indexing (a Python index costs ~2 us)
+_ALL = slice(None)
+
+
+def _blocks(b: int, tq: int, tk: int, device: torch.device) -> list[tuple[slice, slice]]:
+    """``(examples, query rows)`` of each block the fused path works on: one block off the CPU (a GPU's memory
+    is fast and every launch counts), whole examples up to :data:`_BLOCK` scores, else rows of one example."""
+    if device.type != "cpu" or b * tq * tk <= _BLOCK:
+        return [(_ALL, _ALL)]
+    if tq * tk <= _BLOCK:
+        n = _BLOCK // (tq * tk)
+        return [(slice(i, min(i + n, b)), slice(0, tq)) for i in range(0, b, n)]
+    n = max(1, _BLOCK // tk)
+    return [(slice(i, i + 1), slice(r, min(r + n, tq))) for i in range(b) for r in range(0, tq, n)]
+
+
+def _draw(alpha: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF draws ``s = min{i : cumsum(alpha)_i > u * sum(alpha)}`` from rows ``alpha [..., Tk]`` with
+    ``u [..., 1]``: an exact sample of each row. Returns ``[..., 1]`` (int64).
+
+    Above :data:`_CDF_DIRECT` keys (a multiple of :data:`_CDF_STEP`) it searches the cumulative sums of groups
+    of keys, then the one group that holds ``u * total`` (the same rule, in other rounding). ``u * total`` can
+    round up to the total: the first index reaching the total is then taken, the last key with mass, never a
+    masked tail; a NaN row searches past the end and is clamped."""
+    tk = alpha.shape[-1]
+    if tk <= _CDF_DIRECT or tk % _CDF_STEP:
+        cdf = torch.cumsum(alpha, dim=-1)  # (..., Tk)
+        total = cdf[..., -1:].contiguous()  # (..., 1), 1 up to rounding
+        index = torch.searchsorted(cdf, u * total, right=True)
+        return torch.minimum(index, torch.searchsorted(cdf, total, right=False)).clamp_(max=tk - 1)
+    groups = alpha.view(*alpha.shape[:-1], -1, _CDF_STEP)  # (..., G, STEP)
+    sums = groups.sum(dim=-1)  # (..., G)
+    cum = torch.cumsum(sums, dim=-1)  # (..., G)
+    total = cum[..., -1:].contiguous()
+    target = u * total  # (..., 1)
+    g = torch.searchsorted(cum, target, right=True)
+    g = torch.minimum(g, torch.searchsorted(cum, total, right=False)).clamp_(max=cum.shape[-1] - 1)  # (..., 1)
+    one = groups.gather(-2, g[..., None].expand(*g.shape, _CDF_STEP)).squeeze(-2)  # (..., STEP) its keys
+    local = torch.cumsum(one, dim=-1)  # (..., STEP)
+    before = cum.gather(-1, g) - sums.gather(-1, g)  # (..., 1) mass before the group
+    i = torch.searchsorted(local, target - before, right=True)
+    i = torch.minimum(i, torch.searchsorted(local, local[..., -1:].contiguous(), right=False))
+    return g * _CDF_STEP + i.clamp_(max=_CDF_STEP - 1)
+
+
+class _FusedHard(torch.autograd.Function):
+    r"""Hard attention's training step on a multiplicative score ``S = scale * q k^T``, block by block.
+
+    Forward, per block of query rows (:func:`_blocks`; ``q [B, Tq, D]``, ``k [B, Tk, D]``, ``v [B, Tk, Dv]``,
+    ``allowed`` bool ``[B, Tq or 1, Tk]`` or None, ``u [B, Tq, 1]`` one uniform per row, ``take`` bool ``[B]``
+    or None, ``took`` the host's copy of ``take`` as a tuple or None where it was not read):
+
+    - ``S = scale * q k^T`` with masked keys at :func:`_fill_value`, ``alpha = softmax(S)`` (Eq. (8));
+    - the draw ``s ~ alpha`` (:func:`_draw`), ``log_prob = log alpha_s``, ``H = S_s - log alpha_s - <alpha, S>``;
+    - Xu et al.'s expected context ``z = alpha V`` (Sec. 4.1) for the examples that take it.
+
+    The context is ``v_s`` (Eq. (9)) or ``z`` per example; ``log_prob`` is 0 where no choice was made; a row
+    without an allowed key gives zeros. Backward, per block, with ``e_s`` the one-hot draw and ``g_z`` the
+    context's gradient on the examples that took ``z`` (0 elsewhere)::
+
+        dS = alpha * (g_alpha + g_z V^T + c - g_H S) + g_lp e_s,
+        c  = g_H <alpha, S> - g_lp - <g_alpha, alpha> - <g_z, z>
+
+    (softmax's backward, ``e_s - alpha`` for ``log_prob``, ``-alpha (log alpha + H)`` for the entropy), then
+    ``dq = scale dS k``, ``dk = scale dS^T q``, ``dv = alpha^T g_z`` plus each sampled row's gradient at ``v_s``.
+    ``S`` is recomputed (one matmul per block) only when the entropy is in the loss.
+
+    Returns context ``[B, Tq, Dv]``, ``log_prob [B, Tq]``, entropy ``[B, Tq]``, alpha ``[B, Tq, Tk]``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, blocked, has_key, u, take, took):  # type: ignore[override]
+        b, tq, _ = q.shape
+        tk = k.shape[1]
+        blocks = _blocks(b, tq, tk, q.device)
+        alpha = q.new_empty(b, tq, tk)
+        picks = [_pick(take, took, e) for e, _ in blocks]
+        parts = [_forward_block(_at(q, e, r), _at(k, e), _at(v, e), scale, _rows(blocked, e, r), _at(u, e, r),
+                                _at(alpha, e, r), pick)
+                 for (e, r), pick in zip(blocks, picks)]
+        index, lp, a_dot_s, s_at, z = (_join(blocks, [p[i] for p in parts], b, tq) for i in range(5))
+        ent = s_at - lp - a_dot_s  # (B, Tq, 1) lse - <alpha, S>, with lse = S_s - log alpha_s
+        bad = torch.isnan(lp)  # (B, Tq, 1) NaN in, NaN out: a NaN score on an allowed key
+        if take is not None:
+            lp = lp.masked_fill(take[:, None, None], 0.0)  # no choice was made: no score-function term
+        rows = None
+        if took is not None and all(took):
+            context = z  # (B, Tq, Dv) every example took the expected context
+        else:
+            rows = (index + torch.arange(b, device=q.device)[:, None, None] * tk).view(-1)  # rows of [B*Tk, Dv]
+            # index_select of rows: the values gather() would pick, in a fraction of its time
+            context = v.reshape(b * tk, -1).index_select(0, rows).view(b, tq, -1)  # (B, Tq, Dv) v_s, Eq. (9)
+            if z is not None:  # some example took it (off the CPU: every example formed it)
+                context = torch.where(take[:, None, None], z, context)
+        if has_key is not None:  # a row with no allowed key: zeros, not the uniform alpha's draw
+            keep = has_key[..., None]  # (B, Tq or 1, 1)
+            alpha.mul_(keep)
+            context, lp, ent = context * keep, lp * keep, ent * keep
+        ctx.any_bad = not _host_readable(bad) or bool(bad.any())
+        if ctx.any_bad:  # where() with no NaN row changes no number
+            context = torch.where(bad, float("nan"), context)
+        ctx.scale, ctx.took, ctx.blocks, ctx.picks = scale, took, blocks, picks
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not a zero tensor
+        ctx.save_for_backward(q, k, v, blocked, has_key, take, alpha, index, a_dot_s, z, bad, rows)
+        return context, lp.squeeze(-1), ent.squeeze(-1), alpha
+
+    @staticmethod
+    def backward(ctx, g_ctx, g_lp, g_h, g_alpha):  # type: ignore[override]
+        q, k, v, blocked, has_key, take, alpha, index, a_dot_s, z, bad, rows = ctx.saved_tensors
+        g_z, g_s, g_lp, g_h = _row_grads(ctx.took, has_key, take, bad if ctx.any_bad else None, g_ctx, g_lp, g_h)
+        # c = g_H <alpha, S> - g_lp - <g_alpha, alpha> - <g_z, z>, one scalar per row (B, Tq, 1)
+        c = torch.zeros_like(a_dot_s) if g_lp is None else -g_lp
+        if g_h is not None:
+            c = c + g_h * a_dot_s
+        if g_alpha is not None:
+            c = c - torch.linalg.vecdot(g_alpha, alpha)[..., None]
+        if g_z is not None:
+            c = c - (g_z * z).sum(dim=-1, keepdim=True)
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        dq, dk, dv = _Grads(q, need_q), _Grads(k, need_k), _Grads(v, need_v and g_z is not None)
+        single = len(ctx.blocks) == 1
+        for (e, r), pick in zip(ctx.blocks, ctx.picks):
+            pick = pick if g_z is not None else ()
+            a = _at(alpha, e, r)
+            ds = _backward_block(_at(q, e, r), _at(k, e), _at(v, e), ctx.scale, _rows(blocked, e, r), a,
+                                 _at(index, e, r), _at(c, e, r), _at(g_lp, e, r), _at(g_h, e, r), _at(g_alpha, e, r),
+                                 _at(g_z, e, r), pick)
+            dq.put(e, r, ds, _at(k, e), single)  # dS k
+            dk.add(e, ds.transpose(1, 2), _at(q, e, r), single)  # dS^T q
+            if pick != ():
+                dv.add(e, a.transpose(1, 2), _at(g_z, e, r), single, pick)  # alpha^T g_z
+        dq, dk = dq.result(ctx.scale), dk.result(ctx.scale)
+        dv = dv.result(1.0)
+        if need_v and g_s is not None:  # each sampled row's context gradient, at its drawn value v_s
+            b, tk, d = v.shape
+            dv = (v.new_zeros(v.shape) if dv is None else dv).view(b * tk, d).index_add_(
+                0, rows, g_s.reshape(-1, d)).view(b, tk, d)
+        return dq, dk, dv, None, None, None, None, None, None
+
+
+def _rows(t: Tensor | None, e: slice, r: slice) -> Tensor | None:
+    """``t [B, Tq or 1, ...]`` at a block's examples and rows (a row of 1, a key mask, serves every row)."""
+    return _at(t, e, r if t is not None and t.shape[1] > 1 else _ALL)
+
+
+def _at(t: Tensor | None, e: slice, r: slice = _ALL) -> Tensor | None:
+    """``t`` at a block's examples ``e`` and rows ``r`` (itself for :data:`_ALL`)."""
+    if t is None or (e is _ALL and r is _ALL):
+        return t
+    return t[e] if r is _ALL else t[e, r]
+
+
+def _join(blocks: list[tuple[slice, slice]], parts: list[Tensor | None], b: int, tq: int) -> Tensor | None:
+    """Per-block results ``[n, rows, d]`` as one ``[B, Tq, d]`` (zeros where a block made none)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = next((p for p in parts if p is not None), None)
+    if first is None:
+        return None
+    out = first.new_zeros(b, tq, first.shape[-1])
+    for (e, r), p in zip(blocks, parts):
+        if p is not None:
+            out[e, r] = p
+    return out
+
+
+def _pick(take: Tensor | None, took: tuple[bool, ...] | None, e: slice) -> tuple[int, ...] | None:
+    """Which examples of a block form the expected context: ``()`` none, None every one (off the CPU, where
+    the flags are not read; or too many for a loop of matmuls), else their indices in the block."""
+    if take is None:
+        return ()
+    if took is None:
+        return None
+    local = tuple(j for j, t in enumerate(took[e]) if t)
+    return None if len(local) == len(took[e]) or len(local) > _LOOP_MAX else local
+
+
+def _bmm_some(a: Tensor, b: Tensor, pick: tuple[int, ...] | None) -> Tensor:
+    """``a @ b`` ``[n, r, m]`` for the examples ``pick`` (None: all), zeros for the others; a matmul on views
+    per picked example, with no copy of ``a``."""
+    if pick is None:
+        return torch.bmm(a, b)
+    out = a.new_zeros(a.shape[0], a.shape[1], b.shape[2])
+    for j in pick:
+        torch.mm(a[j], b[j], out=out[j])
+    return out
+
+
+def _forward_block(q: Tensor, k: Tensor, v: Tensor, scale: float, blocked: Tensor | None, u: Tensor,
+                   alpha: Tensor, pick: tuple[int, ...] | None) -> tuple[Tensor, ...]:
+    """One block of :class:`_FusedHard`'s forward: ``q [n, r, D]``, ``k [n, Tk, D]``, ``v [n, Tk, Dv]``,
+    ``u [n, r, 1]``; alpha ``[n, r, Tk]`` is written in place (a view of the whole alpha).
+
+    :returns: the draw, ``log alpha_s``, ``<alpha, S>``, ``S_s`` (each ``[n, r, 1]``) and ``z = alpha V``
+        ``[n, r, Dv]`` for the examples ``pick`` (:func:`_pick`; None where none forms it)."""
+    s = _scores(q, k, scale, blocked)  # (n, r, Tk)
+    torch._softmax(s, -1, False, out=alpha)  # alpha = softmax(S), Eq. (8), straight into its place
+    index = _draw(alpha, u)  # (n, r, 1)
+    log_prob = alpha.gather(-1, index).log_()
+    s_at = s.gather(-1, index)  # (n, r, 1) S_s
+    # <alpha, S> in S's own buffer (S is not needed after): a third of vecdot's time, which writes a fresh
+    # product; masked keys give 0 * fill = 0.
+    a_dot_s = s.mul_(alpha).sum(dim=-1, keepdim=True)  # (n, r, 1)
+    z = None if pick == () else _bmm_some(alpha, v, pick)  # (n, r, Dv) Xu et al.'s expected context
+    return index, log_prob, a_dot_s, s_at, z
+
+
+def _scores(q: Tensor, k: Tensor, scale: float, blocked: Tensor | None) -> Tensor:
+    """``S = scale * q k^T`` ``[n, r, Tk]``, masked keys at :func:`_fill_value` (as the base score computes it:
+    ``x * 1.0 == x``, so a scale of 1 is skipped)."""
+    s = torch.bmm(q, k.transpose(1, 2))
+    if scale != 1.0:
+        s.mul_(scale)
+    if blocked is not None:
+        s.masked_fill_(blocked, _fill_value(s.dtype))
+    return s
+
+
+def _row_grads(took: tuple[bool, ...] | None, has_key: Tensor | None, take: Tensor | None, bad: Tensor | None,
+               g_ctx: Tensor | None, g_lp: Tensor | None, g_h: Tensor | None) -> tuple[Tensor | None, ...]:
+    """The outputs' gradients where the forward used them: a row without a key gave zeros, an example that
+    took ``z`` made no choice (its ``log_prob`` is 0), a NaN row's context was replaced.
+
+    :returns: ``g_z`` (the context's gradient on examples that took ``z``, 0 elsewhere), ``g_s`` (on sampled
+        examples), ``g_lp`` and ``g_H``, each ``[B, Tq, 1 or Dv]`` or None."""
+    keep = None if has_key is None else has_key[..., None]
+    if g_lp is not None:
+        g_lp = g_lp[..., None] if keep is None else g_lp[..., None] * keep
+        if take is not None:
+            g_lp = g_lp.masked_fill(take[:, None, None], 0.0)
+    if g_h is not None:
+        g_h = g_h[..., None] if keep is None else g_h[..., None] * keep
+    if g_ctx is None:
+        return None, None, g_lp, g_h
+    if keep is not None:
+        g_ctx = g_ctx * keep
+    if bad is not None:  # a NaN row's context was replaced: nothing reaches v or z from it
+        g_ctx = g_ctx.masked_fill(bad, 0.0)
+    if take is None or (took is not None and not any(took)):
+        return None, g_ctx, g_lp, g_h
+    if took is not None and all(took):
+        return g_ctx, None, g_lp, g_h
+    pick = take[:, None, None]  # (B, 1, 1)
+    return g_ctx.masked_fill(~pick, 0.0), g_ctx.masked_fill(pick, 0.0), g_lp, g_h
+
+
+def _backward_block(q: Tensor, k: Tensor, v: Tensor, scale: float, blocked: Tensor | None, alpha: Tensor,
+                    index: Tensor, c: Tensor, g_lp: Tensor | None, g_h: Tensor | None, g_alpha: Tensor | None,
+                    g_z: Tensor | None, pick: tuple[int, ...] | None) -> Tensor:
+    """``dS = alpha * (g_alpha + g_z V^T + c - g_H S) + g_lp e_s`` ``[n, r, Tk]`` for one block (shapes as
+    :func:`_forward_block`; the row terms ``[n, r, 1]``); a fresh block buffer, each term added in place."""
+    grad = None if pick == () else _bmm_some(g_z, v.transpose(1, 2), pick)  # (n, r, Tk) g_z V^T
+    if g_h is not None:  # - g_H S: S recomputed, never kept
+        s = _scores(q, k, scale, blocked).mul_(-g_h)
+        grad = s if grad is None else grad.add_(s)
+    if g_alpha is not None:
+        grad = g_alpha + c if grad is None else grad.add_(g_alpha).add_(c)
+    elif grad is not None:
+        grad.add_(c)
+    grad = alpha * c if grad is None else grad.mul_(alpha)
+    if g_lp is not None:
+        grad.scatter_add_(-1, index, g_lp)  # + g_lp e_s
+    return grad
+
+
+class _Grads:
+    """One input's gradient, gathered block by block (a single block's product is the gradient itself)."""
+
+    def __init__(self, like: Tensor, needed: bool) -> None:
+        self.like, self.needed, self.value = like, needed, None
+
+    def put(self, e: slice, r: slice, a: Tensor, b: Tensor, single: bool) -> None:
+        """Rows ``r`` of examples ``e`` are ``a @ b``."""
+        if not self.needed:
+            return
+        if single:
+            self.value = torch.bmm(a, b)
+            return
+        if self.value is None:
+            self.value = self.like.new_empty(self.like.shape)  # contiguous, whatever the input's strides
+        torch.bmm(a, b, out=self.value[e, r])
+
+    def add(self, e: slice, a: Tensor, b: Tensor, single: bool, pick: tuple[int, ...] | None = None) -> None:
+        """Examples ``e`` gain ``a @ b`` (only the block's examples ``pick``; None: all)."""
+        if not self.needed:
+            return
+        if single:
+            self.value = _bmm_some(a, b, pick)
+            return
+        if self.value is None:
+            self.value = self.like.new_zeros(self.like.shape)
+        if pick is None:
+            self.value[e].baddbmm_(a, b)
+        for j in pick or ():
+            self.value[e][j].addmm_(a[j], b[j])
+
+    def result(self, scale: float) -> Tensor | None:
+        if self.value is not None and scale != 1.0:
+            self.value.mul_(scale)
+        return self.value
+
+
 class HardAttention(Attention):
     r"""Stochastic "hard" attention of Xu et al. (2015), Sec. 4.1.
 
@@ -211,6 +525,13 @@ class HardAttention(Attention):
     each example picks its own; on the CPU, where reading is free, only the
     examples that took it are computed. Both make the same draws from the same
     random numbers and agree to float rounding.
+
+    A REINFORCE training call without weights on a multiplicative score (dot, scaled-dot, the default
+    general) in float32/64 takes a fused path (:class:`_FusedHard`): one autograd node from ``q``, ``k``
+    and ``v``, block by block on the CPU (no ``[B, Tq, Tk]`` buffer but alpha). From the same random numbers
+    it makes the reference path's draws (above ``_CDF_DIRECT`` keys its CDF is summed in another order, so a
+    ``u`` within rounding of a boundary may pick the neighbouring key) and its numbers to rounding.
+    There the context's gradient on the score is an exact zero rather than no path.
 
     Shapes: query ``[B, Tq, Dq]``, key ``[B, Tk, Dk]``, value ``[B, Tk, Dv]`` ->
     context ``[B, Tq, Dv]``; weights ``[B, Tq, Tk]`` (the one-hot sample, or alpha
@@ -261,6 +582,44 @@ class HardAttention(Attention):
                 f"expected_prob={self.expected_prob:g}")
 
     def attend(self, query, key, value, mask, *, state=None, need_weights=True) -> AttentionOutput:
+        if self._fusable(query, key, value, need_weights):
+            return self._attend_fused(query, key, value, mask, state)
+        return self._attend_reference(query, key, value, mask, state, need_weights)
+
+    def _fusable(self, query: Tensor, key: Tensor, value: Tensor, need_weights: bool) -> bool:
+        """Whether the call takes :class:`_FusedHard`: a REINFORCE training call without weights, on a
+        multiplicative score (dot, scaled-dot, general: ``S = scale * project(q) k^T``) in float32/64."""
+        return (self.training and self.estimator == "reinforce" and not need_weights
+                and isinstance(self.base, _Multiplicative) and type(self.base).score is _Multiplicative.score
+                and query.dtype in (torch.float32, torch.float64) and key.dtype == value.dtype == query.dtype
+                and not _autocast_on(query.device))
+
+    def _attend_fused(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None,
+                      state: Any) -> AttentionOutput:
+        """:meth:`attend` through :class:`_FusedHard` (the same draws from the same random numbers as
+        :meth:`_attend_reference`, and its numbers to float rounding)."""
+        b, tq, _ = query.shape
+        u = torch.rand(b * tq, device=query.device, dtype=query.dtype).view(b, tq, 1)  # one uniform per row
+        take, took = None, None
+        if self.expected_prob > 0:
+            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context. Off the
+            # CPU the flags stay on the device (reading them would wait for it) and every example forms z.
+            take = torch.rand(b, device=query.device) < self.expected_prob  # (B,)
+            took = tuple(take.tolist()) if _host_readable(take) else None
+        blocked, has_key = None, None
+        if mask is not None:
+            rows = mask[:, :1] if mask.stride(1) == 0 else mask  # a key mask stays [B, 1, Tk]
+            blocked, has_key = ~rows, rows.any(dim=-1)
+            if _host_readable(has_key) and bool(has_key.all()):
+                has_key = None
+        context, log_prob, entropy, alpha = _FusedHard.apply(
+            self.base.project_query(query), key, value, self.base.scale, blocked, has_key, u, take, took)
+        return AttentionOutput(context, None, state, {"entropy": entropy, "probs": alpha, "log_prob": log_prob})
+
+    def _attend_reference(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, state: Any,
+                          need_weights: bool) -> AttentionOutput:
+        """Every call :meth:`_fusable` turns away (weights, eval, Gumbel, other scores, half precision), and the
+        reference the fused path is tested against: the scores as one tensor, then :class:`_Categorical`."""
         b, tq, _ = query.shape
         tk = key.shape[1]
         scores = self.base.score(query, key)  # (B, Tq, Tk)
