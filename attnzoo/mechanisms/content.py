@@ -33,10 +33,14 @@ NTM_URL = "https://arxiv.org/abs/1410.5401"
 _BETA_MODES = ("learned", "query")
 
 
+def _norm_floor(eps: float, x: Tensor) -> float:
+    """The lower bound on ``|x|``: eps, at least ``x``'s dtype's smallest normal."""
+    return max(eps, torch.finfo(x.dtype).tiny)
+
+
 def _safe_norm(x: Tensor, eps: float) -> Tensor:
-    """``max(|x|, eps)`` over the last dim, keepdim; eps at least the dtype's smallest normal."""
-    eps = max(eps, torch.finfo(x.dtype).tiny)
-    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
+    """``max(|x|, eps)`` over the last dim, keepdim (eps floored by :func:`_norm_floor`)."""
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_norm_floor(eps, x))
 
 
 def cosine_similarity(u: Tensor, v: Tensor, eps: float = 1e-8) -> Tensor:
@@ -104,8 +108,8 @@ class _ScaledUnit(torch.autograd.Function):
 
 def scaled_unit(x: Tensor, s: Tensor | None = None, eps: float = 1e-8) -> Tensor:
     """``x * s / max(|x|, eps)`` over the last dim (``s`` None: 1): ``x`` ``[..., D]``, ``s`` ``[..., 1]``
-    or a scalar tensor -> ``[..., D]``. eps is raised to the dtype's smallest normal, as in :func:`cosine_similarity`."""
-    return _ScaledUnit.apply(x, s, max(eps, torch.finfo(x.dtype).tiny))[0]
+    or a scalar tensor -> ``[..., D]``; eps floored as in :func:`cosine_similarity` (:func:`_norm_floor`)."""
+    return _ScaledUnit.apply(x, s, _norm_floor(eps, x))[0]
 
 
 class ContentAttention(ScoreAttention):

@@ -146,12 +146,12 @@ def fused_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | No
                 _flex_state["warned"] = True
                 warnings.warn(f"FlexAttention failed ({type(exc).__name__}: {exc}); using SDPA instead",
                               RuntimeWarning, stacklevel=2)
-    return sdpa(query, key, value, mask, scale=scale)  # 4-D views on CUDA (contract.sdpa)
+    return sdpa(query, key, value, mask, scale=scale)  # 4-D views on every device (contract.sdpa)
 
 
 def sdpa_4d(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """:func:`attnzoo.contract.sdpa` on ``(B, 1, T, D)`` views on any device (``contract.sdpa`` takes
-    them itself on CUDA, where the fused kernels reject 3-D inputs); kept for callers and tests.
+    """:func:`attnzoo.contract.sdpa` on ``(B, 1, T, D)`` views, what ``contract.sdpa`` itself now does for
+    3-D inputs on every device; kept as a name for callers and tests.
 
     Shapes as :func:`fused_attention`; the same numbers as the 3-D call up to the kernel's rounding.
     """

@@ -295,13 +295,14 @@ def pair_labels(tasks: dict[str, list[Entry]]) -> dict[str, list[Entry]]:
     named ``mqar-T16 + mqar-T16-mlp``, in the first one's place; every other label stays as it is.
     """
     kinds = {lab: {e.variant == BASELINE for e in entries if e.has_number} for lab, entries in tasks.items()}
+    settings = {lab: _setting(entries) for lab, entries in tasks.items()}
     merged: dict[str, list[str]] = {}
     taken: set[str] = set()
-    for lab, entries in tasks.items():
-        if kinds[lab] != {False} or _setting(entries) is None:
+    for lab in tasks:
+        if kinds[lab] != {False} or settings[lab] is None:
             continue
-        partners = [other for other, es in tasks.items() if other not in taken and kinds[other] == {True}
-                    and _setting(es) == _setting(entries)]
+        partners = [other for other in tasks if other not in taken and kinds[other] == {True}
+                    and settings[other] == settings[lab]]
         if partners:
             merged[lab] = [lab, *partners]
             taken.update(merged[lab])
