@@ -150,6 +150,32 @@ def test_nan_query_gives_nan_row_not_zeros(name, impl):
     torch.testing.assert_close(out.context[rest], clean.context[rest])
 
 
+_SPECIAL = {"nan": float("nan"), "inf": math.inf, "-inf": -math.inf, "big": 3e38, "-big": -3e38}
+
+
+@settings(max_examples=60, deadline=None)
+@given(cells=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5), st.integers(0, 3), st.sampled_from(sorted(_SPECIAL))),
+                      max_size=6),
+       mask_row=st.booleans())
+def test_nan_rows_are_exactly_the_query_rows_holding_a_nan(cells, mask_row):
+    """``_propagate_nan``'s one-sum shortcut never hides a NaN: whatever mix of NaN, +-inf and sums that
+    overflow float32 the query holds, the NaN output rows are the rows with a NaN (fully masked rows aside),
+    and every other row is the context as it came."""
+    from attnzoo.mechanisms.local import _propagate_nan
+
+    query = torch.randn(2, 6, 4)
+    for b, t, d, kind in cells:
+        query[b, t, d] = _SPECIAL[kind]
+    context = torch.randn(2, 6, 3)
+    mask = torch.ones(2, 6, 5, dtype=torch.bool)
+    if mask_row:
+        mask[1, 2] = False
+    out, _ = _propagate_nan(query, None, mask, context, None)
+    expected = torch.isnan(query).any(dim=-1) & mask.any(dim=-1)  # (B, Tq)
+    assert torch.equal(torch.isnan(out).all(dim=-1), expected)
+    assert torch.equal(out[~expected], context[~expected])
+
+
 def test_nan_p_of_local_p_is_nan_out():
     """A NaN in W_p's input row makes p_t NaN: the row's context is NaN, not a window laid out nowhere."""
     q, k, v = (t.detach().float() for t in _inputs(1, 8, 8, 4, 3, 2))
