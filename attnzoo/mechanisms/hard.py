@@ -84,10 +84,7 @@ class _Categorical(torch.autograd.Function):
         else:
             cdf = torch.cumsum(alpha, dim=-1, out=buf)  # (N, Tk)
             total = cdf[:, -1:].contiguous()  # (N, 1), 1 up to rounding
-            index = torch.searchsorted(cdf, u[:, None] * total, right=True)  # (N, 1)
-            # u * total can round up to total: take the last key with mass, never a masked tail.
-            index = torch.minimum(index, torch.searchsorted(cdf, total, right=False))
-            index.clamp_(max=scores.shape[-1] - 1)  # a NaN row (its CDF is NaN) searches past the end
+            index = _search(cdf, u[:, None] * total, total)  # (N, 1)
         picked = alpha.gather(-1, index).squeeze(-1)  # (N,)
         log_prob = picked.log()  # (N,)
         a_dot_s = torch.mul(alpha, scores, out=buf).sum(dim=-1)  # (N,) <alpha, S>; masked: 0 * fill = 0
@@ -122,11 +119,7 @@ class _Categorical(torch.autograd.Function):
         n = alpha.shape[0]
         # Outputs the loss did not use come as None (set_materialize_grads(False)): each term is skipped
         # rather than computed from zeros; the REINFORCE surrogate alone (no entropy bonus) never reads S.
-        c = alpha.new_zeros(n) if g_lp is None else -g_lp  # (N,)
-        if g_h is not None:
-            c = c + g_h * a_dot_s
-        if g_alpha is not None:
-            c = c - torch.linalg.vecdot(g_alpha, alpha)  # - <g_alpha, alpha>
+        c = _row_term(a_dot_s, alpha, g_lp, g_h, g_alpha)  # (N,)
         use_z = bool(sel) and g_z is not None
         if use_z:
             b, tk, _ = value.shape
@@ -207,21 +200,38 @@ def _draw(alpha: Tensor, u: Tensor) -> Tensor:
     if tk <= _CDF_DIRECT or tk % _CDF_STEP:
         cdf = torch.cumsum(alpha, dim=-1)  # (..., Tk)
         total = cdf[..., -1:].contiguous()  # (..., 1), 1 up to rounding
-        index = torch.searchsorted(cdf, u * total, right=True)
-        return torch.minimum(index, torch.searchsorted(cdf, total, right=False)).clamp_(max=tk - 1)
+        return _search(cdf, u * total, total)
     groups = alpha.view(*alpha.shape[:-1], -1, _CDF_STEP)  # (..., G, STEP)
     sums = groups.sum(dim=-1)  # (..., G)
     cum = torch.cumsum(sums, dim=-1)  # (..., G)
     total = cum[..., -1:].contiguous()
     target = u * total  # (..., 1)
-    g = torch.searchsorted(cum, target, right=True)
-    g = torch.minimum(g, torch.searchsorted(cum, total, right=False)).clamp_(max=cum.shape[-1] - 1)  # (..., 1)
+    g = _search(cum, target, total)  # (..., 1) the group
     one = groups.gather(-2, g[..., None].expand(*g.shape, _CDF_STEP)).squeeze(-2)  # (..., STEP) its keys
     local = torch.cumsum(one, dim=-1)  # (..., STEP)
     before = cum.gather(-1, g) - sums.gather(-1, g)  # (..., 1) mass before the group
-    i = torch.searchsorted(local, target - before, right=True)
-    i = torch.minimum(i, torch.searchsorted(local, local[..., -1:].contiguous(), right=False))
-    return g * _CDF_STEP + i.clamp_(max=_CDF_STEP - 1)
+    return g * _CDF_STEP + _search(local, target - before, local[..., -1:].contiguous())
+
+
+def _search(cdf: Tensor, target: Tensor, total: Tensor) -> Tensor:
+    """``min{i : cdf_i > target}`` per row of ``cdf [..., n]`` (``target``, ``total = cdf[..., -1:]`` ``[..., 1]``),
+    ``[..., 1]`` int64. ``target`` can round up to the total: the first index reaching the total is taken then,
+    the last entry with mass, never a masked tail; a NaN row (its CDF is NaN) searches past the end, clamped."""
+    index = torch.searchsorted(cdf, target, right=True)
+    return torch.minimum(index, torch.searchsorted(cdf, total, right=False)).clamp_(max=cdf.shape[-1] - 1)
+
+
+def _row_term(a_dot_s: Tensor, alpha: Tensor, g_lp: Tensor | None, g_h: Tensor | None,
+              g_alpha: Tensor | None) -> Tensor:
+    """``c = g_H <alpha, S> - g_lp - <g_alpha, alpha>``, one scalar per row shaped like ``a_dot_s`` (``[N]`` or
+    ``[..., 1]``; ``alpha`` ``[..., Tk]``): the per-row part of the backward ``dS = alpha * (g_alpha + c - g_H S)
+    + g_lp e_s`` that :class:`_Categorical` and :class:`_FusedHard` share (each then subtracts ``<g_z, z>``)."""
+    c = torch.zeros_like(a_dot_s) if g_lp is None else -g_lp
+    if g_h is not None:
+        c = c + g_h * a_dot_s
+    if g_alpha is not None:
+        c = c - torch.linalg.vecdot(g_alpha, alpha).view_as(a_dot_s)  # - <g_alpha, alpha>
+    return c
 
 
 class _FusedHard(torch.autograd.Function):
@@ -268,9 +278,7 @@ class _FusedHard(torch.autograd.Function):
         if took is not None and all(took):
             context = z  # (B, Tq, Dv) every example took the expected context
         else:
-            rows = (index + torch.arange(b, device=q.device)[:, None, None] * tk).view(-1)  # rows of [B*Tk, Dv]
-            # index_select of rows: the values gather() would pick, in a fraction of its time
-            context = v.reshape(b * tk, -1).index_select(0, rows).view(b, tq, -1)  # (B, Tq, Dv) v_s, Eq. (9)
+            context, rows = _drawn_values(v, index)  # (B, Tq, Dv) v_s, Eq. (9)
             if z is not None:  # some example took it (off the CPU: every example formed it)
                 context = torch.where(take[:, None, None], z, context)
         if has_key is not None:  # a row with no allowed key: zeros, not the uniform alpha's draw
@@ -290,11 +298,7 @@ class _FusedHard(torch.autograd.Function):
         q, k, v, blocked, has_key, take, alpha, index, a_dot_s, z, bad, rows = ctx.saved_tensors
         g_z, g_s, g_lp, g_h = _row_grads(ctx.took, has_key, take, bad if ctx.any_bad else None, g_ctx, g_lp, g_h)
         # c = g_H <alpha, S> - g_lp - <g_alpha, alpha> - <g_z, z>, one scalar per row (B, Tq, 1)
-        c = torch.zeros_like(a_dot_s) if g_lp is None else -g_lp
-        if g_h is not None:
-            c = c + g_h * a_dot_s
-        if g_alpha is not None:
-            c = c - torch.linalg.vecdot(g_alpha, alpha)[..., None]
+        c = _row_term(a_dot_s, alpha, g_lp, g_h, g_alpha)
         if g_z is not None:
             c = c - (g_z * z).sum(dim=-1, keepdim=True)
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
@@ -317,6 +321,17 @@ class _FusedHard(torch.autograd.Function):
             dv = (v.new_zeros(v.shape) if dv is None else dv).view(b * tk, d).index_add_(
                 0, rows, g_s.reshape(-1, d)).view(b, tk, d)
         return dq, dk, dv, None, None, None, None, None, None
+
+
+def _drawn_values(value: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's sampled value ``v_s`` (Eq. (9)): ``value [B, Tk, Dv]``, ``index [B, Tq]`` or ``[B, Tq, 1]`` ->
+    ``[B, Tq, Dv]`` and the rows of ``value`` as ``[B*Tk, Dv]`` it read, ``[B*Tq]``. An index_select of rows:
+    the values gather() would pick, in a fraction of its time (and its backward, index_add, sums each row's
+    gradients in the same order as gather's scatter_add)."""
+    b, tk, _ = value.shape
+    offset = torch.arange(b, device=index.device).view(b, *(1,) * (index.dim() - 1)) * tk  # (B, 1[, 1])
+    rows = (index + offset).view(-1)  # (B*Tq,)
+    return value.reshape(b * tk, -1).index_select(0, rows).view(b, index.shape[1], -1), rows
 
 
 def _rows(t: Tensor | None, e: slice, r: slice) -> Tensor | None:
@@ -594,18 +609,20 @@ class HardAttention(Attention):
                 and query.dtype in (torch.float32, torch.float64) and key.dtype == value.dtype == query.dtype
                 and not _autocast_on(query.device))
 
+    def _coin_tosses(self, b: int, device: torch.device) -> Tensor | None:
+        """Xu et al. Sec. 4.1: with probability ``expected_prob`` an example takes the expected context; bool
+        ``[B]`` (None when ``expected_prob`` is 0, and no random number is drawn)."""
+        return torch.rand(b, device=device) < self.expected_prob if self.expected_prob > 0 else None
+
     def _attend_fused(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None,
                       state: Any) -> AttentionOutput:
         """:meth:`attend` through :class:`_FusedHard` (the same draws from the same random numbers as
         :meth:`_attend_reference`, and its numbers to float rounding)."""
         b, tq, _ = query.shape
         u = torch.rand(b * tq, device=query.device, dtype=query.dtype).view(b, tq, 1)  # one uniform per row
-        take, took = None, None
-        if self.expected_prob > 0:
-            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context. Off the
-            # CPU the flags stay on the device (reading them would wait for it) and every example forms z.
-            take = torch.rand(b, device=query.device) < self.expected_prob  # (B,)
-            took = tuple(take.tolist()) if _host_readable(take) else None
+        take = self._coin_tosses(b, query.device)
+        # Off the CPU the flags stay on the device (reading them would wait for it) and every example forms z.
+        took = tuple(take.tolist()) if take is not None and _host_readable(take) else None
         blocked, has_key = None, None
         if mask is not None:
             rows = mask[:, :1] if mask.stride(1) == 0 else mask  # a key mask stays [B, 1, Tk]
@@ -630,8 +647,7 @@ class HardAttention(Attention):
         u = torch.rand(b * tq, device=scores.device, dtype=work.dtype) if sampling and not gumbel else None
         take, sel = None, []
         if sampling and self.expected_prob > 0:
-            # Xu et al. Sec. 4.1: with probability expected_prob an example takes the expected context.
-            take = torch.rand(b, device=scores.device) < self.expected_prob  # (B,)
+            take = self._coin_tosses(b, scores.device)
             # Off the CPU, reading which examples took it would wait for the device: every example's
             # expected context is formed instead, and `take` picks per example below.
             sel = take.nonzero().flatten().tolist() if _host_readable(take) else list(range(b))
@@ -658,10 +674,7 @@ class HardAttention(Attention):
             entropy = entropy * has_key
             log_prob = log_prob * has_key
 
-        rows = (index + torch.arange(b, device=index.device)[:, None] * tk).view(-1)  # (B*Tq,) rows of [B*Tk, Dv]
-        # index_select of rows: the values gather() would pick, in a fraction of its time (and its backward,
-        # index_add, sums each row's gradients in the same order as gather's scatter_add).
-        context = value.reshape(b * tk, -1).index_select(0, rows).view(b, tq, -1)  # (B, Tq, Dv) a_{s_t}
+        context, _ = _drawn_values(value, index)  # (B, Tq, Dv) a_{s_t}
         weights = None
         if need_weights:
             weights = alpha.new_zeros(b, tq, tk).scatter_(-1, index[..., None], 1.0)  # (B, Tq, Tk) one-hot
